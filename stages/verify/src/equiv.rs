@@ -104,7 +104,7 @@ pub fn clean(s: &str) -> String {
         let before = t.len();
         // Trailing punctuation, but not an ellipsis (`1, 2, 3, ...` is not `1, 2, 3`).
         if !t.trim_end().ends_with("...") {
-            t = t.trim().trim_end_matches(['.', ',', ';', '!']).trim().to_string();
+            t = t.trim().trim_end_matches(['.', ',', ';']).trim().to_string();
         }
         for (open, close) in [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")] {
             if t.len() >= open.len() + close.len() && t.starts_with(open) && t.ends_with(close) {
@@ -131,8 +131,13 @@ fn squash(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-/// Whether the answer contains a word (two or more letters not forming a LaTeX command).
+/// Whether the answer is words: a run of two or more letters, and no LaTeX beyond text
+/// wrappers (so `\begin{pmatrix}…` is never compared as prose).
 fn is_wordy(s: &str) -> bool {
+    let plain = crate::text::strip_latex_wrappers(s);
+    if plain.contains(['\\', '&', '^', '_']) {
+        return false;
+    }
     let mut run = 0;
     let mut prev_backslash = false;
     let mut in_command = false;
@@ -303,9 +308,74 @@ pub(crate) fn canon(n: Node) -> Node {
         }
         Node::Union(parts) => Node::Union(parts.into_iter().map(canon).collect()),
         Node::Ratio(parts) => Node::Ratio(parts.into_iter().map(canon).collect()),
+        scalar if !is_structural(&scalar) && contains_matrix(&scalar) => match fold_matrix(&scalar) {
+            Some(rows) => Node::Matrix(rows),
+            None => scalar,
+        },
         scalar if !is_structural(&scalar) && contains_pm(&scalar) => Node::Set(expand_pm(&scalar)),
         other => other,
     }
+}
+
+fn contains_matrix(n: &Node) -> bool {
+    match n {
+        Node::Matrix(_) => true,
+        Node::Neg(a) => contains_matrix(a),
+        Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) => contains_matrix(a) || contains_matrix(b),
+        _ => false,
+    }
+}
+
+/// Matrix sums, differences, products and scalar multiples, entry by entry (entries stay
+/// expressions, compared numerically later). `None` when shapes do not fit.
+fn fold_matrix(n: &Node) -> Option<Vec<Vec<Node>>> {
+    fn bx(n: Node) -> Box<Node> {
+        Box::new(n)
+    }
+    fn elementwise(a: Vec<Vec<Node>>, b: Vec<Vec<Node>>, f: fn(Box<Node>, Box<Node>) -> Node) -> Option<Vec<Vec<Node>>> {
+        if a.len() != b.len() || a.iter().zip(&b).any(|(x, y)| x.len() != y.len()) {
+            return None;
+        }
+        Some(a.into_iter().zip(b).map(|(x, y)| x.into_iter().zip(y).map(|(p, q)| f(bx(p), bx(q))).collect()).collect())
+    }
+    let size_ok = |m: &Vec<Vec<Node>>| m.iter().map(Vec::len).sum::<usize>() <= MAX_ELEMENTS;
+    let out = match n {
+        Node::Matrix(rows) => rows.clone(),
+        Node::Neg(a) => fold_matrix(a)?.into_iter().map(|r| r.into_iter().map(|x| Node::Neg(bx(x))).collect()).collect(),
+        Node::Add(a, b) => elementwise(fold_matrix(a)?, fold_matrix(b)?, Node::Add)?,
+        Node::Sub(a, b) => elementwise(fold_matrix(a)?, fold_matrix(b)?, Node::Sub)?,
+        Node::Mul(a, b) => match (contains_matrix(a), contains_matrix(b)) {
+            (true, true) => {
+                let (x, y) = (fold_matrix(a)?, fold_matrix(b)?);
+                let inner = y.len();
+                if x.iter().any(|r| r.len() != inner) || inner == 0 {
+                    return None;
+                }
+                let cols = y[0].len();
+                if y.iter().any(|r| r.len() != cols) {
+                    return None;
+                }
+                let mut rows = Vec::new();
+                for r in &x {
+                    let mut row = Vec::new();
+                    for c in 0..cols {
+                        let mut acc = Node::Mul(bx(r[0].clone()), bx(y[0][c].clone()));
+                        for k in 1..inner {
+                            acc = Node::Add(bx(acc), bx(Node::Mul(bx(r[k].clone()), bx(y[k][c].clone()))));
+                        }
+                        row.push(acc);
+                    }
+                    rows.push(row);
+                }
+                rows
+            }
+            (true, false) => fold_matrix(a)?.into_iter().map(|r| r.into_iter().map(|x| Node::Mul(bx(x), b.clone())).collect()).collect(),
+            (false, true) => fold_matrix(b)?.into_iter().map(|r| r.into_iter().map(|x| Node::Mul(a.clone(), bx(x))).collect()).collect(),
+            (false, false) => return None,
+        },
+        _ => return None,
+    };
+    size_ok(&out).then_some(out)
 }
 
 fn canon_rel(mut items: Vec<Node>, mut ops: Vec<RelOp>) -> Node {

@@ -353,7 +353,14 @@ impl Parser {
                 let e = self.exponent()?;
                 self.node(Node::Neg(bx(e)))
             }
-            _ => self.postfix(),
+            _ => match self.postfix() {
+                // `10^10^10` is 10^(10^10).
+                Ok(base) if self.eat(&Tok::Caret) => {
+                    let e = self.exponent();
+                    e.and_then(|e| self.node(Node::Pow(bx(base), bx(e))))
+                }
+                other => other,
+            },
         };
         self.leave();
         out

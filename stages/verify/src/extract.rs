@@ -101,7 +101,7 @@ fn last_boxed(s: &str) -> Option<String> {
     let mut start = last.start;
     for b in boxes.iter().rev().skip(1) {
         let gap = &s[b.end..start];
-        if gap.len() > 40 || gap.contains("\n\n") {
+        if gap.len() > 30 || gap.contains("\n\n") || gap.contains(';') || gap.contains(". ") {
             break;
         }
         if !parts.contains(&b.content) {
@@ -331,10 +331,13 @@ fn phrase_candidates(seg: &str, out: &mut Vec<String>) {
     if let Some(joined) = joined_math(seg, &math) {
         out.push(joined);
     }
-    out.push(seg.to_string());
-    if let Some(n) = bare_numbers(seg, &math).last() {
-        out.push(n.content.clone());
+    // `5 dogs`: the number, before the phrase itself (which would read as 5·d·o·g·s).
+    let last_number = bare_numbers(seg, &math).last().map(|n| n.content.clone());
+    if word_count(seg) >= 1 {
+        out.extend(last_number.clone());
     }
+    out.push(seg.to_string());
+    out.extend(last_number);
 }
 
 /// The last run of math segments separated only by connectives, joined with commas.
@@ -353,8 +356,9 @@ fn joined_math(s: &str, math: &[Span]) -> Option<String> {
     Some(parts.join(", "))
 }
 
-/// Answer candidates in priority order.
-pub(crate) fn candidates(completion: &str) -> Vec<String> {
+/// Answer candidates in priority order, and how many of them come first from an explicit
+/// marker (a box or an "answer" phrase) rather than from guessing at the end of the text.
+pub(crate) fn candidates(completion: &str) -> (Vec<String>, usize) {
     let s = tail(completion, MAX_COMPLETION_BYTES);
     let mut out = Vec::new();
     if let Some(seg) = phrase_after(s, "final answer") {
@@ -368,6 +372,8 @@ pub(crate) fn candidates(completion: &str) -> Vec<String> {
             phrase_candidates(&seg, &mut out);
         }
     }
+    out.retain(|c| !c.trim().is_empty() && c.len() <= MAX_ANSWER_BYTES);
+    let explicit = out.len();
     let math = math_segments(s);
     if math.is_empty() && !s.contains("\\boxed") && s.len() <= 200 && word_count(s) <= 1 {
         out.push(s.trim().to_string());
@@ -387,7 +393,7 @@ pub(crate) fn candidates(completion: &str) -> Vec<String> {
         out.push(line.to_string());
     }
     out.retain(|c| !c.trim().is_empty() && c.len() <= MAX_ANSWER_BYTES);
-    out
+    (out, explicit)
 }
 
 /// Whether a candidate reads as an answer (parses as mathematics, or is a short text).
@@ -406,8 +412,10 @@ pub(crate) fn parses(candidate: &str) -> bool {
 
 /// The free-form answer in a completion, or `None` when there is nothing answer-like.
 pub fn extract_free_form(completion: &str) -> Option<String> {
-    let cands = candidates(completion);
-    let chosen = cands.iter().find(|c| parses(c)).or(cands.first())?;
+    let (cands, explicit) = candidates(completion);
+    // An explicitly marked answer is kept even when it does not parse (it may be text);
+    // a guess from the end of the text must at least read as an answer.
+    let chosen = cands.iter().find(|c| parses(c)).or(cands[..explicit].first())?;
     let cleaned = clean(chosen);
     (!cleaned.is_empty()).then_some(cleaned)
 }
@@ -433,6 +441,7 @@ mod tests {
         assert_eq!(extract_free_form("so the answer is 42.").as_deref(), Some("42"));
         assert_eq!(extract_free_form("Answer: $x = 3$").as_deref(), Some("x = 3"));
         assert_eq!(extract_free_form("We get 3 apples and then 5 pears").as_deref(), Some("5"));
-        assert_eq!(extract_free_form("it is AZYUK2A"), Some("it is AZYUK2A".into()));
+        // A number glued into a word is not an answer, and prose is not guessed at.
+        assert_eq!(extract_free_form("it is AZYUK2A"), None);
     }
 }

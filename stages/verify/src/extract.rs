@@ -291,8 +291,10 @@ fn cut_sentence(s: &str) -> &str {
     s[..end].trim()
 }
 
-/// Words (runs of two or more letters, not LaTeX commands) other than units and connectives.
+/// Words (runs of two or more letters, not LaTeX commands or environment names) other than
+/// units and connectives.
 fn word_count(s: &str) -> usize {
+    let s = s.replace("\\begin{", "\\begin\\").replace("\\end{", "\\end\\");
     let mut count = 0;
     let mut word = String::new();
     let mut after_backslash = false;
@@ -356,9 +358,10 @@ fn joined_math(s: &str, math: &[Span]) -> Option<String> {
     Some(parts.join(", "))
 }
 
-/// Answer candidates in priority order, and how many of them come first from an explicit
-/// marker (a box or an "answer" phrase) rather than from guessing at the end of the text.
-pub(crate) fn candidates(completion: &str) -> (Vec<String>, usize) {
+/// Answer candidates in priority order; how many of them come first from an explicit
+/// marker (a box or an "answer" phrase); and the last math segment (the fallback when
+/// nothing parses).
+pub(crate) fn candidates(completion: &str) -> (Vec<String>, usize, Option<String>) {
     let s = tail(completion, MAX_COMPLETION_BYTES);
     let mut out = Vec::new();
     if let Some(seg) = phrase_after(s, "final answer") {
@@ -375,6 +378,8 @@ pub(crate) fn candidates(completion: &str) -> (Vec<String>, usize) {
     out.retain(|c| !c.trim().is_empty() && c.len() <= MAX_ANSWER_BYTES);
     let explicit = out.len();
     let math = math_segments(s);
+    // Failing all else, the last mathematics is the answer even if we cannot read it.
+    let fallback = math.last().map(|m| m.content.clone()).filter(|c| c.len() <= MAX_ANSWER_BYTES);
     if math.is_empty() && !s.contains("\\boxed") && s.len() <= 200 && word_count(s) <= 1 {
         out.push(s.trim().to_string());
     }
@@ -393,7 +398,7 @@ pub(crate) fn candidates(completion: &str) -> (Vec<String>, usize) {
         out.push(line.to_string());
     }
     out.retain(|c| !c.trim().is_empty() && c.len() <= MAX_ANSWER_BYTES);
-    (out, explicit)
+    (out, explicit, fallback)
 }
 
 /// Whether a candidate reads as an answer (parses as mathematics, or is a short text).
@@ -412,10 +417,10 @@ pub(crate) fn parses(candidate: &str) -> bool {
 
 /// The free-form answer in a completion, or `None` when there is nothing answer-like.
 pub fn extract_free_form(completion: &str) -> Option<String> {
-    let (cands, explicit) = candidates(completion);
-    // An explicitly marked answer is kept even when it does not parse (it may be text);
-    // a guess from the end of the text must at least read as an answer.
-    let chosen = cands.iter().find(|c| parses(c)).or(cands[..explicit].first())?;
+    let (cands, explicit, fallback) = candidates(completion);
+    // An explicitly marked answer is kept even when it does not parse (it may be text), then
+    // the last mathematics; a guess from prose must at least read as an answer.
+    let chosen = cands.iter().find(|c| parses(c)).or(cands[..explicit].first()).or(fallback.as_ref())?;
     let cleaned = clean(chosen);
     (!cleaned.is_empty()).then_some(cleaned)
 }

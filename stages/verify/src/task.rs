@@ -593,7 +593,8 @@ const DOCUMENT_PHRASES: &[&str] = &[
 fn refers_to_document(question: &str) -> Option<&'static str> {
     let q = normalize_text(question);
     let q = format!(" {q} ");
-    DOCUMENT_PHRASES.iter().copied().find(|p| q.contains(&format!(" {p} ")))
+    // Phrases are normalised like the question (articles dropped) before matching.
+    DOCUMENT_PHRASES.iter().copied().find(|p| q.contains(&format!(" {} ", normalize_text(p))))
 }
 
 /// Whether `needle` occurs in `hay` as whole words (both already normalised).

@@ -47,9 +47,11 @@ impl LlamaConfig {
         let key = |k: &str| format!("llama.{k}");
         let hidden_size = g.uint(&key("embedding_length"))? as usize;
         let num_attention_heads = g.uint(&key("attention.head_count"))? as usize;
-        let num_key_value_heads =
-            g.opt_uint(&key("attention.head_count_kv"))?.map(|x| x as usize).unwrap_or(num_attention_heads);
-        if num_attention_heads == 0 || hidden_size % num_attention_heads != 0 {
+        let num_key_value_heads = g
+            .opt_uint(&key("attention.head_count_kv"))?
+            .map(|x| x as usize)
+            .unwrap_or(num_attention_heads);
+        if num_attention_heads == 0 || !hidden_size.is_multiple_of(num_attention_heads) {
             bail!(
                 "{}: `llama.embedding_length` {hidden_size} is not divisible by `llama.attention.head_count` {num_attention_heads}",
                 g.path.display()
@@ -69,10 +71,13 @@ impl LlamaConfig {
         }
         if let Some(kind) = g.opt_string(&key("rope.scaling.type"))? {
             if kind != "none" {
-                bail!("{}: RoPE scaling `{kind}` (`llama.rope.scaling.type`) is not supported", g.path.display());
+                bail!(
+                    "{}: RoPE scaling `{kind}` (`llama.rope.scaling.type`) is not supported",
+                    g.path.display()
+                );
             }
         }
-        if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
+        if num_key_value_heads == 0 || !num_attention_heads.is_multiple_of(num_key_value_heads) {
             bail!(
                 "{}: head_count {num_attention_heads} is not a multiple of head_count_kv {num_key_value_heads}",
                 g.path.display()

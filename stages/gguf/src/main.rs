@@ -4,10 +4,16 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use spice_gguf::{import_gguf_with, locate_default, GgufFile, ImportOptions, DEFAULT_MODEL_DIR, DEFAULT_PACKAGE};
+use spice_gguf::{
+    import_gguf_with, locate_default, GgufFile, ImportOptions, DEFAULT_MODEL_DIR, DEFAULT_PACKAGE,
+};
 
 #[derive(Parser)]
-#[command(name = "spice-gguf", version, about = "Turn a GGUF file (Llama architecture) into a Hugging Face model folder")]
+#[command(
+    name = "spice-gguf",
+    version,
+    about = "Turn a GGUF file (Llama architecture) into a Hugging Face model folder"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -64,12 +70,22 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Import { gguf, out, force, quiet } => import(&gguf, &out, force, quiet),
+        Cmd::Import {
+            gguf,
+            out,
+            force,
+            quiet,
+        } => import(&gguf, &out, force, quiet),
         Cmd::LocateDefault { python } => {
             println!("{}", locate_default(&python)?.display());
             Ok(())
         }
-        Cmd::ImportDefault { python, out, force, quiet } => {
+        Cmd::ImportDefault {
+            python,
+            out,
+            force,
+            quiet,
+        } => {
             let gguf = locate_default(&python)?;
             if !quiet {
                 eprintln!("{DEFAULT_PACKAGE}: {}", gguf.display());
@@ -81,10 +97,23 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn import(gguf: &std::path::Path, out: &std::path::Path, force: bool, quiet: bool) -> Result<()> {
-    let r = import_gguf_with(gguf, out, &ImportOptions { force, progress: !quiet })?;
+    let r = import_gguf_with(
+        gguf,
+        out,
+        &ImportOptions {
+            force,
+            progress: !quiet,
+        },
+    )?;
     if !quiet {
         let what = if r.skipped { "up to date" } else { "imported" };
-        eprintln!("{what}: {} ({} tensors, {} parameters) in {:.1}s", r.out_dir.display(), r.tensors, r.parameters, r.seconds);
+        eprintln!(
+            "{what}: {} ({} tensors, {} parameters) in {:.1}s",
+            r.out_dir.display(),
+            r.tensors,
+            r.parameters,
+            r.seconds
+        );
     }
     Ok(())
 }
@@ -98,7 +127,10 @@ fn inspect(path: &std::path::Path) -> Result<()> {
         let v = &g.content.metadata[k];
         let shown = match v {
             Value::Array(a) => format!("[{} values] {:?}", a.len(), &a[..a.len().min(8)]),
-            Value::String(s) if s.len() > 200 => format!("{:?}…", &s[..s.char_indices().nth(200).map(|c| c.0).unwrap_or(s.len())]),
+            Value::String(s) if s.len() > 200 => format!(
+                "{:?}…",
+                &s[..s.char_indices().nth(200).map(|c| c.0).unwrap_or(s.len())]
+            ),
             other => format!("{other:?}"),
         };
         println!("{k} = {shown}");

@@ -24,6 +24,9 @@ pub mod token_type {
     pub const BYTE: u64 = 6;
 }
 
+/// Values of `tokenizer.ggml.pre` whose pre-tokenizer is rebuilt.
+pub const SUPPORTED_PRE: [&str; 4] = ["smollm", "starcoder", "gpt2", "default"];
+
 /// What the GGUF says about its tokenizer, decoded once.
 #[derive(Debug, Clone)]
 pub struct GgufTokenizer {
@@ -70,15 +73,33 @@ impl GgufTokenizer {
             .map(|(i, m)| {
                 m.split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| anyhow!("{}: `tokenizer.ggml.merges`[{i}] = {m:?} has no space", g.path.display()))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{}: `tokenizer.ggml.merges`[{i}] = {m:?} has no space",
+                            g.path.display()
+                        )
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
-        let pre = g.opt_string("tokenizer.ggml.pre")?.unwrap_or_else(|| "default".into());
+        let pre = g
+            .opt_string("tokenizer.ggml.pre")?
+            .unwrap_or_else(|| "default".into());
+        if !SUPPORTED_PRE.contains(&pre.as_str()) {
+            bail!(
+                "{}: pre-tokenizer `{pre}` (`tokenizer.ggml.pre`) is not supported; supported: {}",
+                g.path.display(),
+                SUPPORTED_PRE.join(", ")
+            );
+        }
         let id = |k: &str| -> Result<Option<u32>> {
             let v = g.opt_uint(k)?.map(|x| x as u32);
             if let Some(i) = v {
                 if i as usize >= tokens.len() {
-                    bail!("{}: `{k}` = {i} is outside the vocabulary of {}", g.path.display(), tokens.len());
+                    bail!(
+                        "{}: `{k}` = {i} is outside the vocabulary of {}",
+                        g.path.display(),
+                        tokens.len()
+                    );
                 }
             }
             Ok(v)
@@ -98,7 +119,8 @@ impl GgufTokenizer {
     }
 
     pub fn token(&self, id: Option<u32>) -> Option<&str> {
-        id.and_then(|i| self.tokens.get(i as usize)).map(|s| s.as_str())
+        id.and_then(|i| self.tokens.get(i as usize))
+            .map(|s| s.as_str())
     }
 
     /// Ids of the tokens that are matched before pre-tokenization: control tokens (special,
@@ -120,31 +142,42 @@ impl GgufTokenizer {
         let byte_level = ByteLevel::new(false, true, true);
         Ok(match self.pre.as_str() {
             // SmolLM / StarCoder family: every digit is its own piece, then GPT-2's regex.
-            "smollm" | "starcoder" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
+            "smollm" | "starcoder" => {
+                Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()
+            }
             "gpt2" | "default" => byte_level.into(),
-            other => bail!(
-                "tokenizer pre-tokenizer `{other}` (`tokenizer.ggml.pre`) is not supported; supported: smollm, starcoder, gpt2, default"
-            ),
+            other => bail!("pre-tokenizer `{other}` (`tokenizer.ggml.pre`) is not supported"),
         })
     }
 
     /// The `tokenizers` pipeline: byte-level BPE over the GGUF vocabulary and merges.
     pub fn build(&self) -> Result<Tokenizer> {
-        let vocab: Vocab = self.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: Vocab = self
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         if vocab.len() != self.tokens.len() {
-            bail!("`tokenizer.ggml.tokens` has duplicate entries ({} unique of {})", vocab.len(), self.tokens.len());
+            bail!(
+                "`tokenizer.ggml.tokens` has duplicate entries ({} unique of {})",
+                vocab.len(),
+                self.tokens.len()
+            );
         }
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, self.merges.clone())
             .build()
-            .map_err(|e| anyhow!("cannot build the BPE model from `tokenizer.ggml.tokens`/`merges`: {e}"))?;
+            .map_err(|e| {
+                anyhow!("cannot build the BPE model from `tokenizer.ggml.tokens`/`merges`: {e}")
+            })?;
         let mut tok = Tokenizer::new(bpe);
         tok.with_pre_tokenizer(Some(self.pre_tokenizer()?));
         tok.with_decoder(Some(ByteLevelDecoder::new(false, true, true)));
         if self.add_bos {
-            let bos = self
-                .token(self.bos_id)
-                .ok_or_else(|| anyhow!("`tokenizer.ggml.add_bos_token` is true but there is no `bos_token_id`"))?;
+            let bos = self.token(self.bos_id).ok_or_else(|| {
+                anyhow!("`tokenizer.ggml.add_bos_token` is true but there is no `bos_token_id`")
+            })?;
             let tp = TemplateProcessing::builder()
                 .try_single(format!("{bos} $A"))
                 .and_then(|b| b.try_pair(format!("{bos} $A {bos} $B")))
@@ -160,10 +193,16 @@ impl GgufTokenizer {
         let mut plain = Vec::new();
         for (_, content, is_special) in self.added_tokens() {
             let t = AddedToken::from(content.to_string(), is_special).normalized(false);
-            if is_special { special.push(t) } else { plain.push(t) }
+            if is_special {
+                special.push(t)
+            } else {
+                plain.push(t)
+            }
         }
-        tok.add_special_tokens(special).map_err(|e| anyhow!("adding special tokens: {e}"))?;
-        tok.add_tokens(plain).map_err(|e| anyhow!("adding user-defined tokens: {e}"))?;
+        tok.add_special_tokens(special)
+            .map_err(|e| anyhow!("adding special tokens: {e}"))?;
+        tok.add_tokens(plain)
+            .map_err(|e| anyhow!("adding user-defined tokens: {e}"))?;
         Ok(tok)
     }
 
@@ -183,7 +222,9 @@ impl GgufTokenizer {
         let additional: Vec<&str> = self
             .added_tokens()
             .into_iter()
-            .filter(|&(id, _, special)| special && ![self.bos_id, self.eos_id, self.pad_id, self.unk_id].contains(&Some(id)))
+            .filter(|&(id, _, special)| {
+                special && ![self.bos_id, self.eos_id, self.pad_id, self.unk_id].contains(&Some(id))
+            })
             .map(|(_, c, _)| c)
             .collect();
         let mut cfg = json!({
@@ -208,7 +249,12 @@ impl GgufTokenizer {
 
     pub fn special_tokens_map(&self) -> Value {
         let mut m = Map::new();
-        for (key, id) in [("bos_token", self.bos_id), ("eos_token", self.eos_id), ("pad_token", self.pad_id), ("unk_token", self.unk_id)] {
+        for (key, id) in [
+            ("bos_token", self.bos_id),
+            ("eos_token", self.eos_id),
+            ("pad_token", self.pad_id),
+            ("unk_token", self.unk_id),
+        ] {
             if let Some(t) = self.token(id) {
                 m.insert(
                     key.into(),

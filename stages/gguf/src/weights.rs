@@ -30,24 +30,84 @@ pub fn llama_plan(cfg: &LlamaConfig, tied: bool) -> Vec<TensorPlan> {
     let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let q_out = cfg.num_attention_heads * cfg.head_dim;
     let kv_out = cfg.num_key_value_heads * cfg.head_dim;
-    let t = |g: String, hf: String, shape: Vec<usize>, permute| TensorPlan { gguf_name: g, hf_name: hf, shape, permute };
-    let mut plan = vec![t("token_embd.weight".into(), "model.embed_tokens.weight".into(), vec![v, h], Permute::None)];
+    let t = |g: String, hf: String, shape: Vec<usize>, permute| TensorPlan {
+        gguf_name: g,
+        hf_name: hf,
+        shape,
+        permute,
+    };
+    let mut plan = vec![t(
+        "token_embd.weight".into(),
+        "model.embed_tokens.weight".into(),
+        vec![v, h],
+        Permute::None,
+    )];
     for l in 0..cfg.num_hidden_layers {
         let g = |s: &str| format!("blk.{l}.{s}.weight");
         let hf = |s: &str| format!("model.layers.{l}.{s}.weight");
-        plan.push(t(g("attn_q"), hf("self_attn.q_proj"), vec![q_out, h], Permute::Query));
-        plan.push(t(g("attn_k"), hf("self_attn.k_proj"), vec![kv_out, h], Permute::Key));
-        plan.push(t(g("attn_v"), hf("self_attn.v_proj"), vec![kv_out, h], Permute::None));
-        plan.push(t(g("attn_output"), hf("self_attn.o_proj"), vec![h, q_out], Permute::None));
-        plan.push(t(g("ffn_gate"), hf("mlp.gate_proj"), vec![i, h], Permute::None));
+        plan.push(t(
+            g("attn_q"),
+            hf("self_attn.q_proj"),
+            vec![q_out, h],
+            Permute::Query,
+        ));
+        plan.push(t(
+            g("attn_k"),
+            hf("self_attn.k_proj"),
+            vec![kv_out, h],
+            Permute::Key,
+        ));
+        plan.push(t(
+            g("attn_v"),
+            hf("self_attn.v_proj"),
+            vec![kv_out, h],
+            Permute::None,
+        ));
+        plan.push(t(
+            g("attn_output"),
+            hf("self_attn.o_proj"),
+            vec![h, q_out],
+            Permute::None,
+        ));
+        plan.push(t(
+            g("ffn_gate"),
+            hf("mlp.gate_proj"),
+            vec![i, h],
+            Permute::None,
+        ));
         plan.push(t(g("ffn_up"), hf("mlp.up_proj"), vec![i, h], Permute::None));
-        plan.push(t(g("ffn_down"), hf("mlp.down_proj"), vec![h, i], Permute::None));
-        plan.push(t(g("attn_norm"), hf("input_layernorm"), vec![h], Permute::None));
-        plan.push(t(g("ffn_norm"), hf("post_attention_layernorm"), vec![h], Permute::None));
+        plan.push(t(
+            g("ffn_down"),
+            hf("mlp.down_proj"),
+            vec![h, i],
+            Permute::None,
+        ));
+        plan.push(t(
+            g("attn_norm"),
+            hf("input_layernorm"),
+            vec![h],
+            Permute::None,
+        ));
+        plan.push(t(
+            g("ffn_norm"),
+            hf("post_attention_layernorm"),
+            vec![h],
+            Permute::None,
+        ));
     }
-    plan.push(t("output_norm.weight".into(), "model.norm.weight".into(), vec![h], Permute::None));
+    plan.push(t(
+        "output_norm.weight".into(),
+        "model.norm.weight".into(),
+        vec![h],
+        Permute::None,
+    ));
     if !tied {
-        plan.push(t("output.weight".into(), "lm_head.weight".into(), vec![v, h], Permute::None));
+        plan.push(t(
+            "output.weight".into(),
+            "lm_head.weight".into(),
+            vec![v, h],
+            Permute::None,
+        ));
     }
     plan
 }
@@ -58,8 +118,11 @@ pub fn llama_plan(cfg: &LlamaConfig, tied: bool) -> Vec<TensorPlan> {
 /// `transformers`' `reverse_permute_weights`:
 /// `w.reshape(n_head, head_dim/2, 2, cols).swapaxes(1, 2).reshape(w.shape)`.
 pub fn unpermute_rows(w: &[f32], n_head: usize, rows: usize, cols: usize) -> Result<Vec<f32>> {
-    if n_head == 0 || rows % (2 * n_head) != 0 || w.len() != rows * cols {
-        bail!("cannot un-permute a [{rows}, {cols}] matrix ({} values) over {n_head} heads", w.len());
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) || w.len() != rows * cols {
+        bail!(
+            "cannot un-permute a [{rows}, {cols}] matrix ({} values) over {n_head} heads",
+            w.len()
+        );
     }
     let head_dim = rows / n_head;
     let half = head_dim / 2;
@@ -91,7 +154,8 @@ mod tests {
                 for i in 0..half {
                     let src = h * head_dim + j * half + i;
                     let dst = h * head_dim + 2 * i + j;
-                    out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+                    out[dst * cols..(dst + 1) * cols]
+                        .copy_from_slice(&w[src * cols..(src + 1) * cols]);
                 }
             }
         }

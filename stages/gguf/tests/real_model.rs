@@ -50,20 +50,32 @@ fn imported() -> Option<&'static Imported> {
         let model = dir.path().join("smollm2");
         let t = std::time::Instant::now();
         let report = import_gguf(&gguf, &model).expect("import the real GGUF");
-        eprintln!("imported {} in {:.2}s", gguf.display(), t.elapsed().as_secs_f64());
+        eprintln!(
+            "imported {} in {:.2}s",
+            gguf.display(),
+            t.elapsed().as_secs_f64()
+        );
         assert!(!report.skipped);
-        Some(Imported { _dir: dir, model, gguf })
+        Some(Imported {
+            _dir: dir,
+            model,
+            gguf,
+        })
     })
     .as_ref()
 }
 
 fn reference() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("read fixtures/reference.json")).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("read fixtures/reference.json"))
+        .unwrap()
 }
 
 fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 macro_rules! or_skip {
@@ -94,7 +106,14 @@ fn config_matches_the_default_model_table() {
     assert_eq!(c["tie_word_embeddings"], true);
     assert_eq!(c["hidden_act"], "silu");
     assert_eq!(c["rope_scaling"], Value::Null);
-    assert_eq!((c["bos_token_id"].as_u64(), c["eos_token_id"].as_u64(), c["pad_token_id"].as_u64()), (Some(1), Some(2), Some(2)));
+    assert_eq!(
+        (
+            c["bos_token_id"].as_u64(),
+            c["eos_token_id"].as_u64(),
+            c["pad_token_id"].as_u64()
+        ),
+        (Some(1), Some(2), Some(2))
+    );
     assert_eq!(c["torch_dtype"], "float32");
     let g = read_json(&m.model.join("generation_config.json"));
     assert_eq!(g["eos_token_id"], 2);
@@ -105,8 +124,17 @@ fn tensors_have_hugging_face_names_and_shapes() {
     let m = or_skip!();
     let bytes = std::fs::read(m.model.join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(st.len(), 1 + 30 * 9 + 1, "embedding + 9 per layer + final norm, no lm_head");
-    let shape = |n: &str| st.tensor(n).unwrap_or_else(|e| panic!("{n}: {e}")).shape().to_vec();
+    assert_eq!(
+        st.len(),
+        1 + 30 * 9 + 1,
+        "embedding + 9 per layer + final norm, no lm_head"
+    );
+    let shape = |n: &str| {
+        st.tensor(n)
+            .unwrap_or_else(|e| panic!("{n}: {e}"))
+            .shape()
+            .to_vec()
+    };
     assert_eq!(shape("model.embed_tokens.weight"), [49152, 576]);
     assert_eq!(shape("model.norm.weight"), [576]);
     for l in [0, 29] {
@@ -119,7 +147,10 @@ fn tensors_have_hugging_face_names_and_shapes() {
         assert_eq!(shape(&format!("{p}.mlp.up_proj.weight")), [1536, 576]);
         assert_eq!(shape(&format!("{p}.mlp.down_proj.weight")), [576, 1536]);
         assert_eq!(shape(&format!("{p}.input_layernorm.weight")), [576]);
-        assert_eq!(shape(&format!("{p}.post_attention_layernorm.weight")), [576]);
+        assert_eq!(
+            shape(&format!("{p}.post_attention_layernorm.weight")),
+            [576]
+        );
     }
     assert!(st.tensor("lm_head.weight").is_err());
     let mut params = 0usize;
@@ -128,7 +159,8 @@ fn tensors_have_hugging_face_names_and_shapes() {
         params += t.shape().iter().product::<usize>();
     }
     assert_eq!(params, 134_515_008);
-    let rec: ImportRecord = serde_json::from_value(read_json(&m.model.join("import.json"))).unwrap();
+    let rec: ImportRecord =
+        serde_json::from_value(read_json(&m.model.join("import.json"))).unwrap();
     assert_eq!(rec.parameters, 134_515_008);
     assert_eq!(rec.source_sha256, spice_gguf::sha256_file(&m.gguf).unwrap());
 }
@@ -155,19 +187,36 @@ fn tokenizer_reproduces_transformers_ids() {
     }
     let chat = &reference["tokenizer"]["chat"];
     let want: Vec<u32> = serde_json::from_value(chat["ids"].clone()).unwrap();
-    let got = tok.encode(chat["text"].as_str().unwrap(), false).unwrap().get_ids().to_vec();
+    let got = tok
+        .encode(chat["text"].as_str().unwrap(), false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
     if got != want {
         failures.push(format!("chat: got {got:?}, want {want:?}"));
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len() + 1, failures.join("\n"));
-    eprintln!("{} tokenizer cases + chat: identical ids and round trips", cases.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len() + 1,
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} tokenizer cases + chat: identical ids and round trips",
+        cases.len()
+    );
 }
 
 #[test]
 fn special_tokens_are_whole_and_skippable() {
     let m = or_skip!();
     let tok = tokenizers::Tokenizer::from_file(m.model.join("tokenizer.json")).unwrap();
-    let ids = tok.encode("<|im_start|>assistant\nhi<|im_end|>", false).unwrap().get_ids().to_vec();
+    let ids = tok
+        .encode("<|im_start|>assistant\nhi<|im_end|>", false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
     assert_eq!(ids.first(), Some(&1));
     assert_eq!(ids.last(), Some(&2));
     assert_eq!(tok.decode(&ids, true).unwrap(), "assistant\nhi");
@@ -186,17 +235,25 @@ fn chat_template_renders_like_transformers() {
     let m = or_skip!();
     let reference = reference();
     let cfg = read_json(&m.model.join("tokenizer_config.json"));
-    let template = cfg["chat_template"].as_str().expect("chat_template in tokenizer_config.json");
+    let template = cfg["chat_template"]
+        .as_str()
+        .expect("chat_template in tokenizer_config.json");
     let mut env = minijinja::Environment::new();
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_template("chat", template).unwrap();
     let chat = &reference["tokenizer"]["chat"];
+    let messages: Vec<minijinja::Value> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| minijinja::context! { role => m["role"].as_str().unwrap(), content => m["content"].as_str().unwrap() })
+        .collect();
     let text = env
         .get_template("chat")
         .unwrap()
         .render(minijinja::context! {
-            messages => chat["messages"].clone(),
+            messages => messages,
             add_generation_prompt => true,
             bos_token => "<|im_start|>",
             eos_token => "<|im_end|>",
@@ -234,22 +291,44 @@ fn reimport_is_skipped_and_force_rewrites() {
     for f in spice_gguf::FILES {
         assert!(out.join(f).is_file(), "{f}");
     }
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers, vec![std::ffi::OsString::from("model")], "no temporary folders left behind");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("model")],
+        "no temporary folders left behind"
+    );
 }
 
 #[test]
 fn truncated_gguf_is_a_clear_error() {
-    let Some(gguf) = imported().map(|m| m.gguf.clone()) else { return };
+    let Some(gguf) = imported().map(|m| m.gguf.clone()) else {
+        return;
+    };
     let bytes = std::fs::read(&gguf).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for (what, len) in [("header", 4_000usize), ("data", bytes.len() / 2), ("last byte", bytes.len() - 1)] {
+    for (what, len) in [
+        ("header", 4_000usize),
+        ("data", bytes.len() / 2),
+        ("last byte", bytes.len() - 1),
+    ] {
         let path = dir.path().join(format!("cut-{len}.gguf"));
         std::fs::write(&path, &bytes[..len]).unwrap();
         let out = dir.path().join(format!("out-{len}"));
         let err = format!("{:#}", import_gguf(&path, &out).unwrap_err());
-        assert!(err.contains(&path.display().to_string()), "{what}: error names the file: {err}");
-        assert!(err.contains("truncated"), "{what}: error says truncated: {err}");
-        assert!(!out.exists(), "{what}: no output folder after a failed import");
+        assert!(
+            err.contains(&path.display().to_string()),
+            "{what}: error names the file: {err}"
+        );
+        assert!(
+            err.contains("truncated"),
+            "{what}: error says truncated: {err}"
+        );
+        assert!(
+            !out.exists(),
+            "{what}: no output folder after a failed import"
+        );
     }
 }

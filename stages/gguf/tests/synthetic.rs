@@ -22,7 +22,10 @@ const TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message[
 
 /// GPT-2's byte → printable character table.
 fn byte_alphabet() -> Vec<char> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
     let mut cs = bs.clone();
     let mut n = 0;
     for b in 0..256u32 {
@@ -49,7 +52,9 @@ fn tokens() -> Vec<String> {
 /// Deterministic, distinct values for a Hugging Face-layout tensor.
 fn values(shape: &[usize], seed: usize) -> Vec<f32> {
     let n: usize = shape.iter().product();
-    (0..n).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect()
+    (0..n)
+        .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
 }
 
 /// llama.cpp's converter permutation, applied to a Hugging Face Q/K matrix.
@@ -74,7 +79,10 @@ struct Fixture {
 }
 
 /// Writes a tiny GGUF. `edit` may change the metadata and tensor lists before writing.
-fn write_gguf(path: &Path, edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(String, QTensor)>)) -> Fixture {
+fn write_gguf(
+    path: &Path,
+    edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(String, QTensor)>),
+) -> Fixture {
     let toks = tokens();
     let vocab = toks.len();
     let mut types = vec![Value::I32(1); vocab];
@@ -87,25 +95,48 @@ fn write_gguf(path: &Path, edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec
         ("llama.context_length".into(), Value::U32(256)),
         ("llama.embedding_length".into(), Value::U32(HIDDEN as u32)),
         ("llama.feed_forward_length".into(), Value::U32(FFN as u32)),
-        ("llama.attention.head_count".into(), Value::U32(HEADS as u32)),
-        ("llama.attention.head_count_kv".into(), Value::U32(KV_HEADS as u32)),
-        ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-6)),
+        (
+            "llama.attention.head_count".into(),
+            Value::U32(HEADS as u32),
+        ),
+        (
+            "llama.attention.head_count_kv".into(),
+            Value::U32(KV_HEADS as u32),
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            Value::F32(1e-6),
+        ),
         ("llama.rope.freq_base".into(), Value::F32(10_000.0)),
-        ("llama.rope.dimension_count".into(), Value::U32(HEAD_DIM as u32)),
+        (
+            "llama.rope.dimension_count".into(),
+            Value::U32(HEAD_DIM as u32),
+        ),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
-        ("tokenizer.ggml.tokens".into(), Value::Array(toks.iter().map(|t| Value::String(t.clone())).collect())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(toks.iter().map(|t| Value::String(t.clone())).collect()),
+        ),
         ("tokenizer.ggml.token_type".into(), Value::Array(types)),
         (
             "tokenizer.ggml.merges".into(),
-            Value::Array(MERGES.iter().map(|(a, b)| Value::String(format!("{a} {b}"))).collect()),
+            Value::Array(
+                MERGES
+                    .iter()
+                    .map(|(a, b)| Value::String(format!("{a} {b}")))
+                    .collect(),
+            ),
         ),
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
         ("tokenizer.ggml.padding_token_id".into(), Value::U32(2)),
         ("tokenizer.ggml.unknown_token_id".into(), Value::U32(0)),
         ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
-        ("tokenizer.chat_template".into(), Value::String(TEMPLATE.into())),
+        (
+            "tokenizer.chat_template".into(),
+            Value::String(TEMPLATE.into()),
+        ),
     ];
     let mut expected = HashMap::new();
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
@@ -121,21 +152,56 @@ fn write_gguf(path: &Path, edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec
         tensors.push((gguf, QTensor::quantize(&t, GgmlDType::F32).unwrap()));
         expected.insert(hf, (shape, hf_values));
     };
-    add("token_embd.weight".into(), "model.embed_tokens.weight".into(), vec![vocab, HIDDEN], None);
+    add(
+        "token_embd.weight".into(),
+        "model.embed_tokens.weight".into(),
+        vec![vocab, HIDDEN],
+        None,
+    );
     for l in 0..LAYERS {
         let g = |s: &str| format!("blk.{l}.{s}.weight");
         let hf = |s: &str| format!("model.layers.{l}.{s}.weight");
-        add(g("attn_q"), hf("self_attn.q_proj"), vec![HEADS * HEAD_DIM, HIDDEN], Some(HEADS));
-        add(g("attn_k"), hf("self_attn.k_proj"), vec![KV_HEADS * HEAD_DIM, HIDDEN], Some(KV_HEADS));
-        add(g("attn_v"), hf("self_attn.v_proj"), vec![KV_HEADS * HEAD_DIM, HIDDEN], None);
-        add(g("attn_output"), hf("self_attn.o_proj"), vec![HIDDEN, HIDDEN], None);
+        add(
+            g("attn_q"),
+            hf("self_attn.q_proj"),
+            vec![HEADS * HEAD_DIM, HIDDEN],
+            Some(HEADS),
+        );
+        add(
+            g("attn_k"),
+            hf("self_attn.k_proj"),
+            vec![KV_HEADS * HEAD_DIM, HIDDEN],
+            Some(KV_HEADS),
+        );
+        add(
+            g("attn_v"),
+            hf("self_attn.v_proj"),
+            vec![KV_HEADS * HEAD_DIM, HIDDEN],
+            None,
+        );
+        add(
+            g("attn_output"),
+            hf("self_attn.o_proj"),
+            vec![HIDDEN, HIDDEN],
+            None,
+        );
         add(g("ffn_gate"), hf("mlp.gate_proj"), vec![FFN, HIDDEN], None);
         add(g("ffn_up"), hf("mlp.up_proj"), vec![FFN, HIDDEN], None);
         add(g("ffn_down"), hf("mlp.down_proj"), vec![HIDDEN, FFN], None);
         add(g("attn_norm"), hf("input_layernorm"), vec![HIDDEN], None);
-        add(g("ffn_norm"), hf("post_attention_layernorm"), vec![HIDDEN], None);
+        add(
+            g("ffn_norm"),
+            hf("post_attention_layernorm"),
+            vec![HIDDEN],
+            None,
+        );
     }
-    add("output_norm.weight".into(), "model.norm.weight".into(), vec![HIDDEN], None);
+    add(
+        "output_norm.weight".into(),
+        "model.norm.weight".into(),
+        vec![HIDDEN],
+        None,
+    );
     edit(&mut meta, &mut tensors);
     let mut f = std::fs::File::create(path).unwrap();
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -168,8 +234,15 @@ fn weights_come_back_in_hugging_face_layout() {
         let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(t.dtype(), safetensors::Dtype::F32);
         assert_eq!(t.shape(), shape.as_slice(), "{name}");
-        let got: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-        assert!(got == *want, "{name}: values differ from the Hugging Face layout");
+        let got: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert!(
+            got == *want,
+            "{name}: values differ from the Hugging Face layout"
+        );
     }
     assert!(st.tensor("lm_head.weight").is_err(), "tied: no lm_head");
 }
@@ -191,16 +264,26 @@ fn config_and_tokenizer_files() {
     assert_eq!(c["rms_norm_eps"].as_f64(), Some(1e-6));
     assert_eq!(c["rope_theta"].as_f64(), Some(10000.0));
     assert_eq!(c["tie_word_embeddings"], true);
-    assert_eq!(json(&out.join("tokenizer_config.json"))["chat_template"], TEMPLATE);
+    assert_eq!(
+        json(&out.join("tokenizer_config.json"))["chat_template"],
+        TEMPLATE
+    );
 
     let tok = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
     let id = |s: &str| tok.token_to_id(s).unwrap();
     // Digits are split one by one before BPE: the merge "1 2" must not apply.
     let ids = tok.encode("hello 12", true).unwrap().get_ids().to_vec();
-    assert_eq!(ids, vec![id("hell"), id("o"), id("\u{120}"), id("1"), id("2")]);
+    assert_eq!(
+        ids,
+        vec![id("hell"), id("o"), id("\u{120}"), id("1"), id("2")]
+    );
     assert_eq!(tok.decode(&ids, false).unwrap(), "hello 12");
     // Control tokens are matched whole, are special, and no BOS is added.
-    let ids = tok.encode("<|im_start|>hello<|im_end|>", true).unwrap().get_ids().to_vec();
+    let ids = tok
+        .encode("<|im_start|>hello<|im_end|>", true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
     assert_eq!(ids, vec![1, id("hell"), id("o"), 2]);
     assert_eq!(tok.decode(&ids, true).unwrap(), "hello");
     // Bytes outside ASCII survive the round trip.
@@ -217,18 +300,24 @@ fn import_is_idempotent_and_atomic() {
     assert!(!import_gguf(&gguf, &out).unwrap().skipped);
     assert!(import_gguf(&gguf, &out).unwrap().skipped);
     // A changed source is imported again, replacing the folder.
-    write_gguf(&gguf, |meta, _| meta.push(("general.name".into(), Value::String("changed".into()))));
+    write_gguf(&gguf, |meta, _| {
+        meta.push(("general.name".into(), Value::String("changed".into())))
+    });
     assert!(!import_gguf(&gguf, &out).unwrap().skipped);
     // A folder missing a file is not "up to date".
     std::fs::remove_file(out.join("tokenizer.json")).unwrap();
     assert!(!import_gguf(&gguf, &out).unwrap().skipped);
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names, ["model", "tiny.gguf"], "no temporary folders left");
 }
 
-fn import_error(edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(String, QTensor)>)) -> (String, bool) {
+fn import_error(
+    edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(String, QTensor)>),
+) -> (String, bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.gguf");
     write_gguf(&path, edit);
@@ -244,15 +333,30 @@ fn errors_name_the_key_or_tensor() {
     assert!(err.contains("`llama.block_count`"), "{err}");
     assert!(!exists);
     let (err, _) = import_error(|meta, _| meta[0].1 = Value::String("mamba".into()));
-    assert!(err.contains("general.architecture") && err.contains("mamba"), "{err}");
+    assert!(
+        err.contains("general.architecture") && err.contains("mamba"),
+        "{err}"
+    );
     let (err, _) = import_error(|_, tensors| tensors.retain(|(k, _)| k != "blk.1.ffn_up.weight"));
-    assert!(err.contains("`blk.1.ffn_up.weight`") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("`blk.1.ffn_up.weight`") && err.contains("missing"),
+        "{err}"
+    );
     let (err, _) = import_error(|meta, _| {
-        meta.iter_mut().find(|(k, _)| k == "llama.embedding_length").unwrap().1 = Value::String("32".into())
+        meta.iter_mut()
+            .find(|(k, _)| k == "llama.embedding_length")
+            .unwrap()
+            .1 = Value::String("32".into())
     });
-    assert!(err.contains("`llama.embedding_length`") && err.contains("integer"), "{err}");
+    assert!(
+        err.contains("`llama.embedding_length`") && err.contains("integer"),
+        "{err}"
+    );
     let (err, _) = import_error(|meta, _| {
-        meta.iter_mut().find(|(k, _)| k == "tokenizer.ggml.pre").unwrap().1 = Value::String("mystery".into())
+        meta.iter_mut()
+            .find(|(k, _)| k == "tokenizer.ggml.pre")
+            .unwrap()
+            .1 = Value::String("mystery".into())
     });
     assert!(err.contains("mystery"), "{err}");
 }
@@ -273,8 +377,17 @@ fn truncated_and_garbage_files_are_clear_errors() {
     }
     let path = dir.path().join("text.gguf");
     std::fs::write(&path, b"this is not a gguf file at all, just text").unwrap();
-    let err = format!("{:#}", import_gguf(&path, &dir.path().join("o")).unwrap_err());
-    assert!(err.contains("text.gguf") && err.contains("not a readable GGUF"), "{err}");
-    let err = format!("{:#}", import_gguf(&dir.path().join("absent.gguf"), &dir.path().join("o")).unwrap_err());
+    let err = format!(
+        "{:#}",
+        import_gguf(&path, &dir.path().join("o")).unwrap_err()
+    );
+    assert!(
+        err.contains("text.gguf") && err.contains("not a readable GGUF"),
+        "{err}"
+    );
+    let err = format!(
+        "{:#}",
+        import_gguf(&dir.path().join("absent.gguf"), &dir.path().join("o")).unwrap_err()
+    );
     assert!(err.contains("absent.gguf"), "{err}");
 }

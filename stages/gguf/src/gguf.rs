@@ -57,7 +57,7 @@ impl GgufFile {
         for (name, info) in &self.content.tensor_infos {
             let elems = info.shape.elem_count();
             let block = info.ggml_dtype.block_size();
-            if elems % block != 0 {
+            if !elems.is_multiple_of(block) {
                 bail!(
                     "{}: tensor `{name}` has {elems} elements, not a multiple of the {:?} block size {block}",
                     self.path.display(),

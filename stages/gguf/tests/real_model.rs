@@ -166,6 +166,22 @@ fn tensors_have_hugging_face_names_and_shapes() {
 }
 
 #[test]
+fn reference_was_made_from_this_gguf() {
+    let m = or_skip!();
+    let want = reference()["source"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        spice_gguf::sha256_file(&m.gguf).unwrap(),
+        want,
+        "{} is not the file fixtures/reference.json was made from: regenerate it with \
+         fixtures/make_reference.py",
+        m.gguf.display()
+    );
+}
+
+#[test]
 fn tokenizer_reproduces_transformers_ids() {
     let m = or_skip!();
     let reference = reference();

@@ -15,7 +15,7 @@ pub const MAX_TOKENS: usize = 1024;
 /// Deepest nesting the recursive-descent parser follows.
 pub const MAX_DEPTH: usize = 48;
 /// Most nodes in one expression tree.
-pub const MAX_NODES: usize = 2048;
+pub const MAX_NODES: usize = 1024;
 /// Largest argument to `n!` that is evaluated (171! overflows f64 anyway).
 pub const MAX_FACTORIAL: f64 = 170.0;
 /// Most alternatives a `±` expansion may produce.

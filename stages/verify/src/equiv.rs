@@ -14,6 +14,7 @@ use crate::latex::RelOp;
 use crate::number::{normalize_number_spelling, plain_integer};
 use crate::task::AnswerType;
 use crate::text::{normalize_text, parse_bool};
+use std::cell::Cell;
 use std::collections::BTreeSet;
 
 /// Relative tolerance for numbers without variables.
@@ -28,6 +29,7 @@ pub fn is_equivalent(gold: &str, pred: &str, answer_type: Option<AnswerType>) ->
         // Too long to parse within bounds: only exact agreement counts.
         return gold.len() <= MAX_ANSWER_BYTES * 4 && gold.trim() == pred.trim() && !gold.trim().is_empty();
     }
+    reset_budget();
     let g = clean(gold);
     let p = clean(pred);
     if g.is_empty() || p.is_empty() {
@@ -220,20 +222,18 @@ fn contains_pm(n: &Node) -> bool {
     }
 }
 
-/// The alternatives of an expression with `±` (`1 ± √5` → `1 + √5`, `1 − √5`).
+/// The alternatives of an expression with `±` (`1 ± √5` → `1 + √5`, `1 − √5`), at most
+/// [`MAX_PM_EXPANSION`]; each subtree is expanded once, so a chain of `±` stays linear.
 fn expand_pm(n: &Node) -> Vec<Node> {
     use Node::*;
-    fn two(a: &Node, b: &Node, f: fn(Box<Node>, Box<Node>) -> Node) -> Vec<Node> {
-        let (xs, ys) = (expand_pm(a), expand_pm(b));
-        let mut out = Vec::new();
-        for x in &xs {
-            for y in &ys {
+    fn two(xs: &[Node], ys: &[Node], f: fn(Box<Node>, Box<Node>) -> Node, out: &mut Vec<Node>) {
+        for x in xs {
+            for y in ys {
                 if out.len() < MAX_PM_EXPANSION {
                     out.push(f(Box::new(x.clone()), Box::new(y.clone())));
                 }
             }
         }
-        out
     }
     fn one(a: &Node, f: fn(Box<Node>) -> Node) -> Vec<Node> {
         expand_pm(a).into_iter().map(|x| f(Box::new(x))).collect()
@@ -241,26 +241,33 @@ fn expand_pm(n: &Node) -> Vec<Node> {
     if !contains_pm(n) {
         return vec![n.clone()];
     }
+    let binary = |a: &Node, b: &Node, f: fn(Box<Node>, Box<Node>) -> Node| {
+        let (xs, ys) = (expand_pm(a), expand_pm(b));
+        let mut out = Vec::new();
+        two(&xs, &ys, f, &mut out);
+        out
+    };
     match n {
         PlusMinus(a, b) => {
-            let mut v = two(a, b, Add);
-            v.extend(two(a, b, Sub));
-            v.truncate(MAX_PM_EXPANSION);
-            v
+            let (xs, ys) = (expand_pm(a), expand_pm(b));
+            let mut out = Vec::new();
+            two(&xs, &ys, Add, &mut out);
+            two(&xs, &ys, Sub, &mut out);
+            out
         }
         Neg(a) => one(a, Neg),
         Abs(a) => one(a, Abs),
         Fact(a) => one(a, Fact),
         Percent(a) => one(a, Percent),
         Func(f, a) => expand_pm(a).into_iter().map(|x| Func(*f, Box::new(x))).collect(),
-        Add(a, b) => two(a, b, Add),
-        Sub(a, b) => two(a, b, Sub),
-        Mul(a, b) => two(a, b, Mul),
-        Div(a, b) => two(a, b, Div),
-        Pow(a, b) => two(a, b, Pow),
-        LogBase(a, b) => two(a, b, LogBase),
-        Root(a, b) => two(a, b, Root),
-        Binom(a, b) => two(a, b, Binom),
+        Add(a, b) => binary(a, b, Add),
+        Sub(a, b) => binary(a, b, Sub),
+        Mul(a, b) => binary(a, b, Mul),
+        Div(a, b) => binary(a, b, Div),
+        Pow(a, b) => binary(a, b, Pow),
+        LogBase(a, b) => binary(a, b, LogBase),
+        Root(a, b) => binary(a, b, Root),
+        Binom(a, b) => binary(a, b, Binom),
         other => vec![other.clone()],
     }
 }
@@ -434,9 +441,36 @@ fn canon_rel(mut items: Vec<Node>, mut ops: Vec<RelOp>) -> Node {
 // ---------------------------------------------------------------------------------------
 // Comparison
 
+thread_local! {
+    /// Element comparisons left for the current [`is_equivalent`] call. Nested sets compare
+    /// every pair of elements at every level; the budget keeps that bounded.
+    static BUDGET: Cell<usize> = const { Cell::new(COMPARE_BUDGET) };
+}
+
+/// Most element comparisons per answer pair.
+const COMPARE_BUDGET: usize = 20_000;
+
+fn reset_budget() {
+    BUDGET.with(|b| b.set(COMPARE_BUDGET));
+}
+
+/// Takes one unit of budget; `false` when it is spent.
+fn spend() -> bool {
+    BUDGET.with(|b| match b.get() {
+        0 => false,
+        n => {
+            b.set(n - 1);
+            true
+        }
+    })
+}
+
 /// Whether two canonical trees mean the same answer.
 pub(crate) fn compare(a: &Node, b: &Node) -> bool {
     use Node::*;
+    if !spend() {
+        return false;
+    }
     match (a, b) {
         (Rel { items: xa, ops: oa }, Rel { items: xb, ops: ob }) => rel_equal(xa, oa, xb, ob),
         (Rel { items, ops }, other) | (other, Rel { items, ops }) => match reduce_named(items, ops) {

@@ -11,6 +11,9 @@ use crate::bounds::{tail, MAX_ANSWER_BYTES, MAX_COMPLETION_BYTES};
 use crate::equiv::clean;
 use crate::expr::parse;
 
+/// Most candidates parsed per completion.
+const MAX_CANDIDATES: usize = 48;
+
 /// A `\boxed{…}`/`\fbox{…}` occurrence: byte range in the text and its content.
 #[derive(Debug, Clone)]
 struct Span {
@@ -117,6 +120,9 @@ fn last_boxed(s: &str) -> Option<String> {
 fn math_segments(s: &str) -> Vec<Span> {
     let b = s.as_bytes();
     let mut out = Vec::new();
+    // Closers known to be absent from here on: an unclosed `\(` is not searched again for
+    // every later `\(`, which would make long completions quadratic.
+    let mut absent: Vec<&str> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let (open_len, close): (usize, &str) = match b[i] {
@@ -134,6 +140,10 @@ fn math_segments(s: &str) -> Vec<Span> {
             }
         };
         let body_start = i + open_len;
+        if absent.contains(&close) {
+            i = body_start;
+            continue;
+        }
         let mut j = body_start;
         let mut found = None;
         while j < b.len() {
@@ -141,7 +151,7 @@ fn math_segments(s: &str) -> Vec<Span> {
                 j += 2;
                 continue;
             }
-            if s[j..].starts_with(close) {
+            if b[j..].starts_with(close.as_bytes()) {
                 found = Some(j);
                 break;
             }
@@ -155,7 +165,10 @@ fn math_segments(s: &str) -> Vec<Span> {
                 }
                 i = end + close.len();
             }
-            None => i = body_start,
+            None => {
+                absent.push(close);
+                i = body_start;
+            }
         }
     }
     out
@@ -171,9 +184,14 @@ fn is_connective(gap: &str) -> bool {
 fn bare_numbers(s: &str, skip: &[Span]) -> Vec<Span> {
     let b = s.as_bytes();
     let mut out = Vec::new();
+    // `skip` is sorted by start and non-overlapping: walk it alongside.
+    let mut next_skip = 0;
     let mut i = 0;
     while i < b.len() {
-        if let Some(sp) = skip.iter().find(|sp| sp.start <= i && i < sp.end) {
+        while next_skip < skip.len() && skip[next_skip].end <= i {
+            next_skip += 1;
+        }
+        if let Some(sp) = skip.get(next_skip).filter(|sp| sp.start <= i) {
             i = sp.end;
             continue;
         }
@@ -420,7 +438,7 @@ pub fn extract_free_form(completion: &str) -> Option<String> {
     let (cands, explicit, fallback) = candidates(completion);
     // An explicitly marked answer is kept even when it does not parse (it may be text), then
     // the last mathematics; a guess from prose must at least read as an answer.
-    let chosen = cands.iter().find(|c| parses(c)).or(cands[..explicit].first()).or(fallback.as_ref())?;
+    let chosen = cands.iter().take(MAX_CANDIDATES).find(|c| parses(c)).or(cands[..explicit].first()).or(fallback.as_ref())?;
     let cleaned = clean(chosen);
     (!cleaned.is_empty()).then_some(cleaned)
 }

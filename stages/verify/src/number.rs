@@ -92,7 +92,7 @@ fn mixed_number(s: &str) -> Option<String> {
                 return None;
             }
             (n.to_string(), d.to_string())
-        } else if rest.len() == 2 {
+        } else if rest.len() == 2 && rest.is_ascii() {
             (rest[..1].to_string(), rest[1..].to_string())
         } else {
             return None;

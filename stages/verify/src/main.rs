@@ -63,11 +63,13 @@ fn verdict(raw: &str, default_kind: TaskKind, max_letter: char) -> Result<Value,
     let gold = text(&line.gold).ok_or("gold must be a string, number or boolean")?;
     let pred = text(&line.pred).ok_or("pred must be a string, number or boolean")?;
     let kind = match line.kind.as_deref() {
-        Some(k) => k.parse::<TaskKind>().map_err(|e| format!("kind: {e}"))?,
+        Some(k) => k.parse::<TaskKind>().map_err(|_| format!("kind {k:?} is not one of mcq, free_form, any"))?,
         None => default_kind,
     };
     let answer_type = match line.answer_type.as_deref() {
-        Some(t) => Some(t.parse::<AnswerType>().map_err(|e| format!("answer_type: {e}"))?),
+        Some(t) => Some(t.parse::<AnswerType>().map_err(|_| {
+            format!("answer_type {t:?} is not one of integer, float, expression, string, boolean, list")
+        })?),
         None => None,
     };
     let c = check_with_letters(&gold, &pred, kind, answer_type, max_letter);

@@ -1,0 +1,38 @@
+//! Fuzz target: every public entry point on arbitrary bytes. A crash, a hang (libFuzzer's
+//! `-timeout`), or a check slower than the cap is a finding.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use spice_verify::{check, extract_answer, extract_choice, is_equivalent, parse_task, AnswerType, TaskKind};
+use std::time::{Duration, Instant};
+
+/// Slowest acceptable single call (the library promises a few milliseconds; instrumented
+/// fuzzing builds are several times slower).
+const CAP: Duration = Duration::from_millis(250);
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, rest)) = data.split_first() else { return };
+    let text = String::from_utf8_lossy(rest);
+    // Split into a gold and a prediction at the first 0xFF byte (or halfway).
+    let cut = rest.iter().position(|&b| b == 0xFF).unwrap_or(rest.len() / 2);
+    let gold = String::from_utf8_lossy(&rest[..cut]);
+    let pred = String::from_utf8_lossy(&rest[cut.min(rest.len())..]);
+    let ty = AnswerType::ALL.get(usize::from(selector % 7)).copied();
+    let kind = [TaskKind::Mcq, TaskKind::FreeForm, TaskKind::Any][usize::from(selector / 7 % 3)];
+
+    let t = Instant::now();
+    let _ = is_equivalent(&gold, &pred, ty);
+    let _ = check(&gold, &pred, kind, ty);
+    let _ = extract_answer(&text, kind);
+    let _ = extract_choice(&text, 'J');
+    let parsed = parse_task(&text, kind, ty);
+    if let Ok(task) = parsed.task {
+        // A valid task's own answer is always accepted by the checker.
+        if task.kind == TaskKind::FreeForm {
+            assert!(is_equivalent(&task.answer, &task.answer, task.answer_type), "gold {:?} rejects itself", task.answer);
+        }
+    }
+    let dt = t.elapsed();
+    assert!(dt < CAP, "calls took {dt:?}");
+});

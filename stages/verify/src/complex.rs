@@ -59,15 +59,25 @@ impl C {
             }
         }
         if self.re == 0.0 && self.im == 0.0 {
-            return if e.re > 0.0 { C::real(0.0) } else { C::real(f64::NAN) };
+            return if e.re > 0.0 {
+                C::real(0.0)
+            } else {
+                C::real(f64::NAN)
+            };
         }
         (e * self.ln()).exp()
     }
     pub fn sin(self) -> C {
-        C::new(self.re.sin() * self.im.cosh(), self.re.cos() * self.im.sinh())
+        C::new(
+            self.re.sin() * self.im.cosh(),
+            self.re.cos() * self.im.sinh(),
+        )
     }
     pub fn cos(self) -> C {
-        C::new(self.re.cos() * self.im.cosh(), -self.re.sin() * self.im.sinh())
+        C::new(
+            self.re.cos() * self.im.cosh(),
+            -self.re.sin() * self.im.sinh(),
+        )
     }
     pub fn recip(self) -> C {
         C::real(1.0) / self
@@ -89,7 +99,10 @@ impl Sub for C {
 impl Mul for C {
     type Output = C;
     fn mul(self, o: C) -> C {
-        C::new(self.re * o.re - self.im * o.im, self.re * o.im + self.im * o.re)
+        C::new(
+            self.re * o.re - self.im * o.im,
+            self.re * o.im + self.im * o.re,
+        )
     }
 }
 impl Div for C {
@@ -99,7 +112,10 @@ impl Div for C {
             return C::new(self.re / o.re, self.im / o.re);
         }
         let d = o.re * o.re + o.im * o.im;
-        C::new((self.re * o.re + self.im * o.im) / d, (self.im * o.re - self.re * o.im) / d)
+        C::new(
+            (self.re * o.re + self.im * o.im) / d,
+            (self.im * o.re - self.re * o.im) / d,
+        )
     }
 }
 impl Neg for C {

@@ -27,7 +27,9 @@ const EXPR_TOL: f64 = 1e-8;
 pub fn is_equivalent(gold: &str, pred: &str, answer_type: Option<AnswerType>) -> bool {
     if gold.len() > MAX_ANSWER_BYTES || pred.len() > MAX_ANSWER_BYTES {
         // Too long to parse within bounds: only exact agreement counts.
-        return gold.len() <= MAX_ANSWER_BYTES * 4 && gold.trim() == pred.trim() && !gold.trim().is_empty();
+        return gold.len() <= MAX_ANSWER_BYTES * 4
+            && gold.trim() == pred.trim()
+            && !gold.trim().is_empty();
     }
     reset_budget();
     let g = clean(gold);
@@ -90,7 +92,10 @@ pub fn clean(s: &str) -> String {
         let b: Vec<char> = t.chars().collect();
         let mut i = 0;
         while i < b.len() {
-            if b[i] == '\\' && b.get(i + 1) == Some(&'\\') && b.get(i + 2).is_some_and(|c| c.is_ascii_alphabetic()) {
+            if b[i] == '\\'
+                && b.get(i + 1) == Some(&'\\')
+                && b.get(i + 2).is_some_and(|c| c.is_ascii_alphabetic())
+            {
                 i += 1;
                 continue;
             }
@@ -106,7 +111,11 @@ pub fn clean(s: &str) -> String {
         let before = t.len();
         // Trailing punctuation, but not an ellipsis (`1, 2, 3, ...` is not `1, 2, 3`).
         if !t.trim_end().ends_with("...") {
-            t = t.trim().trim_end_matches(['.', ',', ';']).trim().to_string();
+            t = t
+                .trim()
+                .trim_end_matches(['.', ',', ';'])
+                .trim()
+                .to_string();
         }
         for (open, close) in [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")] {
             if t.len() >= open.len() + close.len() && t.starts_with(open) && t.ends_with(close) {
@@ -126,7 +135,10 @@ pub fn clean(s: &str) -> String {
 
 /// Without text wrappers, braces and whitespace.
 fn unwrapped(s: &str) -> String {
-    crate::text::strip_latex_wrappers(s).chars().filter(|c| !c.is_whitespace() && *c != '{' && *c != '}').collect()
+    crate::text::strip_latex_wrappers(s)
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '{' && *c != '}')
+        .collect()
 }
 
 fn squash(s: &str) -> String {
@@ -216,7 +228,13 @@ fn contains_pm(n: &Node) -> bool {
     match n {
         PlusMinus(..) => true,
         Neg(a) | Func(_, a) | Fact(a) | Abs(a) | Percent(a) => contains_pm(a),
-        Add(a, b) | Sub(a, b) | Mul(a, b) | Div(a, b) | Pow(a, b) | LogBase(a, b) | Root(a, b)
+        Add(a, b)
+        | Sub(a, b)
+        | Mul(a, b)
+        | Div(a, b)
+        | Pow(a, b)
+        | LogBase(a, b)
+        | Root(a, b)
         | Binom(a, b) => contains_pm(a) || contains_pm(b),
         _ => false,
     }
@@ -259,7 +277,10 @@ fn expand_pm(n: &Node) -> Vec<Node> {
         Abs(a) => one(a, Abs),
         Fact(a) => one(a, Fact),
         Percent(a) => one(a, Percent),
-        Func(f, a) => expand_pm(a).into_iter().map(|x| Func(*f, Box::new(x))).collect(),
+        Func(f, a) => expand_pm(a)
+            .into_iter()
+            .map(|x| Func(*f, Box::new(x)))
+            .collect(),
         Add(a, b) => binary(a, b, Add),
         Sub(a, b) => binary(a, b, Sub),
         Mul(a, b) => binary(a, b, Mul),
@@ -275,8 +296,17 @@ fn expand_pm(n: &Node) -> Vec<Node> {
 fn is_structural(n: &Node) -> bool {
     matches!(
         n,
-        Node::Group { .. } | Node::Set(_) | Node::List(_) | Node::Matrix(_) | Node::Rel { .. }
-            | Node::In(..) | Node::Union(_) | Node::Ratio(_) | Node::Text(_) | Node::Dots | Node::EmptySet
+        Node::Group { .. }
+            | Node::Set(_)
+            | Node::List(_)
+            | Node::Matrix(_)
+            | Node::Rel { .. }
+            | Node::In(..)
+            | Node::Union(_)
+            | Node::Ratio(_)
+            | Node::Text(_)
+            | Node::Dots
+            | Node::EmptySet
     )
 }
 
@@ -290,7 +320,9 @@ pub(crate) fn canon(n: Node) -> Node {
             let mut out = Vec::new();
             for item in items.into_iter().take(MAX_ELEMENTS) {
                 match canon(item) {
-                    Node::Set(alts) if alts.len() > 1 && out.len() < MAX_ELEMENTS => out.extend(alts),
+                    Node::Set(alts) if alts.len() > 1 && out.len() < MAX_ELEMENTS => {
+                        out.extend(alts)
+                    }
                     other => out.push(other),
                 }
             }
@@ -310,12 +342,15 @@ pub(crate) fn canon(n: Node) -> Node {
             }
             Node::Set(out)
         }
-        Node::Group { open, close, items } => {
-            Node::Group { open, close, items: items.into_iter().take(MAX_ELEMENTS).map(canon).collect() }
-        }
+        Node::Group { open, close, items } => Node::Group {
+            open,
+            close,
+            items: items.into_iter().take(MAX_ELEMENTS).map(canon).collect(),
+        },
         Node::Union(parts) => Node::Union(parts.into_iter().map(canon).collect()),
         Node::Ratio(parts) => Node::Ratio(parts.into_iter().map(canon).collect()),
-        scalar if !is_structural(&scalar) && contains_matrix(&scalar) => match fold_matrix(&scalar) {
+        scalar if !is_structural(&scalar) && contains_matrix(&scalar) => match fold_matrix(&scalar)
+        {
             Some(rows) => Node::Matrix(rows),
             None => scalar,
         },
@@ -328,7 +363,9 @@ fn contains_matrix(n: &Node) -> bool {
     match n {
         Node::Matrix(_) => true,
         Node::Neg(a) => contains_matrix(a),
-        Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) => contains_matrix(a) || contains_matrix(b),
+        Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) => {
+            contains_matrix(a) || contains_matrix(b)
+        }
         _ => false,
     }
 }
@@ -339,16 +376,28 @@ fn fold_matrix(n: &Node) -> Option<Vec<Vec<Node>>> {
     fn bx(n: Node) -> Box<Node> {
         Box::new(n)
     }
-    fn elementwise(a: Vec<Vec<Node>>, b: Vec<Vec<Node>>, f: fn(Box<Node>, Box<Node>) -> Node) -> Option<Vec<Vec<Node>>> {
+    fn elementwise(
+        a: Vec<Vec<Node>>,
+        b: Vec<Vec<Node>>,
+        f: fn(Box<Node>, Box<Node>) -> Node,
+    ) -> Option<Vec<Vec<Node>>> {
         if a.len() != b.len() || a.iter().zip(&b).any(|(x, y)| x.len() != y.len()) {
             return None;
         }
-        Some(a.into_iter().zip(b).map(|(x, y)| x.into_iter().zip(y).map(|(p, q)| f(bx(p), bx(q))).collect()).collect())
+        Some(
+            a.into_iter()
+                .zip(b)
+                .map(|(x, y)| x.into_iter().zip(y).map(|(p, q)| f(bx(p), bx(q))).collect())
+                .collect(),
+        )
     }
     let size_ok = |m: &Vec<Vec<Node>>| m.iter().map(Vec::len).sum::<usize>() <= MAX_ELEMENTS;
     let out = match n {
         Node::Matrix(rows) => rows.clone(),
-        Node::Neg(a) => fold_matrix(a)?.into_iter().map(|r| r.into_iter().map(|x| Node::Neg(bx(x))).collect()).collect(),
+        Node::Neg(a) => fold_matrix(a)?
+            .into_iter()
+            .map(|r| r.into_iter().map(|x| Node::Neg(bx(x))).collect())
+            .collect(),
         Node::Add(a, b) => elementwise(fold_matrix(a)?, fold_matrix(b)?, Node::Add)?,
         Node::Sub(a, b) => elementwise(fold_matrix(a)?, fold_matrix(b)?, Node::Sub)?,
         Node::Mul(a, b) => match (contains_matrix(a), contains_matrix(b)) {
@@ -366,18 +415,25 @@ fn fold_matrix(n: &Node) -> Option<Vec<Vec<Node>>> {
                 for r in &x {
                     let mut row = Vec::new();
                     for c in 0..cols {
-                        let mut acc = Node::Mul(bx(r[0].clone()), bx(y[0][c].clone()));
-                        for k in 1..inner {
-                            acc = Node::Add(bx(acc), bx(Node::Mul(bx(r[k].clone()), bx(y[k][c].clone()))));
-                        }
-                        row.push(acc);
+                        let mut terms = r
+                            .iter()
+                            .zip(&y)
+                            .map(|(a, yrow)| Node::Mul(bx(a.clone()), bx(yrow[c].clone())));
+                        let first = terms.next()?;
+                        row.push(terms.fold(first, |acc, t| Node::Add(bx(acc), bx(t))));
                     }
                     rows.push(row);
                 }
                 rows
             }
-            (true, false) => fold_matrix(a)?.into_iter().map(|r| r.into_iter().map(|x| Node::Mul(bx(x), b.clone())).collect()).collect(),
-            (false, true) => fold_matrix(b)?.into_iter().map(|r| r.into_iter().map(|x| Node::Mul(a.clone(), bx(x))).collect()).collect(),
+            (true, false) => fold_matrix(a)?
+                .into_iter()
+                .map(|r| r.into_iter().map(|x| Node::Mul(bx(x), b.clone())).collect())
+                .collect(),
+            (false, true) => fold_matrix(b)?
+                .into_iter()
+                .map(|r| r.into_iter().map(|x| Node::Mul(a.clone(), bx(x))).collect())
+                .collect(),
             (false, false) => return None,
         },
         _ => return None,
@@ -407,9 +463,17 @@ fn canon_rel(mut items: Vec<Node>, mut ops: Vec<RelOp>) -> Node {
         if !is_name(&first) && !has_vars(&first) && !has_vars(&last) {
             return canon(last);
         }
-        return Node::Rel { items: vec![canon(first), canon(last)], ops: vec![RelOp::Eq] };
+        return Node::Rel {
+            items: vec![canon(first), canon(last)],
+            ops: vec![RelOp::Eq],
+        };
     }
-    if all_eq && items.len() == 2 && !has_vars(&items[0]) && !has_vars(&items[1]) && !is_structural(&items[0]) {
+    if all_eq
+        && items.len() == 2
+        && !has_vars(&items[0])
+        && !has_vars(&items[1])
+        && !is_structural(&items[0])
+    {
         // A computation: `\frac{1}{2} = \frac{10}{9}` states its result on the right.
         let last = items.pop().unwrap_or(Node::EmptySet);
         return canon(last);
@@ -424,7 +488,12 @@ fn canon_rel(mut items: Vec<Node>, mut ops: Vec<RelOp>) -> Node {
                 (items.remove(0), items.pop(), ops[0], ops[1])
             } else {
                 let hi = items.remove(0);
-                (items.pop().unwrap_or(Node::EmptySet), Some(hi), ops[1], ops[0])
+                (
+                    items.pop().unwrap_or(Node::EmptySet),
+                    Some(hi),
+                    ops[1],
+                    ops[0],
+                )
             };
             if let Some(hi) = hi {
                 return Node::Group {
@@ -435,7 +504,10 @@ fn canon_rel(mut items: Vec<Node>, mut ops: Vec<RelOp>) -> Node {
             }
         }
     }
-    Node::Rel { items: items.into_iter().map(canon).collect(), ops }
+    Node::Rel {
+        items: items.into_iter().map(canon).collect(),
+        ops,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -473,20 +545,39 @@ pub(crate) fn compare(a: &Node, b: &Node) -> bool {
     }
     match (a, b) {
         (Rel { items: xa, ops: oa }, Rel { items: xb, ops: ob }) => rel_equal(xa, oa, xb, ob),
-        (Rel { items, ops }, other) | (other, Rel { items, ops }) => match reduce_named(items, ops) {
+        (Rel { items, ops }, other) | (other, Rel { items, ops }) => match reduce_named(items, ops)
+        {
             Some(rhs) => compare(rhs, other),
             None => false,
         },
         (In(_, s), other) | (other, In(_, s)) => compare(s, other),
         (List(xs) | Set(xs), List(ys) | Set(ys)) => set_equal(xs, ys),
-        (Group { open: oa, close: ca, items: xa }, Group { open: ob, close: cb, items: xb }) => {
-            oa == ob && ca == cb && xa.len() == xb.len() && xa.iter().zip(xb).all(|(x, y)| compare(x, y))
+        (
+            Group {
+                open: oa,
+                close: ca,
+                items: xa,
+            },
+            Group {
+                open: ob,
+                close: cb,
+                items: xb,
+            },
+        ) => {
+            oa == ob
+                && ca == cb
+                && xa.len() == xb.len()
+                && xa.iter().zip(xb).all(|(x, y)| compare(x, y))
         }
         (Union(xs), Union(ys)) => set_equal(xs, ys),
-        (Ratio(xs), Ratio(ys)) => xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| compare(x, y)),
+        (Ratio(xs), Ratio(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| compare(x, y))
+        }
         (Matrix(ra), Matrix(rb)) => {
             ra.len() == rb.len()
-                && ra.iter().zip(rb).all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| scalar_equal(p, q)))
+                && ra.iter().zip(rb).all(|(x, y)| {
+                    x.len() == y.len() && x.iter().zip(y).all(|(p, q)| scalar_equal(p, q))
+                })
         }
         (Text(x), Text(y)) => normalize_text(x) == normalize_text(y),
         (Dots, Dots) | (EmptySet, EmptySet) => true,
@@ -624,7 +715,8 @@ fn numeric_equal(a: &Node, b: &Node) -> bool {
     if vars.is_empty() {
         return match (eval(a, &[]), eval(b, &[])) {
             (Ok(x), Ok(y)) => {
-                let both_int = |v: C| v.is_real() && v.im == 0.0 && v.re.fract() == 0.0 && v.re.abs() < 9.0e15;
+                let both_int =
+                    |v: C| v.is_real() && v.im == 0.0 && v.re.fract() == 0.0 && v.re.abs() < 9.0e15;
                 if both_int(x) && both_int(y) {
                     x.re == y.re
                 } else {

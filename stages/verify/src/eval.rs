@@ -92,7 +92,12 @@ fn eval_inner(node: &Node, env: &Env) -> Result<C, EvalError> {
         Binom(n, k) => {
             let n = eval_inner(n, env)?;
             let k = eval_inner(k, env)?;
-            if !n.is_real() || !k.is_real() || k.re.fract() != 0.0 || k.re < 0.0 || k.re > MAX_FACTORIAL {
+            if !n.is_real()
+                || !k.is_real()
+                || k.re.fract() != 0.0
+                || k.re < 0.0
+                || k.re > MAX_FACTORIAL
+            {
                 return Err(EvalError::NonFinite);
             }
             let mut acc = 1.0f64;
@@ -104,8 +109,17 @@ fn eval_inner(node: &Node, env: &Env) -> Result<C, EvalError> {
             C::real(acc)
         }
         Percent(a) => eval_inner(a, env)? / C::real(100.0),
-        Group { .. } | Set(_) | List(_) | Matrix(_) | Rel { .. } | In(..) | Union(_) | Ratio(_)
-        | Text(_) | Dots | EmptySet => return Err(EvalError::NotScalar),
+        Group { .. }
+        | Set(_)
+        | List(_)
+        | Matrix(_)
+        | Rel { .. }
+        | In(..)
+        | Union(_)
+        | Ratio(_)
+        | Text(_)
+        | Dots
+        | EmptySet => return Err(EvalError::NotScalar),
     })
 }
 
@@ -138,12 +152,24 @@ pub fn collect_vars(node: &Node, out: &mut BTreeSet<String>) {
             out.insert(n.clone());
         }
         Neg(a) | Func(_, a) | Fact(a) | Abs(a) | Percent(a) => collect_vars(a, out),
-        Add(a, b) | Sub(a, b) | PlusMinus(a, b) | Mul(a, b) | Div(a, b) | Pow(a, b)
-        | LogBase(a, b) | Root(a, b) | Binom(a, b) | In(a, b) => {
+        Add(a, b)
+        | Sub(a, b)
+        | PlusMinus(a, b)
+        | Mul(a, b)
+        | Div(a, b)
+        | Pow(a, b)
+        | LogBase(a, b)
+        | Root(a, b)
+        | Binom(a, b)
+        | In(a, b) => {
             collect_vars(a, out);
             collect_vars(b, out);
         }
-        Group { items, .. } | Set(items) | List(items) | Union(items) | Ratio(items)
+        Group { items, .. }
+        | Set(items)
+        | List(items)
+        | Union(items)
+        | Ratio(items)
         | Rel { items, .. } => items.iter().for_each(|i| collect_vars(i, out)),
         Matrix(rows) => rows.iter().flatten().for_each(|i| collect_vars(i, out)),
         Num(_) | Pi | E | I | Inf | Text(_) | Dots | EmptySet => {}
@@ -164,7 +190,11 @@ pub fn sample_points(vars: &BTreeSet<String>, count: usize) -> Vec<Vec<(String, 
         (z >> 11) as f64 / (1u64 << 53) as f64
     };
     (0..count)
-        .map(|_| vars.iter().map(|v| (v.clone(), C::real(0.4 + 2.5 * next()))).collect())
+        .map(|_| {
+            vars.iter()
+                .map(|v| (v.clone(), C::real(0.4 + 2.5 * next())))
+                .collect()
+        })
         .collect()
 }
 

@@ -36,13 +36,20 @@ pub enum Node {
     Binom(Box<Node>, Box<Node>),
     Percent(Box<Node>),
     /// A bracketed group of two or more items: a tuple, a point, or an interval.
-    Group { open: char, close: char, items: Vec<Node> },
+    Group {
+        open: char,
+        close: char,
+        items: Vec<Node>,
+    },
     Set(Vec<Node>),
     /// Items separated by commas, semicolons or "and"/"or" with no enclosing brackets.
     List(Vec<Node>),
     Matrix(Vec<Vec<Node>>),
     /// A chain `items[0] ops[0] items[1] ops[1] …` (a single relation has two items).
-    Rel { items: Vec<Node>, ops: Vec<RelOp> },
+    Rel {
+        items: Vec<Node>,
+        ops: Vec<RelOp>,
+    },
     In(Box<Node>, Box<Node>),
     Union(Vec<Node>),
     Ratio(Vec<Node>),
@@ -75,16 +82,25 @@ type PResult = Result<Node, ParseError>;
 /// dropped; an answer that is only words becomes [`Node::Text`].
 pub fn parse(src: &str) -> PResult {
     let toks = tokenize(src)?;
-    let has_math = toks.iter().any(|t| !matches!(t, Tok::Text(_) | Tok::Sep | Tok::Comma));
+    let has_math = toks
+        .iter()
+        .any(|t| !matches!(t, Tok::Text(_) | Tok::Sep | Tok::Comma));
     let toks: Vec<Tok> = if has_math {
-        toks.into_iter().filter(|t| !matches!(t, Tok::Text(_))).collect()
+        toks.into_iter()
+            .filter(|t| !matches!(t, Tok::Text(_)))
+            .collect()
     } else {
         toks
     };
     if toks.is_empty() {
         return Err(ParseError::Empty);
     }
-    let mut p = Parser { toks, pos: 0, depth: 0, nodes: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+        nodes: 0,
+    };
     let node = p.list(&[])?;
     if p.pos != p.toks.len() {
         return Err(ParseError::Unexpected(p.pos));
@@ -199,7 +215,10 @@ impl Parser {
                     let lhs = if items.len() == 1 {
                         items.pop().unwrap_or(Node::EmptySet)
                     } else {
-                        self.node(Node::Rel { items: std::mem::take(&mut items), ops: std::mem::take(&mut ops) })?
+                        self.node(Node::Rel {
+                            items: std::mem::take(&mut items),
+                            ops: std::mem::take(&mut ops),
+                        })?
                     };
                     return self.node(Node::In(bx(lhs), bx(rhs)));
                 }
@@ -463,7 +482,11 @@ impl Parser {
             Node::List(items) => self.node(Node::Group { open, close, items }),
             single if open == '(' && close == ')' => Ok(single),
             single if open == '[' && close == ']' => Ok(single),
-            single => self.node(Node::Group { open, close, items: vec![single] }),
+            single => self.node(Node::Group {
+                open,
+                close,
+                items: vec![single],
+            }),
         }
     }
 
@@ -658,13 +681,20 @@ mod tests {
 
     #[test]
     fn fraction_with_single_digit_arguments() {
-        assert_eq!(parse("\\frac94").unwrap(), Node::Div(bx(Node::Num(9.0)), bx(Node::Num(4.0))));
+        assert_eq!(
+            parse("\\frac94").unwrap(),
+            Node::Div(bx(Node::Num(9.0)), bx(Node::Num(4.0)))
+        );
     }
 
     #[test]
     fn interval_keeps_its_brackets() {
         match parse("[0, 1)").unwrap() {
-            Node::Group { open: '[', close: ')', items } => assert_eq!(items.len(), 2),
+            Node::Group {
+                open: '[',
+                close: ')',
+                items,
+            } => assert_eq!(items.len(), 2),
             other => panic!("{other:?}"),
         }
     }

@@ -78,13 +78,23 @@ fn find_boxes(s: &str) -> Vec<Span> {
         if s.as_bytes().get(j) == Some(&b'{') {
             match matching_brace(s, j) {
                 Some(close) => {
-                    out.push(Span { start, end: close + 1, content: s[j + 1..close].to_string() });
+                    out.push(Span {
+                        start,
+                        end: close + 1,
+                        content: s[j + 1..close].to_string(),
+                    });
                     from = close + 1;
                 }
                 None => {
                     // Unclosed box: everything after it, which is what the writer meant.
-                    let content = s[j + 1..].trim_end_matches(['$', '.', ' ', '\n']).to_string();
-                    out.push(Span { start, end: s.len(), content });
+                    let content = s[j + 1..]
+                        .trim_end_matches(['$', '.', ' ', '\n'])
+                        .to_string();
+                    out.push(Span {
+                        start,
+                        end: s.len(),
+                        content,
+                    });
                     break;
                 }
             }
@@ -161,7 +171,11 @@ fn math_segments(s: &str) -> Vec<Span> {
             Some(end) => {
                 let content = s[body_start..end].to_string();
                 if !content.trim().is_empty() {
-                    out.push(Span { start: i, end: end + close.len(), content });
+                    out.push(Span {
+                        start: i,
+                        end: end + close.len(),
+                        content,
+                    });
                 }
                 i = end + close.len();
             }
@@ -195,8 +209,11 @@ fn bare_numbers(s: &str, skip: &[Span]) -> Vec<Span> {
             i = sp.end;
             continue;
         }
-        let starts_digit = b[i].is_ascii_digit() || (b[i] == b'.' && b.get(i + 1).is_some_and(|c| c.is_ascii_digit()));
-        let prev_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'_' | b'^' | b'.' | b'\\'));
+        let starts_digit = b[i].is_ascii_digit()
+            || (b[i] == b'.' && b.get(i + 1).is_some_and(|c| c.is_ascii_digit()));
+        let prev_ok = i == 0
+            || !(b[i - 1].is_ascii_alphanumeric()
+                || matches!(b[i - 1], b'_' | b'^' | b'.' | b'\\'));
         if !(starts_digit && prev_ok) {
             i += 1;
             continue;
@@ -211,7 +228,9 @@ fn bare_numbers(s: &str, skip: &[Span]) -> Vec<Span> {
         };
         digits(&mut j);
         // Thousands groups.
-        while j + 3 < b.len() + 0 && b[j] == b',' && b[j + 1..].len() >= 3 && b[j + 1..j + 4].iter().all(u8::is_ascii_digit)
+        while j + 3 < b.len()
+            && b[j] == b','
+            && b[j + 1..j + 4].iter().all(u8::is_ascii_digit)
             && !b.get(j + 4).is_some_and(u8::is_ascii_digit)
         {
             j += 4;
@@ -234,17 +253,31 @@ fn bare_numbers(s: &str, skip: &[Span]) -> Vec<Span> {
             }
         }
         // Glued into a word (`AZYUK2A`): not a number.
-        let glued = b.get(j).is_some_and(|c| c.is_ascii_alphabetic()) && i > 0 && b[i - 1].is_ascii_alphabetic();
+        let glued = b.get(j).is_some_and(|c| c.is_ascii_alphabetic())
+            && i > 0
+            && b[i - 1].is_ascii_alphabetic();
         if j < b.len() && b[j] == b'%' {
             j += 1;
-        } else if s[j..].trim_start().to_ascii_lowercase().starts_with("percent") {
+        } else if s[j..]
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("percent")
+        {
             let k = j + (s[j..].len() - s[j..].trim_start().len());
-            out.push(Span { start, end: k + 7, content: format!("{}%", &s[start..j]) });
+            out.push(Span {
+                start,
+                end: k + 7,
+                content: format!("{}%", &s[start..j]),
+            });
             i = k + 7;
             continue;
         }
         if !glued {
-            out.push(Span { start, end: j, content: s[start..j].to_string() });
+            out.push(Span {
+                start,
+                end: j,
+                content: s[start..j].to_string(),
+            });
         }
         i = j.max(i + 1);
     }
@@ -257,11 +290,13 @@ fn phrase_after(s: &str, key: &str) -> Option<String> {
     let idx = lower.rfind(key)?;
     let mut rest = &s[idx + key.len()..];
     loop {
-        let t = rest.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '*' | ':' | '-' | '='));
+        let t = rest
+            .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '*' | ':' | '-' | '='));
         let tl = t.to_ascii_lowercase();
         let mut stripped = false;
         for w in ["is", "was", "would be", "will be", "should be"] {
-            if tl.starts_with(w) && !tl[w.len()..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            if tl.starts_with(w) && !tl[w.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+            {
                 rest = &t[w.len()..];
                 stripped = true;
                 break;
@@ -293,7 +328,8 @@ fn cut_sentence(s: &str) -> &str {
             b'$' => in_math = !in_math,
             b'.' | b'\n' if !in_math => {
                 let next = b.get(i + 1).copied();
-                if b[i] == b'\n' || next.is_none() || next.is_some_and(|c| c == b' ' || c == b'\n') {
+                if b[i] == b'\n' || next.is_none() || next.is_some_and(|c| c == b' ' || c == b'\n')
+                {
                     end = i;
                     break;
                 }
@@ -312,13 +348,21 @@ fn cut_sentence(s: &str) -> &str {
 /// Words (runs of two or more letters, not LaTeX commands or environment names) other than
 /// units and connectives.
 fn word_count(s: &str) -> usize {
-    let s = s.replace("\\begin{", "\\begin\\").replace("\\end{", "\\end\\");
+    let s = s
+        .replace("\\begin{", "\\begin\\")
+        .replace("\\end{", "\\end\\");
     let mut count = 0;
     let mut word = String::new();
     let mut after_backslash = false;
     let flush = |word: &mut String, count: &mut usize, cmd: bool| {
         let w = word.to_ascii_lowercase();
-        if w.len() >= 2 && !cmd && !matches!(w.as_str(), "and" | "or" | "percent" | "pct" | "pi" | "sqrt" | "in") {
+        if w.len() >= 2
+            && !cmd
+            && !matches!(
+                w.as_str(),
+                "and" | "or" | "percent" | "pct" | "pi" | "sqrt" | "in"
+            )
+        {
             *count += 1;
         }
         word.clear();
@@ -397,7 +441,10 @@ pub(crate) fn candidates(completion: &str) -> (Vec<String>, usize, Option<String
     let explicit = out.len();
     let math = math_segments(s);
     // Failing all else, the last mathematics is the answer even if we cannot read it.
-    let fallback = math.last().map(|m| m.content.clone()).filter(|c| c.len() <= MAX_ANSWER_BYTES);
+    let fallback = math
+        .last()
+        .map(|m| m.content.clone())
+        .filter(|c| c.len() <= MAX_ANSWER_BYTES);
     if math.is_empty() && !s.contains("\\boxed") && s.len() <= 200 && word_count(s) <= 1 {
         out.push(s.trim().to_string());
     }
@@ -405,7 +452,11 @@ pub(crate) fn candidates(completion: &str) -> (Vec<String>, usize, Option<String
     // by "and"/commas comes before its last member.
     let mut tails: Vec<Span> = Vec::new();
     if let (Some(j), Some(last)) = (joined_math(s, &math), math.last()) {
-        tails.push(Span { start: last.start, end: last.end, content: j });
+        tails.push(Span {
+            start: last.start,
+            end: last.end,
+            content: j,
+        });
     }
     tails.extend(math.iter().cloned());
     tails.extend(bare_numbers(s, &math));
@@ -438,7 +489,12 @@ pub fn extract_free_form(completion: &str) -> Option<String> {
     let (cands, explicit, fallback) = candidates(completion);
     // An explicitly marked answer is kept even when it does not parse (it may be text), then
     // the last mathematics; a guess from prose must at least read as an answer.
-    let chosen = cands.iter().take(MAX_CANDIDATES).find(|c| parses(c)).or(cands[..explicit].first()).or(fallback.as_ref())?;
+    let chosen = cands
+        .iter()
+        .take(MAX_CANDIDATES)
+        .find(|c| parses(c))
+        .or(cands[..explicit].first())
+        .or(fallback.as_ref())?;
     let cleaned = clean(chosen);
     (!cleaned.is_empty()).then_some(cleaned)
 }
@@ -449,21 +505,42 @@ mod tests {
 
     #[test]
     fn nested_boxes() {
-        assert_eq!(extract_free_form("so $\\boxed{\\frac{1}{\\sqrt{2}}}$.").as_deref(), Some("\\frac{1}{\\sqrt{2}}"));
+        assert_eq!(
+            extract_free_form("so $\\boxed{\\frac{1}{\\sqrt{2}}}$.").as_deref(),
+            Some("\\frac{1}{\\sqrt{2}}")
+        );
         assert_eq!(extract_free_form("\\fbox{7}").as_deref(), Some("7"));
     }
 
     #[test]
     fn joins_adjacent_boxes() {
-        assert_eq!(extract_free_form("\\boxed{1} and \\boxed{2}").as_deref(), Some("1, 2"));
-        assert_eq!(extract_free_form("\\boxed{4} ... long text ............................................. \\boxed{5}").as_deref(), Some("5"));
+        assert_eq!(
+            extract_free_form("\\boxed{1} and \\boxed{2}").as_deref(),
+            Some("1, 2")
+        );
+        assert_eq!(
+            extract_free_form(
+                "\\boxed{4} ... long text ............................................. \\boxed{5}"
+            )
+            .as_deref(),
+            Some("5")
+        );
     }
 
     #[test]
     fn fallbacks() {
-        assert_eq!(extract_free_form("so the answer is 42.").as_deref(), Some("42"));
-        assert_eq!(extract_free_form("Answer: $x = 3$").as_deref(), Some("x = 3"));
-        assert_eq!(extract_free_form("We get 3 apples and then 5 pears").as_deref(), Some("5"));
+        assert_eq!(
+            extract_free_form("so the answer is 42.").as_deref(),
+            Some("42")
+        );
+        assert_eq!(
+            extract_free_form("Answer: $x = 3$").as_deref(),
+            Some("x = 3")
+        );
+        assert_eq!(
+            extract_free_form("We get 3 apples and then 5 pears").as_deref(),
+            Some("5")
+        );
         // A number glued into a word is not an answer, and prose is not guessed at.
         assert_eq!(extract_free_form("it is AZYUK2A"), None);
     }

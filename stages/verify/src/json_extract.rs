@@ -69,12 +69,61 @@ pub fn find_objects(text: &str) -> Found {
 /// LaTeX command names that begin with a letter JSON would read as an escape
 /// (`\b \f \n \r \t \u`): in a model's JSON string they are almost always LaTeX.
 const LATEX_AFTER_ESCAPE: &[&str] = &[
-    "frac", "forall", "flat", "beta", "boxed", "bar", "binom", "begin", "big", "bigl", "bigr",
-    "bigg", "bmatrix", "bot", "bf", "bullet", "backslash", "right", "rho", "rangle", "rightarrow",
-    "rm", "rfloor", "rceil", "text", "textbf", "textit", "times", "theta", "tan", "tau", "to",
-    "tfrac", "triangle", "top", "tilde", "textrm", "tanh", "neq", "nu", "nabla", "not", "ne",
-    "neg", "ni", "nonumber", "newline", "nmid", "notin", "underline", "underbrace", "uparrow",
-    "upsilon", "cup", "cap",
+    "frac",
+    "forall",
+    "flat",
+    "beta",
+    "boxed",
+    "bar",
+    "binom",
+    "begin",
+    "big",
+    "bigl",
+    "bigr",
+    "bigg",
+    "bmatrix",
+    "bot",
+    "bf",
+    "bullet",
+    "backslash",
+    "right",
+    "rho",
+    "rangle",
+    "rightarrow",
+    "rm",
+    "rfloor",
+    "rceil",
+    "text",
+    "textbf",
+    "textit",
+    "times",
+    "theta",
+    "tan",
+    "tau",
+    "to",
+    "tfrac",
+    "triangle",
+    "top",
+    "tilde",
+    "textrm",
+    "tanh",
+    "neq",
+    "nu",
+    "nabla",
+    "not",
+    "ne",
+    "neg",
+    "ni",
+    "nonumber",
+    "newline",
+    "nmid",
+    "notin",
+    "underline",
+    "underbrace",
+    "uparrow",
+    "upsilon",
+    "cup",
+    "cap",
 ];
 
 struct Reader<'a> {
@@ -87,7 +136,11 @@ type R<T> = Result<T, String>;
 
 impl<'a> Reader<'a> {
     fn new(s: &'a str) -> Self {
-        Reader { s, pos: 0, depth: 0 }
+        Reader {
+            s,
+            pos: 0,
+            depth: 0,
+        }
     }
 
     /// Reads one value from the start; returns it (or why not) and how far it read.
@@ -127,7 +180,9 @@ impl<'a> Reader<'a> {
             None => Err("unexpected end".into()),
             Some('{') => self.object(),
             Some('[') => self.array(),
-            Some(q @ ('"' | '\'' | '“' | '”' | '‘' | '’')) => self.string(q).map(Value::String),
+            Some(q @ ('"' | '\'' | '“' | '”' | '‘' | '’')) => {
+                self.string(q).map(Value::String)
+            }
             Some(_) => self.bare(),
         };
         self.depth -= 1;
@@ -238,7 +293,10 @@ impl<'a> Reader<'a> {
             };
             // `\frac` in a JSON string is LaTeX, not a form feed.
             if matches!(e, 'b' | 'f' | 'n' | 'r' | 't' | 'u') {
-                let word: String = self.s[self.pos..].chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+                let word: String = self.s[self.pos..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .collect();
                 if LATEX_AFTER_ESCAPE.iter().any(|w| word == *w) {
                     out.push('\\');
                     continue;
@@ -291,8 +349,13 @@ impl<'a> Reader<'a> {
             "false" | "False" => Value::Bool(false),
             "null" | "None" => Value::Null,
             _ => {
-                let looks_numeric = word.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
-                match looks_numeric.then(|| serde_json::from_str::<Number>(word).ok()).flatten() {
+                let looks_numeric = word
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
+                match looks_numeric
+                    .then(|| serde_json::from_str::<Number>(word).ok())
+                    .flatten()
+                {
                     Some(n) => Value::Number(n),
                     None => Value::String(word.to_string()),
                 }
@@ -323,10 +386,16 @@ mod tests {
     fn common_slips() {
         assert_eq!(one("{'a': 'b',}"), json!({"a": "b"}));
         assert_eq!(one("{“a”: “b”}"), json!({"a": "b"}));
-        assert_eq!(one("{\"a\": \"line1\nline2\"}"), json!({"a": "line1\nline2"}));
+        assert_eq!(
+            one("{\"a\": \"line1\nline2\"}"),
+            json!({"a": "line1\nline2"})
+        );
         assert_eq!(one("{a: True, b: None}"), json!({"a": true, "b": null}));
         assert_eq!(one(r#"{"a": "\frac{1}{2}"}"#), json!({"a": "\\frac{1}{2}"}));
-        assert_eq!(one(r#"{"a": "say "hi" now"}"#), json!({"a": "say \"hi\" now"}));
+        assert_eq!(
+            one(r#"{"a": "say "hi" now"}"#),
+            json!({"a": "say \"hi\" now"})
+        );
     }
 
     #[test]

@@ -101,16 +101,101 @@ pub enum LexError {
 
 /// Words that name a unit: dropped when they follow a quantity.
 const UNIT_WORDS: &[&str] = &[
-    "cm", "mm", "km", "m", "kg", "mg", "g", "lb", "lbs", "oz", "ml", "l", "liter", "liters",
-    "litre", "litres", "meter", "meters", "metre", "metres", "centimeter", "centimeters",
-    "millimeter", "millimeters", "kilometer", "kilometers", "inch", "inches", "ft", "feet",
-    "foot", "yard", "yards", "mile", "miles", "mph", "sec", "secs", "second", "seconds", "min",
-    "mins", "minute", "minutes", "hr", "hrs", "hour", "hours", "day", "days", "week", "weeks",
-    "month", "months", "year", "years", "dollar", "dollars", "cent", "cents", "yuan", "euro",
-    "euros", "units", "unit", "sq", "square", "cubic", "degree", "degrees", "deg", "rad",
-    "radians", "people", "students", "ways", "times", "points", "kmh", "grams", "kilograms",
-    "pounds", "ounces", "gallons", "gallon", "tons", "ton", "watts", "joules", "newtons",
-    "volts", "amps", "ohms", "hz", "kwh",
+    "cm",
+    "mm",
+    "km",
+    "m",
+    "kg",
+    "mg",
+    "g",
+    "lb",
+    "lbs",
+    "oz",
+    "ml",
+    "l",
+    "liter",
+    "liters",
+    "litre",
+    "litres",
+    "meter",
+    "meters",
+    "metre",
+    "metres",
+    "centimeter",
+    "centimeters",
+    "millimeter",
+    "millimeters",
+    "kilometer",
+    "kilometers",
+    "inch",
+    "inches",
+    "ft",
+    "feet",
+    "foot",
+    "yard",
+    "yards",
+    "mile",
+    "miles",
+    "mph",
+    "sec",
+    "secs",
+    "second",
+    "seconds",
+    "min",
+    "mins",
+    "minute",
+    "minutes",
+    "hr",
+    "hrs",
+    "hour",
+    "hours",
+    "day",
+    "days",
+    "week",
+    "weeks",
+    "month",
+    "months",
+    "year",
+    "years",
+    "dollar",
+    "dollars",
+    "cent",
+    "cents",
+    "yuan",
+    "euro",
+    "euros",
+    "units",
+    "unit",
+    "sq",
+    "square",
+    "cubic",
+    "degree",
+    "degrees",
+    "deg",
+    "rad",
+    "radians",
+    "people",
+    "students",
+    "ways",
+    "times",
+    "points",
+    "kmh",
+    "grams",
+    "kilograms",
+    "pounds",
+    "ounces",
+    "gallons",
+    "gallon",
+    "tons",
+    "ton",
+    "watts",
+    "joules",
+    "newtons",
+    "volts",
+    "amps",
+    "ohms",
+    "hz",
+    "kwh",
 ];
 
 fn func_named(name: &str) -> Option<Func> {
@@ -135,22 +220,90 @@ fn func_named(name: &str) -> Option<Func> {
 }
 
 const GREEK: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
-    "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon",
-    "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma",
-    "Phi", "Psi", "Omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Xi",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
 ];
 
 /// Commands that only change appearance: the argument that follows is read as is.
 const TRANSPARENT: &[&str] = &[
-    "mathrm", "mathbf", "mathit", "mathsf", "mathcal", "mathbb", "boldsymbol", "bm", "vec",
-    "overline", "overrightarrow", "hat", "bar", "widehat", "operatorname", "displaystyle",
-    "textstyle", "left", "right", "bigl", "bigr", "Bigl", "Bigr", "big", "Big", "bigg", "Bigg",
-    "biggl", "biggr", "limits", "boxed", "fbox", "underline", "mathbin", "mathop",
+    "mathrm",
+    "mathbf",
+    "mathit",
+    "mathsf",
+    "mathcal",
+    "mathbb",
+    "boldsymbol",
+    "bm",
+    "vec",
+    "overline",
+    "overrightarrow",
+    "hat",
+    "bar",
+    "widehat",
+    "operatorname",
+    "displaystyle",
+    "textstyle",
+    "left",
+    "right",
+    "bigl",
+    "bigr",
+    "Bigl",
+    "Bigr",
+    "big",
+    "Big",
+    "bigg",
+    "Bigg",
+    "biggl",
+    "biggr",
+    "limits",
+    "boxed",
+    "fbox",
+    "underline",
+    "mathbin",
+    "mathop",
 ];
 
 /// Commands that are spacing and carry nothing.
-const SPACING: &[&str] = &["quad", "qquad", "enspace", "thinspace", "medspace", "negthinspace"];
+const SPACING: &[&str] = &[
+    "quad",
+    "qquad",
+    "enspace",
+    "thinspace",
+    "medspace",
+    "negthinspace",
+];
 
 /// Turns an answer into tokens. `src` must already be bounded by the caller.
 pub fn tokenize(src: &str) -> Result<Vec<Tok>, LexError> {
@@ -166,7 +319,8 @@ pub fn tokenize(src: &str) -> Result<Vec<Tok>, LexError> {
             i += 1;
             continue;
         }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let (num, next) = read_number(&chars, i);
             out.push(Tok::Num(num));
             i = next;
@@ -314,7 +468,11 @@ fn push_word(out: &mut Vec<Tok>, word: &str, chars: &[char], after: usize) {
         // A unit after a quantity: drop it (and a `^2`/`^3` that belongs to it).
         let after_quantity = matches!(
             out.last(),
-            Some(Tok::Num(_)) | Some(Tok::RBrace) | Some(Tok::RParen) | Some(Tok::Pi) | Some(Tok::Percent)
+            Some(Tok::Num(_))
+                | Some(Tok::RBrace)
+                | Some(Tok::RParen)
+                | Some(Tok::Pi)
+                | Some(Tok::Percent)
         );
         if after_quantity && UNIT_WORDS.contains(&lower.as_str()) {
             let _ = chars.get(after);
@@ -362,7 +520,16 @@ fn skip_degree(chars: &[char], mut i: usize) -> Option<usize> {
         i += 1;
     }
     let rest: String = chars[i..chars.len().min(i + 12)].iter().collect();
-    for pat in ["\\circ", "{\\circ}", "{ \\circ }", "{\\circ }", "{ \\circ}", "\\degree", "{o}", "o"] {
+    for pat in [
+        "\\circ",
+        "{\\circ}",
+        "{ \\circ }",
+        "{\\circ }",
+        "{ \\circ}",
+        "\\degree",
+        "{o}",
+        "o",
+    ] {
         if rest.starts_with(pat) {
             // `^o` only when nothing alphabetic follows (so `x^open` is not eaten).
             if pat == "o" && chars.get(i + 1).is_some_and(|c| c.is_ascii_alphanumeric()) {
@@ -490,7 +657,10 @@ fn lex_command(chars: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, Le
             }
             let (env, mut next) = braced_arg(chars, k)?;
             let env = env.trim().trim_end_matches('*');
-            if !matches!(env, "pmatrix" | "bmatrix" | "matrix" | "Bmatrix" | "vmatrix" | "smallmatrix" | "array") {
+            if !matches!(
+                env,
+                "pmatrix" | "bmatrix" | "matrix" | "Bmatrix" | "vmatrix" | "smallmatrix" | "array"
+            ) {
                 return Err(LexError::UnsupportedCommand(format!("{name}{{{env}}}")));
             }
             if name == "begin" {
@@ -557,7 +727,10 @@ mod tests {
     #[test]
     fn degree_and_units_vanish() {
         assert_eq!(tokenize("90^\\circ").unwrap(), vec![Tok::Num("90".into())]);
-        assert_eq!(tokenize("90^{\\circ}").unwrap(), vec![Tok::Num("90".into())]);
+        assert_eq!(
+            tokenize("90^{\\circ}").unwrap(),
+            vec![Tok::Num("90".into())]
+        );
         assert_eq!(tokenize("125 miles").unwrap(), vec![Tok::Num("125".into())]);
         assert_eq!(
             tokenize("15\\text{ cm}^2").unwrap(),
@@ -574,6 +747,9 @@ mod tests {
     #[test]
     fn scientific_notation_needs_digits() {
         assert_eq!(tokenize("1.5e-3").unwrap(), vec![Tok::Num("1.5e-3".into())]);
-        assert_eq!(tokenize("2e").unwrap(), vec![Tok::Num("2".into()), Tok::Ident("e".into())]);
+        assert_eq!(
+            tokenize("2e").unwrap(),
+            vec![Tok::Num("2".into()), Tok::Ident("e".into())]
+        );
     }
 }

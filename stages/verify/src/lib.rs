@@ -56,13 +56,25 @@ pub fn extract_answer(completion: &str, kind: TaskKind) -> Option<String> {
 ///
 /// For `mcq` the gold is a letter (`B`, `(B)`, …) and the letters must match. For `any`, a
 /// gold that is a single letter A–D is treated as multiple choice.
-pub fn check(gold: &str, completion: &str, kind: TaskKind, answer_type: Option<AnswerType>) -> Check {
+pub fn check(
+    gold: &str,
+    completion: &str,
+    kind: TaskKind,
+    answer_type: Option<AnswerType>,
+) -> Check {
     check_with_letters(gold, completion, kind, answer_type, MCQ_MAX_LETTER)
 }
 
 /// [`check`] with a wider letter range for evaluation benchmarks (MMLU-Pro uses A–J).
-pub fn check_with_letters(gold: &str, completion: &str, kind: TaskKind, answer_type: Option<AnswerType>, max_letter: char) -> Check {
-    let gold_letter = extract_choice(gold.trim(), max_letter).filter(|_| gold.trim().chars().filter(|c| c.is_alphanumeric()).count() == 1);
+pub fn check_with_letters(
+    gold: &str,
+    completion: &str,
+    kind: TaskKind,
+    answer_type: Option<AnswerType>,
+    max_letter: char,
+) -> Check {
+    let gold_letter = extract_choice(gold.trim(), max_letter)
+        .filter(|_| gold.trim().chars().filter(|c| c.is_alphanumeric()).count() == 1);
     let mcq = match kind {
         TaskKind::Mcq => true,
         TaskKind::Any => gold_letter.is_some(),
@@ -71,9 +83,17 @@ pub fn check_with_letters(gold: &str, completion: &str, kind: TaskKind, answer_t
     if mcq {
         let extracted = extract_choice(completion, max_letter);
         let equivalent = matches!((gold_letter, extracted), (Some(g), Some(e)) if g == e);
-        return Check { equivalent, extracted: extracted.map(String::from) };
+        return Check {
+            equivalent,
+            extracted: extracted.map(String::from),
+        };
     }
     let extracted = extract::extract_free_form(completion);
-    let equivalent = extracted.as_deref().is_some_and(|e| is_equivalent(gold, e, answer_type));
-    Check { equivalent, extracted }
+    let equivalent = extracted
+        .as_deref()
+        .is_some_and(|e| is_equivalent(gold, e, answer_type));
+    Check {
+        equivalent,
+        extracted,
+    }
 }

@@ -13,7 +13,11 @@ use spice_verify::{check_with_letters, AnswerType, TaskKind};
 use std::io::{BufRead, BufWriter, Write};
 
 #[derive(Parser, Debug)]
-#[command(name = "spice-verify", version, about = "Task parsing and answer verification for SPICE")]
+#[command(
+    name = "spice-verify",
+    version,
+    about = "Task parsing and answer verification for SPICE"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,16 +63,21 @@ fn text(v: &Value) -> Option<String> {
 
 /// One verdict line for one input line.
 fn verdict(raw: &str, default_kind: TaskKind, max_letter: char) -> Result<Value, String> {
-    let line: Line = serde_json::from_str(raw).map_err(|e| format!("not a JSON object with gold and pred: {e}"))?;
+    let line: Line = serde_json::from_str(raw)
+        .map_err(|e| format!("not a JSON object with gold and pred: {e}"))?;
     let gold = text(&line.gold).ok_or("gold must be a string, number or boolean")?;
     let pred = text(&line.pred).ok_or("pred must be a string, number or boolean")?;
     let kind = match line.kind.as_deref() {
-        Some(k) => k.parse::<TaskKind>().map_err(|_| format!("kind {k:?} is not one of mcq, free_form, any"))?,
+        Some(k) => k
+            .parse::<TaskKind>()
+            .map_err(|_| format!("kind {k:?} is not one of mcq, free_form, any"))?,
         None => default_kind,
     };
     let answer_type = match line.answer_type.as_deref() {
         Some(t) => Some(t.parse::<AnswerType>().map_err(|_| {
-            format!("answer_type {t:?} is not one of integer, float, expression, string, boolean, list")
+            format!(
+                "answer_type {t:?} is not one of integer, float, expression, string, boolean, list"
+            )
         })?),
         None => None,
     };

@@ -30,7 +30,18 @@ pub fn extract_choice(completion: &str, max_letter: char) -> Option<char> {
     }
     // 2. "answer is (B)", "answer: B", "correct option is B", "choose B".
     let lower = s.to_ascii_lowercase();
-    for key in ["answer is", "answer:", "answer :", "option is", "choice is", "answer would be", "answer", "option", "choice", "choose"] {
+    for key in [
+        "answer is",
+        "answer:",
+        "answer :",
+        "option is",
+        "choice is",
+        "answer would be",
+        "answer",
+        "option",
+        "choice",
+        "choose",
+    ] {
         if let Some(idx) = lower.rfind(key) {
             let after = &s[idx + key.len()..];
             let window: String = after.chars().take(40).collect();
@@ -51,7 +62,9 @@ pub fn extract_choice(completion: &str, max_letter: char) -> Option<char> {
 
 /// `B`, `(B)`, `B)`, `B.`, `B:` or `**B**` at the start of `s` (after spaces and markup).
 fn letter_at_start(s: &str, in_range: impl Fn(char) -> bool) -> Option<char> {
-    let t = s.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '(' | '[' | '{' | '*' | '$' | '"' | '\''));
+    let t = s.trim_start_matches(|c: char| {
+        c.is_whitespace() || matches!(c, '(' | '[' | '{' | '*' | '$' | '"' | '\'')
+    });
     let mut chars = t.chars();
     let c = chars.next()?;
     let next = chars.next();
@@ -74,7 +87,8 @@ fn standalone_letters(s: &str) -> Vec<(usize, char)> {
         let after_ok = chars.get(i + 1).is_none_or(|n| !n.is_alphanumeric());
         if c.is_ascii_uppercase() && before_ok && after_ok {
             // Articles and pronouns: `A cat`, `I think`.
-            let prose = chars.get(i + 1) == Some(&' ') && chars.get(i + 2).is_some_and(|n| n.is_lowercase());
+            let prose = chars.get(i + 1) == Some(&' ')
+                && chars.get(i + 2).is_some_and(|n| n.is_lowercase());
             if !(prose && (c == 'A' || c == 'I')) {
                 out.push((i, c));
             }
@@ -84,11 +98,18 @@ fn standalone_letters(s: &str) -> Vec<(usize, char)> {
 }
 
 fn first_standalone(s: &str, in_range: impl Fn(char) -> bool) -> Option<char> {
-    standalone_letters(s).into_iter().map(|(_, c)| c).find(|c| in_range(*c))
+    standalone_letters(s)
+        .into_iter()
+        .map(|(_, c)| c)
+        .find(|c| in_range(*c))
 }
 
 fn last_standalone(s: &str, in_range: impl Fn(char) -> bool) -> Option<char> {
-    standalone_letters(s).into_iter().rev().map(|(_, c)| c).find(|c| in_range(*c))
+    standalone_letters(s)
+        .into_iter()
+        .rev()
+        .map(|(_, c)| c)
+        .find(|c| in_range(*c))
 }
 
 #[cfg(test)]

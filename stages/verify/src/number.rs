@@ -9,7 +9,10 @@
 /// returned unchanged. `{,}` and `,\!` are always thousands separators (LaTeX only writes
 /// them that way), so they are removed everywhere.
 pub fn normalize_number_spelling(s: &str) -> String {
-    let mut t = s.replace("{,}", "").replace(",\\!", "").replace("{,}\\!", "");
+    let mut t = s
+        .replace("{,}", "")
+        .replace(",\\!", "")
+        .replace("{,}\\!", "");
     let trimmed = t.trim();
     if let Some(plain) = grouped_number(trimmed, ',').or_else(|| grouped_number(trimmed, ' ')) {
         return plain;
@@ -46,7 +49,9 @@ fn grouped_number(s: &str, sep: char) -> Option<String> {
         && groups[0].len() <= 3
         && !groups[0].starts_with('0')
         && groups[0].bytes().all(|b| b.is_ascii_digit());
-    let rest_ok = groups[1..].iter().all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()));
+    let rest_ok = groups[1..]
+        .iter()
+        .all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()));
     let frac_ok = frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
     if !(first_ok && rest_ok && frac_ok) {
         return None;

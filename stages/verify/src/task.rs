@@ -65,7 +65,12 @@ impl TaskKind {
 impl FromStr for TaskKind {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['-', ' '], "_")
+            .as_str()
+        {
             "mcq" | "multiple_choice" => Ok(TaskKind::Mcq),
             "free_form" | "freeform" | "open" => Ok(TaskKind::FreeForm),
             "any" | "both" => Ok(TaskKind::Any),
@@ -213,7 +218,10 @@ pub struct Invalid {
 }
 
 fn invalid(reason: InvalidReason, detail: impl Into<String>) -> Invalid {
-    Invalid { reason, detail: detail.into() }
+    Invalid {
+        reason,
+        detail: detail.into(),
+    }
 }
 
 /// The result of parsing a Challenger completion.
@@ -226,10 +234,27 @@ pub struct ParsedTask {
 
 /// Reads a task from a Challenger completion. `expect` is the format that was requested;
 /// `forced_type` is the answer type imposed by configuration, if any.
-pub fn parse_task(completion: &str, expect: TaskKind, forced_type: Option<AnswerType>) -> ParsedTask {
+pub fn parse_task(
+    completion: &str,
+    expect: TaskKind,
+    forced_type: Option<AnswerType>,
+) -> ParsedTask {
     let objects = match find_objects(completion) {
-        Found::Nothing => return ParsedTask { task: Err(invalid(InvalidReason::NoJson, "no JSON object in completion")), json: None },
-        Found::Unparsable(e) => return ParsedTask { task: Err(invalid(InvalidReason::InvalidJson, e)), json: None },
+        Found::Nothing => {
+            return ParsedTask {
+                task: Err(invalid(
+                    InvalidReason::NoJson,
+                    "no JSON object in completion",
+                )),
+                json: None,
+            }
+        }
+        Found::Unparsable(e) => {
+            return ParsedTask {
+                task: Err(invalid(InvalidReason::InvalidJson, e)),
+                json: None,
+            }
+        }
         Found::Objects(o) => o,
     };
     // The last object with task fields; a model that revises itself writes the final one last.
@@ -240,13 +265,19 @@ pub fn parse_task(completion: &str, expect: TaskKind, forced_type: Option<Answer
         .or(objects.last())
         .cloned();
     let Some(json) = chosen else {
-        return ParsedTask { task: Err(invalid(InvalidReason::InvalidJson, "no object")), json: None };
+        return ParsedTask {
+            task: Err(invalid(InvalidReason::InvalidJson, "no object")),
+            json: None,
+        };
     };
     let task = match json.as_object() {
         Some(map) => build(&Fields::new(map), expect, forced_type),
         None => Err(invalid(InvalidReason::InvalidJson, "not an object")),
     };
-    ParsedTask { task, json: Some(json) }
+    ParsedTask {
+        task,
+        json: Some(json),
+    }
 }
 
 /// Lower-cased, underscore-joined keys, so `Correct Answer`, `correct-answer` and
@@ -266,10 +297,44 @@ fn norm_key(k: &str) -> String {
     out
 }
 
-const QUESTION_KEYS: &[&str] = &["question", "stem", "question_stem", "problem", "prompt", "query", "question_text", "task"];
-const OPTION_KEYS: &[&str] = &["options", "choices", "answer_options", "answer_choices", "alternatives", "option"];
-const LETTER_KEYS: &[&str] = &["correct_answer", "correct_option", "correct_choice", "correct_letter", "answer", "correct", "answer_letter", "label", "gold"];
-const ANSWER_KEYS: &[&str] = &["answer", "final_answer", "correct_answer", "gold_answer", "ground_truth", "solution", "gold"];
+const QUESTION_KEYS: &[&str] = &[
+    "question",
+    "stem",
+    "question_stem",
+    "problem",
+    "prompt",
+    "query",
+    "question_text",
+    "task",
+];
+const OPTION_KEYS: &[&str] = &[
+    "options",
+    "choices",
+    "answer_options",
+    "answer_choices",
+    "alternatives",
+    "option",
+];
+const LETTER_KEYS: &[&str] = &[
+    "correct_answer",
+    "correct_option",
+    "correct_choice",
+    "correct_letter",
+    "answer",
+    "correct",
+    "answer_letter",
+    "label",
+    "gold",
+];
+const ANSWER_KEYS: &[&str] = &[
+    "answer",
+    "final_answer",
+    "correct_answer",
+    "gold_answer",
+    "ground_truth",
+    "solution",
+    "gold",
+];
 const TYPE_KEYS: &[&str] = &["answer_type", "type", "answer_format"];
 
 struct Fields<'a> {
@@ -278,10 +343,17 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(map: &'a Map<String, Value>) -> Self {
-        Fields { map: map.iter().map(|(k, v)| (norm_key(k), v)).collect() }
+        Fields {
+            map: map.iter().map(|(k, v)| (norm_key(k), v)).collect(),
+        }
     }
     fn get(&self, keys: &[&str]) -> Option<&'a Value> {
-        keys.iter().find_map(|k| self.map.iter().find(|(n, v)| n == k && !v.is_null()).map(|(_, v)| *v))
+        keys.iter().find_map(|k| {
+            self.map
+                .iter()
+                .find(|(n, v)| n == k && !v.is_null())
+                .map(|(_, v)| *v)
+        })
     }
     fn letter_keys(&self) -> Option<Vec<&'a Value>> {
         let mut out = Vec::new();
@@ -309,7 +381,8 @@ fn scalar_text(v: &Value) -> Option<String> {
 
 fn build(f: &Fields<'_>, expect: TaskKind, forced: Option<AnswerType>) -> Result<Task, Invalid> {
     let options = f.get(OPTION_KEYS).cloned().or_else(|| {
-        f.letter_keys().map(|vs| Value::Array(vs.into_iter().cloned().collect()))
+        f.letter_keys()
+            .map(|vs| Value::Array(vs.into_iter().cloned().collect()))
     });
     let kind = match expect {
         TaskKind::Any if options.is_some() => TaskKind::Mcq,
@@ -317,17 +390,24 @@ fn build(f: &Fields<'_>, expect: TaskKind, forced: Option<AnswerType>) -> Result
         k => k,
     };
     let question = match f.get(QUESTION_KEYS) {
-        Some(v) => scalar_text(v).ok_or_else(|| invalid(InvalidReason::MissingField, "question is not text"))?,
+        Some(v) => scalar_text(v)
+            .ok_or_else(|| invalid(InvalidReason::MissingField, "question is not text"))?,
         None => return Err(invalid(InvalidReason::MissingField, "question")),
     };
     if question.is_empty() {
         return Err(invalid(InvalidReason::MissingField, "question is empty"));
     }
     if question.chars().count() > MAX_QUESTION_CHARS {
-        return Err(invalid(InvalidReason::TooLong, format!("question has {} characters", question.chars().count())));
+        return Err(invalid(
+            InvalidReason::TooLong,
+            format!("question has {} characters", question.chars().count()),
+        ));
     }
     if let Some(phrase) = refers_to_document(&question) {
-        return Err(invalid(InvalidReason::RefersToDocument, format!("question says {phrase:?}")));
+        return Err(invalid(
+            InvalidReason::RefersToDocument,
+            format!("question says {phrase:?}"),
+        ));
     }
     match kind {
         TaskKind::Mcq => build_mcq(f, question, options),
@@ -339,36 +419,73 @@ fn build_mcq(f: &Fields<'_>, question: String, options: Option<Value>) -> Result
     let options = options.ok_or_else(|| invalid(InvalidReason::MissingField, "options"))?;
     let options = read_options(&options)?;
     if options.len() != 4 {
-        return Err(invalid(InvalidReason::WrongOptionCount, format!("{} options", options.len())));
+        return Err(invalid(
+            InvalidReason::WrongOptionCount,
+            format!("{} options", options.len()),
+        ));
     }
     if let Some(i) = options.iter().position(|o| o.trim().is_empty()) {
-        return Err(invalid(InvalidReason::EmptyOption, format!("option {} is empty", letter(i))));
+        return Err(invalid(
+            InvalidReason::EmptyOption,
+            format!("option {} is empty", letter(i)),
+        ));
     }
-    if let Some(o) = options.iter().find(|o| o.chars().count() > MAX_OPTION_CHARS) {
-        return Err(invalid(InvalidReason::TooLong, format!("an option has {} characters", o.chars().count())));
+    if let Some(o) = options
+        .iter()
+        .find(|o| o.chars().count() > MAX_OPTION_CHARS)
+    {
+        return Err(invalid(
+            InvalidReason::TooLong,
+            format!("an option has {} characters", o.chars().count()),
+        ));
     }
     let normed: Vec<String> = options.iter().map(|o| normalize_text(o)).collect();
     for i in 0..4 {
         for j in i + 1..4 {
-            if normed[i] == normed[j] || crate::equiv::is_equivalent(&options[i], &options[j], None) {
-                return Err(invalid(InvalidReason::DuplicateOptions, format!("options {} and {} are the same", letter(i), letter(j))));
+            if normed[i] == normed[j] || crate::equiv::is_equivalent(&options[i], &options[j], None)
+            {
+                return Err(invalid(
+                    InvalidReason::DuplicateOptions,
+                    format!("options {} and {} are the same", letter(i), letter(j)),
+                ));
             }
         }
     }
     if question.split_whitespace().count() < MIN_QUESTION_WORDS {
-        return Err(invalid(InvalidReason::TrivialStem, format!("stem {question:?} is too short")));
+        return Err(invalid(
+            InvalidReason::TrivialStem,
+            format!("stem {question:?} is too short"),
+        ));
     }
-    let raw = f.get(LETTER_KEYS).ok_or_else(|| invalid(InvalidReason::MissingField, "correct answer"))?;
-    let raw = scalar_text(raw).ok_or_else(|| invalid(InvalidReason::BadLetter, "answer is not text"))?;
-    let idx = answer_letter(&raw, &options)
-        .ok_or_else(|| invalid(InvalidReason::BadLetter, format!("cannot read a letter A-D from {raw:?}")))?;
+    let raw = f
+        .get(LETTER_KEYS)
+        .ok_or_else(|| invalid(InvalidReason::MissingField, "correct answer"))?;
+    let raw =
+        scalar_text(raw).ok_or_else(|| invalid(InvalidReason::BadLetter, "answer is not text"))?;
+    let idx = answer_letter(&raw, &options).ok_or_else(|| {
+        invalid(
+            InvalidReason::BadLetter,
+            format!("cannot read a letter A-D from {raw:?}"),
+        )
+    })?;
     // The stem gives the answer away when it quotes the correct option and no other.
     let stem = normalize_text(&question);
-    let quoted: Vec<usize> = (0..4).filter(|&i| normed[i].len() >= 4 && contains_words(&stem, &normed[i])).collect();
+    let quoted: Vec<usize> = (0..4)
+        .filter(|&i| normed[i].len() >= 4 && contains_words(&stem, &normed[i]))
+        .collect();
     if quoted == [idx] {
-        return Err(invalid(InvalidReason::QuestionLeaksAnswer, format!("stem contains option {}", letter(idx))));
+        return Err(invalid(
+            InvalidReason::QuestionLeaksAnswer,
+            format!("stem contains option {}", letter(idx)),
+        ));
     }
-    Ok(Task { kind: TaskKind::Mcq, question, options, answer: letter(idx).to_string(), answer_type: None })
+    Ok(Task {
+        kind: TaskKind::Mcq,
+        question,
+        options,
+        answer: letter(idx).to_string(),
+        answer_type: None,
+    })
 }
 
 fn letter(i: usize) -> char {
@@ -383,7 +500,12 @@ fn read_options(v: &Value) -> Result<Vec<String>, Invalid> {
             .map(|it| match it {
                 Value::Object(o) => o
                     .iter()
-                    .find(|(k, _)| matches!(norm_key(k).as_str(), "text" | "option" | "content" | "value"))
+                    .find(|(k, _)| {
+                        matches!(
+                            norm_key(k).as_str(),
+                            "text" | "option" | "content" | "value"
+                        )
+                    })
                     .and_then(|(_, v)| scalar_text(v))
                     .unwrap_or_default(),
                 other => scalar_text(other).unwrap_or_default(),
@@ -392,23 +514,45 @@ fn read_options(v: &Value) -> Result<Vec<String>, Invalid> {
         Value::Object(map) => {
             let mut entries: Vec<(String, String)> = map
                 .iter()
-                .map(|(k, v)| (k.trim().trim_matches(|c: char| !c.is_alphanumeric()).to_ascii_uppercase(), scalar_text(v).unwrap_or_default()))
+                .map(|(k, v)| {
+                    (
+                        k.trim()
+                            .trim_matches(|c: char| !c.is_alphanumeric())
+                            .to_ascii_uppercase(),
+                        scalar_text(v).unwrap_or_default(),
+                    )
+                })
                 .collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             let letters: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
             let expected: Vec<String> = (0..entries.len()).map(|i| letter(i).to_string()).collect();
             if letters != expected.iter().map(String::as_str).collect::<Vec<_>>() {
-                return Err(invalid(InvalidReason::WrongOptionCount, format!("option keys {letters:?} are not A, B, C, D")));
+                return Err(invalid(
+                    InvalidReason::WrongOptionCount,
+                    format!("option keys {letters:?} are not A, B, C, D"),
+                ));
             }
             entries.into_iter().map(|(_, v)| v).collect()
         }
         Value::String(s) => split_inline_options(s),
-        _ => return Err(invalid(InvalidReason::MissingField, "options are not a list")),
+        _ => {
+            return Err(invalid(
+                InvalidReason::MissingField,
+                "options are not a list",
+            ))
+        }
     };
     // Strip `A) ` / `(A) ` / `A. ` / `A: ` prefixes when every option carries its own letter.
-    let prefixed = out.iter().enumerate().all(|(i, o)| strip_letter_prefix(o, letter(i)).is_some());
+    let prefixed = out
+        .iter()
+        .enumerate()
+        .all(|(i, o)| strip_letter_prefix(o, letter(i)).is_some());
     if prefixed {
-        out = out.iter().enumerate().map(|(i, o)| strip_letter_prefix(o, letter(i)).unwrap_or(o).to_string()).collect();
+        out = out
+            .iter()
+            .enumerate()
+            .map(|(i, o)| strip_letter_prefix(o, letter(i)).unwrap_or(o).to_string())
+            .collect();
     }
     Ok(out)
 }
@@ -419,7 +563,10 @@ fn split_inline_options(s: &str) -> Vec<String> {
     let mut from = 0;
     for l in ['A', 'B', 'C', 'D', 'E', 'F'] {
         let pats = [format!("{l})"), format!("({l})"), format!("{l}.")];
-        let hit = pats.iter().filter_map(|p| s[from..].find(p.as_str()).map(|i| from + i)).min();
+        let hit = pats
+            .iter()
+            .filter_map(|p| s[from..].find(p.as_str()).map(|i| from + i))
+            .min();
         match hit {
             Some(i) => {
                 cuts.push(i);
@@ -432,14 +579,20 @@ fn split_inline_options(s: &str) -> Vec<String> {
         return vec![s.to_string()];
     }
     cuts.push(s.len());
-    cuts.windows(2).map(|w| s[w[0]..w[1]].trim().to_string()).collect()
+    cuts.windows(2)
+        .map(|w| s[w[0]..w[1]].trim().to_string())
+        .collect()
 }
 
 fn strip_letter_prefix(o: &str, l: char) -> Option<&str> {
     let t = o.trim_start();
     let t = t.strip_prefix('(').unwrap_or(t);
-    let rest = t.strip_prefix(l).or_else(|| t.strip_prefix(l.to_ascii_lowercase()))?;
-    let rest = rest.strip_prefix([')', '.', ':', ']']).or_else(|| rest.strip_prefix(" -"))?;
+    let rest = t
+        .strip_prefix(l)
+        .or_else(|| t.strip_prefix(l.to_ascii_lowercase()))?;
+    let rest = rest
+        .strip_prefix([')', '.', ':', ']'])
+        .or_else(|| rest.strip_prefix(" -"))?;
     Some(rest.trim())
 }
 
@@ -450,7 +603,11 @@ fn answer_letter(raw: &str, options: &[String]) -> Option<usize> {
     let lower = t.to_ascii_lowercase();
     let t = ["option", "choice", "answer"]
         .iter()
-        .find_map(|p| lower.starts_with(p).then(|| t[p.len()..].trim_start_matches([' ', ':'])))
+        .find_map(|p| {
+            lower
+                .starts_with(p)
+                .then(|| t[p.len()..].trim_start_matches([' ', ':']))
+        })
         .unwrap_or(t);
     let inner = t.trim_start_matches(['(', '[', '*']).trim();
     let mut chars = inner.chars();
@@ -463,37 +620,78 @@ fn answer_letter(raw: &str, options: &[String]) -> Option<usize> {
         }
     }
     let n = normalize_text(raw);
-    options.iter().position(|o| !n.is_empty() && normalize_text(o) == n)
+    options
+        .iter()
+        .position(|o| !n.is_empty() && normalize_text(o) == n)
 }
 
-fn build_free(f: &Fields<'_>, question: String, has_options: bool, forced: Option<AnswerType>) -> Result<Task, Invalid> {
-    let raw = f.get(ANSWER_KEYS).ok_or_else(|| invalid(InvalidReason::MissingField, "answer"))?;
+fn build_free(
+    f: &Fields<'_>,
+    question: String,
+    has_options: bool,
+    forced: Option<AnswerType>,
+) -> Result<Task, Invalid> {
+    let raw = f
+        .get(ANSWER_KEYS)
+        .ok_or_else(|| invalid(InvalidReason::MissingField, "answer"))?;
     let answer = match raw {
         Value::Array(items) => {
             let parts: Option<Vec<String>> = items.iter().map(scalar_text).collect();
-            parts.ok_or_else(|| invalid(InvalidReason::UnparseableAnswer, "list answer holds non-scalars"))?.join(", ")
+            parts
+                .ok_or_else(|| {
+                    invalid(
+                        InvalidReason::UnparseableAnswer,
+                        "list answer holds non-scalars",
+                    )
+                })?
+                .join(", ")
         }
-        other => scalar_text(other).ok_or_else(|| invalid(InvalidReason::UnparseableAnswer, "answer is not a scalar"))?,
+        other => scalar_text(other)
+            .ok_or_else(|| invalid(InvalidReason::UnparseableAnswer, "answer is not a scalar"))?,
     };
     if answer.is_empty() {
         return Err(invalid(InvalidReason::MissingField, "answer is empty"));
     }
     if answer.chars().count() > MAX_FREE_ANSWER_CHARS || answer.len() > MAX_ANSWER_BYTES {
-        return Err(invalid(InvalidReason::TooLong, format!("answer has {} characters", answer.chars().count())));
+        return Err(invalid(
+            InvalidReason::TooLong,
+            format!("answer has {} characters", answer.chars().count()),
+        ));
     }
-    if has_options && answer.len() <= 3 && answer.trim_matches(['(', ')', '.']).len() == 1 && answer.trim_matches(['(', ')', '.']).chars().all(|c| ('A'..='D').contains(&c)) {
-        return Err(invalid(InvalidReason::FormatMismatch, "free-form requested, got a multiple-choice task"));
+    if has_options
+        && answer.len() <= 3
+        && answer.trim_matches(['(', ')', '.']).len() == 1
+        && answer
+            .trim_matches(['(', ')', '.'])
+            .chars()
+            .all(|c| ('A'..='D').contains(&c))
+    {
+        return Err(invalid(
+            InvalidReason::FormatMismatch,
+            "free-form requested, got a multiple-choice task",
+        ));
     }
     if question.split_whitespace().count() < MIN_QUESTION_WORDS {
-        return Err(invalid(InvalidReason::TrivialStem, format!("question {question:?} is too short")));
+        return Err(invalid(
+            InvalidReason::TrivialStem,
+            format!("question {question:?} is too short"),
+        ));
     }
     let declared = match f.get(TYPE_KEYS).and_then(scalar_text) {
-        Some(t) => Some(t.parse::<AnswerType>().map_err(|_| invalid(InvalidReason::UnknownAnswerType, format!("answer type {t:?}")))?),
+        Some(t) => Some(t.parse::<AnswerType>().map_err(|_| {
+            invalid(
+                InvalidReason::UnknownAnswerType,
+                format!("answer type {t:?}"),
+            )
+        })?),
         None => None,
     };
     let ty = match (forced, declared) {
         (Some(f), Some(d)) if f != d && !(f == AnswerType::Float && d == AnswerType::Integer) => {
-            return Err(invalid(InvalidReason::AnswerTypeMismatch, format!("{d} declared, {f} required")))
+            return Err(invalid(
+                InvalidReason::AnswerTypeMismatch,
+                format!("{d} declared, {f} required"),
+            ))
         }
         (Some(f), _) => f,
         (None, Some(d)) => d,
@@ -501,9 +699,18 @@ fn build_free(f: &Fields<'_>, question: String, has_options: bool, forced: Optio
     };
     check_answer_type(&answer, ty)?;
     if leaks(&question, &answer, ty) {
-        return Err(invalid(InvalidReason::QuestionLeaksAnswer, format!("question contains the answer {answer:?}")));
+        return Err(invalid(
+            InvalidReason::QuestionLeaksAnswer,
+            format!("question contains the answer {answer:?}"),
+        ));
     }
-    Ok(Task { kind: TaskKind::FreeForm, question, options: Vec::new(), answer, answer_type: Some(ty) })
+    Ok(Task {
+        kind: TaskKind::FreeForm,
+        question,
+        options: Vec::new(),
+        answer,
+        answer_type: Some(ty),
+    })
 }
 
 fn numeric_value(answer: &str) -> Option<(f64, bool)> {
@@ -526,35 +733,60 @@ fn infer_type(answer: &str) -> AnswerType {
         return AnswerType::Boolean;
     }
     if let Some((_, int)) = numeric_value(answer) {
-        return if int && !answer.contains('.') { AnswerType::Integer } else { AnswerType::Float };
+        return if int && !answer.contains('.') {
+            AnswerType::Integer
+        } else {
+            AnswerType::Float
+        };
     }
     match parse(&clean(answer)) {
         Ok(Node::List(_) | Node::Set(_)) => AnswerType::List,
         Ok(Node::Text(_)) | Err(_) => AnswerType::String,
-        Ok(_) if normalize_text(answer).split(' ').any(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 3) && !answer.contains('\\') => AnswerType::String,
+        Ok(_)
+            if normalize_text(answer)
+                .split(' ')
+                .any(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 3)
+                && !answer.contains('\\') =>
+        {
+            AnswerType::String
+        }
         Ok(_) => AnswerType::Expression,
     }
 }
 
 fn check_answer_type(answer: &str, ty: AnswerType) -> Result<(), Invalid> {
-    let mismatch = |what: &str| Err(invalid(InvalidReason::AnswerTypeMismatch, format!("{answer:?} is not {what}")));
+    let mismatch = |what: &str| {
+        Err(invalid(
+            InvalidReason::AnswerTypeMismatch,
+            format!("{answer:?} is not {what}"),
+        ))
+    };
     let parsed = parse(&clean(answer));
     match ty {
         AnswerType::Integer => match numeric_value(answer) {
             Some((_, true)) => Ok(()),
             Some((_, false)) => mismatch("an integer"),
             None if parsed.is_ok() => mismatch("an integer"),
-            None => Err(invalid(InvalidReason::UnparseableAnswer, format!("cannot read {answer:?} as a number"))),
+            None => Err(invalid(
+                InvalidReason::UnparseableAnswer,
+                format!("cannot read {answer:?} as a number"),
+            )),
         },
         AnswerType::Float => match numeric_value(answer) {
             Some(_) => Ok(()),
             None if parsed.is_ok() => mismatch("a number"),
-            None => Err(invalid(InvalidReason::UnparseableAnswer, format!("cannot read {answer:?} as a number"))),
+            None => Err(invalid(
+                InvalidReason::UnparseableAnswer,
+                format!("cannot read {answer:?} as a number"),
+            )),
         },
         AnswerType::Expression => match parsed {
             Ok(Node::Text(_)) => mismatch("an expression"),
             Ok(_) => Ok(()),
-            Err(e) => Err(invalid(InvalidReason::UnparseableAnswer, format!("cannot parse {answer:?}: {e}"))),
+            Err(e) => Err(invalid(
+                InvalidReason::UnparseableAnswer,
+                format!("cannot parse {answer:?}: {e}"),
+            )),
         },
         AnswerType::Boolean => match parse_bool(answer) {
             Some(_) => Ok(()),
@@ -562,7 +794,10 @@ fn check_answer_type(answer: &str, ty: AnswerType) -> Result<(), Invalid> {
         },
         AnswerType::String => {
             if normalize_text(answer).is_empty() {
-                Err(invalid(InvalidReason::UnparseableAnswer, "answer has no words"))
+                Err(invalid(
+                    InvalidReason::UnparseableAnswer,
+                    "answer has no words",
+                ))
             } else {
                 Ok(())
             }
@@ -570,31 +805,66 @@ fn check_answer_type(answer: &str, ty: AnswerType) -> Result<(), Invalid> {
         AnswerType::List => match parsed {
             Ok(Node::List(_) | Node::Set(_) | Node::Group { .. }) => Ok(()),
             Ok(_) => mismatch("a list"),
-            Err(e) => Err(invalid(InvalidReason::UnparseableAnswer, format!("cannot parse {answer:?}: {e}"))),
+            Err(e) => Err(invalid(
+                InvalidReason::UnparseableAnswer,
+                format!("cannot parse {answer:?}: {e}"),
+            )),
         },
     }
 }
 
 /// Phrases that tie the question to a document the Reasoner never sees.
 const DOCUMENT_PHRASES: &[&str] = &[
-    "according to the text", "according to the passage", "according to the document",
-    "according to the article", "according to the excerpt", "according to the paragraph",
-    "according to the author", "according to the given", "according to the above",
-    "according to the provided", "according to the study", "according to the source",
-    "in the text", "in the passage", "in the document", "in the article", "in the excerpt",
-    "in the given text", "in the provided text", "in the paragraph above", "the passage above",
-    "the text above", "mentioned in the text", "mentioned in the passage", "stated in the text",
-    "stated in the passage", "described in the text", "described in the passage",
-    "as mentioned above", "as described above", "as stated above", "the given passage",
-    "the provided passage", "the given document", "the provided document", "this passage",
-    "this document", "this article", "this excerpt", "the author of the",
+    "according to the text",
+    "according to the passage",
+    "according to the document",
+    "according to the article",
+    "according to the excerpt",
+    "according to the paragraph",
+    "according to the author",
+    "according to the given",
+    "according to the above",
+    "according to the provided",
+    "according to the study",
+    "according to the source",
+    "in the text",
+    "in the passage",
+    "in the document",
+    "in the article",
+    "in the excerpt",
+    "in the given text",
+    "in the provided text",
+    "in the paragraph above",
+    "the passage above",
+    "the text above",
+    "mentioned in the text",
+    "mentioned in the passage",
+    "stated in the text",
+    "stated in the passage",
+    "described in the text",
+    "described in the passage",
+    "as mentioned above",
+    "as described above",
+    "as stated above",
+    "the given passage",
+    "the provided passage",
+    "the given document",
+    "the provided document",
+    "this passage",
+    "this document",
+    "this article",
+    "this excerpt",
+    "the author of the",
 ];
 
 fn refers_to_document(question: &str) -> Option<&'static str> {
     let q = normalize_text(question);
     let q = format!(" {q} ");
     // Phrases are normalised like the question (articles dropped) before matching.
-    DOCUMENT_PHRASES.iter().copied().find(|p| q.contains(&format!(" {} ", normalize_text(p))))
+    DOCUMENT_PHRASES
+        .iter()
+        .copied()
+        .find(|p| q.contains(&format!(" {} ", normalize_text(p))))
 }
 
 /// Whether `needle` occurs in `hay` as whole words (both already normalised).
@@ -611,15 +881,22 @@ fn leaks(question: &str, answer: &str, ty: AnswerType) -> bool {
         return false;
     }
     match ty {
-        AnswerType::String => a.chars().filter(|c| c.is_alphabetic()).count() >= 3 && contains_words(&q, &a),
+        AnswerType::String => {
+            a.chars().filter(|c| c.is_alphabetic()).count() >= 3 && contains_words(&q, &a)
+        }
         AnswerType::Boolean => false,
         _ => {
             let squashed: String = question.chars().filter(|c| !c.is_whitespace()).collect();
             let ans: String = answer.chars().filter(|c| !c.is_whitespace()).collect();
             let tail_ok = |i: usize| {
-                squashed[i + ans.len()..].chars().next().is_none_or(|c| !c.is_ascii_alphanumeric() && c != '.' && c != '^')
+                squashed[i + ans.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '.' && c != '^')
             };
-            squashed.match_indices(&format!("={ans}")).any(|(i, _)| tail_ok(i + 1))
+            squashed
+                .match_indices(&format!("={ans}"))
+                .any(|(i, _)| tail_ok(i + 1))
                 || q.contains(&format!(" answer is {a}"))
         }
     }
@@ -633,13 +910,19 @@ mod tests {
     fn names_round_trip() {
         for t in AnswerType::ALL {
             assert_eq!(t.as_str().parse::<AnswerType>().unwrap(), t);
-            assert_eq!(serde_json::to_value(t).unwrap(), Value::String(t.as_str().into()));
+            assert_eq!(
+                serde_json::to_value(t).unwrap(),
+                Value::String(t.as_str().into())
+            );
         }
         for k in [TaskKind::Mcq, TaskKind::FreeForm, TaskKind::Any] {
             assert_eq!(k.as_str().parse::<TaskKind>().unwrap(), k);
         }
         for r in InvalidReason::ALL {
-            assert_eq!(serde_json::to_value(r).unwrap(), Value::String(r.as_str().into()));
+            assert_eq!(
+                serde_json::to_value(r).unwrap(),
+                Value::String(r.as_str().into())
+            );
         }
     }
 
@@ -657,8 +940,15 @@ mod tests {
 
     #[test]
     fn free_form_integer() {
-        let p = parse_task(r#"{"question": "How many sides does a hexagon have?", "answer": 6, "answer_type": "integer"}"#, TaskKind::FreeForm, None);
+        let p = parse_task(
+            r#"{"question": "How many sides does a hexagon have?", "answer": 6, "answer_type": "integer"}"#,
+            TaskKind::FreeForm,
+            None,
+        );
         let t = p.task.unwrap();
-        assert_eq!((t.answer.as_str(), t.answer_type), ("6", Some(AnswerType::Integer)));
+        assert_eq!(
+            (t.answer.as_str(), t.answer_type),
+            ("6", Some(AnswerType::Integer))
+        );
     }
 }

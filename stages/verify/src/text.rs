@@ -11,12 +11,28 @@ pub fn strip_latex_wrappers(s: &str) -> String {
     while let Some(idx) = rest.find('\\') {
         out.push_str(&rest[..idx]);
         let after = &rest[idx + 1..];
-        let name_len = after.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let name_len = after
+            .bytes()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .count();
         let name = &after[..name_len];
         let wrapper = matches!(
             name,
-            "text" | "textbf" | "textit" | "textrm" | "mbox" | "textnormal" | "mathrm" | "mathbf"
-                | "mathit" | "operatorname" | "boxed" | "fbox" | "textsf" | "texttt" | "mathsf"
+            "text"
+                | "textbf"
+                | "textit"
+                | "textrm"
+                | "mbox"
+                | "textnormal"
+                | "mathrm"
+                | "mathbf"
+                | "mathit"
+                | "operatorname"
+                | "boxed"
+                | "fbox"
+                | "textsf"
+                | "texttt"
+                | "mathsf"
         );
         if wrapper {
             // Drop the command; its braces are dropped below with the other punctuation.
@@ -45,7 +61,13 @@ pub fn normalize_text(s: &str) -> String {
     let s = strip_latex_wrappers(s).to_lowercase();
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '.' || c == '%' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '.' || c == '%' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     let words: Vec<&str> = cleaned
         .split_whitespace()
@@ -60,8 +82,12 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     let n = normalize_text(s);
     let n = n.trim_end_matches('.');
     match n {
-        "true" | "yes" | "correct" | "right" | "t" | "y" | "1" | "valid" | "holds" | "always" => Some(true),
-        "false" | "no" | "incorrect" | "wrong" | "f" | "n" | "0" | "invalid" | "never" => Some(false),
+        "true" | "yes" | "correct" | "right" | "t" | "y" | "1" | "valid" | "holds" | "always" => {
+            Some(true)
+        }
+        "false" | "no" | "incorrect" | "wrong" | "f" | "n" | "0" | "invalid" | "never" => {
+            Some(false)
+        }
         _ => None,
     }
 }

@@ -8,7 +8,11 @@ use spice_verify::{check, extract_answer, is_equivalent, parse_task, AnswerType,
 use std::time::{Duration, Instant};
 
 /// Per-check cap. Debug builds are several times slower, so they get more room.
-const CAP: Duration = if cfg!(debug_assertions) { Duration::from_millis(500) } else { Duration::from_millis(50) };
+const CAP: Duration = if cfg!(debug_assertions) {
+    Duration::from_millis(500)
+} else {
+    Duration::from_millis(50)
+};
 
 /// xorshift64*: a dependency-free, reproducible stream for the random inputs.
 struct Rng(u64);
@@ -39,13 +43,19 @@ fn adversarial() -> Vec<String> {
         v.push("\\boxed{".repeat(n) + "1" + &"}".repeat(n));
         v.push("-".repeat(n) + "1");
         v.push("1".repeat(n * 10));
-        v.push(format!("\\{{{}\\}}", (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",")));
+        v.push(format!(
+            "\\{{{}\\}}",
+            (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        ));
         v.push((0..n).map(|_| "1\\pm").collect::<String>() + "1");
         v.push("$".repeat(n));
         v.push("\\(".repeat(n) + "x");
         v.push("\\left(".repeat(n));
         v.push("|".repeat(n));
-        v.push(format!("\\begin{{pmatrix}}{}\\end{{pmatrix}}", vec!["1 & 2"; n].join("\\\\")));
+        v.push(format!(
+            "\\begin{{pmatrix}}{}\\end{{pmatrix}}",
+            vec!["1 & 2"; n].join("\\\\")
+        ));
         v.push("\\text{".repeat(n));
         v.push("{\"a\":".repeat(n));
         v.push("1,".repeat(n));
@@ -53,27 +63,146 @@ fn adversarial() -> Vec<String> {
         v.push("\\{".repeat(n) + &"\\}".repeat(n));
     }
     for s in [
-        "10^10^10", "9999!", "(10^{10^{10}})!", "170!", "171!", "2^{2^{2^{2^{2^{2}}}}}", "\\binom{10^9}{10^9}",
-        "0^0", "0/0", "1/0", "\\ln 0", "\\sqrt{-1}", "(-8)^{1/3}", "\\tan(\\pi/2)", "10^{-400}", "1e400",
-        "1e-400", "\\infty - \\infty", "x/0", "0^{-1}", "\\log_1 5", "\\log_0 0", "e^{e^{e^{e^{10}}}}",
-        "99999999999999999999999999999999999999999!", "\\frac{1}{\\frac{1}{\\frac{1}{0}}}", "(1,2", "[1,2",
-        "\\begin{pmatrix}", "\\end{pmatrix}", "\\boxed{", "\\boxed", "}{", "\\", "\\\\\\\\", "^", "_", "!",
-        "%", "\\%", "\\text{}", "\\frac", "\\sqrt", "\\sqrt[", "\\sqrt[3", "\\log_", "x_{", "a_", "1_", "1_1",
-        "12_99", "\\{\\}", "\\{", "", " ", "\u{0}", "\u{feff}", "é", "🙂", "\\begin{align}", "x \\in", "\\in x",
-        "\\cup", "[1,2] \\cup", "1:2:3:4", "::::", "= = =", "x < < y", "\\pm", "\\pm\\pm\\pm", "1 2 3 4 5 6 7 8 9",
+        "10^10^10",
+        "9999!",
+        "(10^{10^{10}})!",
+        "170!",
+        "171!",
+        "2^{2^{2^{2^{2^{2}}}}}",
+        "\\binom{10^9}{10^9}",
+        "0^0",
+        "0/0",
+        "1/0",
+        "\\ln 0",
+        "\\sqrt{-1}",
+        "(-8)^{1/3}",
+        "\\tan(\\pi/2)",
+        "10^{-400}",
+        "1e400",
+        "1e-400",
+        "\\infty - \\infty",
+        "x/0",
+        "0^{-1}",
+        "\\log_1 5",
+        "\\log_0 0",
+        "e^{e^{e^{e^{10}}}}",
+        "99999999999999999999999999999999999999999!",
+        "\\frac{1}{\\frac{1}{\\frac{1}{0}}}",
+        "(1,2",
+        "[1,2",
+        "\\begin{pmatrix}",
+        "\\end{pmatrix}",
+        "\\boxed{",
+        "\\boxed",
+        "}{",
+        "\\",
+        "\\\\\\\\",
+        "^",
+        "_",
+        "!",
+        "%",
+        "\\%",
+        "\\text{}",
+        "\\frac",
+        "\\sqrt",
+        "\\sqrt[",
+        "\\sqrt[3",
+        "\\log_",
+        "x_{",
+        "a_",
+        "1_",
+        "1_1",
+        "12_99",
+        "\\{\\}",
+        "\\{",
+        "",
+        " ",
+        "\u{0}",
+        "\u{feff}",
+        "é",
+        "🙂",
+        "\\begin{align}",
+        "x \\in",
+        "\\in x",
+        "\\cup",
+        "[1,2] \\cup",
+        "1:2:3:4",
+        "::::",
+        "= = =",
+        "x < < y",
+        "\\pm",
+        "\\pm\\pm\\pm",
+        "1 2 3 4 5 6 7 8 9",
     ] {
         v.push(s.to_string());
     }
     let alphabet: Vec<&str> = vec![
-        "1", "0", "9", "x", "y", "e", "i", "\\pi", "+", "-", "*", "/", "^", "_", "(", ")", "[", "]", "{", "}",
-        "\\{", "\\}", ",", ";", ":", "=", "<", ">", "\\le", "\\frac", "\\sqrt", "\\sin", "\\ln", "\\log",
-        "!", "%", "\\%", "|", "&", "\\\\", "\\begin{pmatrix}", "\\end{pmatrix}", "\\pm", "\\cup", "\\in",
-        "\\infty", "\\text{cm}", "\\boxed{", "$", " ", ".", "..." , "\\left(", "\\right)", "10^{", "e^{", "\\cdot",
+        "1",
+        "0",
+        "9",
+        "x",
+        "y",
+        "e",
+        "i",
+        "\\pi",
+        "+",
+        "-",
+        "*",
+        "/",
+        "^",
+        "_",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\\{",
+        "\\}",
+        ",",
+        ";",
+        ":",
+        "=",
+        "<",
+        ">",
+        "\\le",
+        "\\frac",
+        "\\sqrt",
+        "\\sin",
+        "\\ln",
+        "\\log",
+        "!",
+        "%",
+        "\\%",
+        "|",
+        "&",
+        "\\\\",
+        "\\begin{pmatrix}",
+        "\\end{pmatrix}",
+        "\\pm",
+        "\\cup",
+        "\\in",
+        "\\infty",
+        "\\text{cm}",
+        "\\boxed{",
+        "$",
+        " ",
+        ".",
+        "...",
+        "\\left(",
+        "\\right)",
+        "10^{",
+        "e^{",
+        "\\cdot",
     ];
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     for _ in 0..2500 {
         let len = 1 + rng.below(80);
-        v.push((0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect());
+        v.push(
+            (0..len)
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect(),
+        );
     }
     for _ in 0..500 {
         let len = rng.below(300);
@@ -87,7 +216,15 @@ fn adversarial() -> Vec<String> {
 fn adversarial_inputs_are_bounded() {
     let inputs = adversarial();
     let golds = ["1", "x^2+1", "(1,2)", "\\{1,2\\}", "\\frac{1}{2}", "B"];
-    let types = [None, Some(AnswerType::Integer), Some(AnswerType::Float), Some(AnswerType::Expression), Some(AnswerType::String), Some(AnswerType::Boolean), Some(AnswerType::List)];
+    let types = [
+        None,
+        Some(AnswerType::Integer),
+        Some(AnswerType::Float),
+        Some(AnswerType::Expression),
+        Some(AnswerType::String),
+        Some(AnswerType::Boolean),
+        Some(AnswerType::List),
+    ];
     let start = Instant::now();
     let mut worst = (Duration::ZERO, String::new());
     let mut checks = 0usize;
@@ -101,9 +238,16 @@ fn adversarial_inputs_are_bounded() {
         let dt = t.elapsed();
         checks += 1;
         if dt > worst.0 {
-            worst = (dt, format!("{label}: {}", input.chars().take(60).collect::<String>()));
+            worst = (
+                dt,
+                format!("{label}: {}", input.chars().take(60).collect::<String>()),
+            );
         }
-        assert!(dt < CAP, "{label} took {dt:?} on {:?}", input.chars().take(80).collect::<String>());
+        assert!(
+            dt < CAP,
+            "{label} took {dt:?} on {:?}",
+            input.chars().take(80).collect::<String>()
+        );
     };
     for (i, input) in inputs.iter().enumerate() {
         let gold = golds[i % golds.len()];
@@ -149,6 +293,14 @@ fn adversarial_inputs_are_bounded() {
         });
     }
     let total = start.elapsed();
-    println!("bounds: {checks} checks over {} inputs in {total:?}; worst {:?} ({})", inputs.len() + big.len(), worst.0, worst.1);
-    assert!(total < Duration::from_secs(if cfg!(debug_assertions) { 300 } else { 30 }), "total {total:?}");
+    println!(
+        "bounds: {checks} checks over {} inputs in {total:?}; worst {:?} ({})",
+        inputs.len() + big.len(),
+        worst.0,
+        worst.1
+    );
+    assert!(
+        total < Duration::from_secs(if cfg!(debug_assertions) { 300 } else { 30 }),
+        "total {total:?}"
+    );
 }

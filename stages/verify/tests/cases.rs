@@ -32,7 +32,9 @@ struct ExCase {
 }
 
 fn read<T: for<'de> Deserialize<'de>>(name: &str) -> Vec<T> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cases")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .enumerate()
@@ -50,7 +52,11 @@ fn report(title: &str, counts: &BTreeMap<String, (usize, usize)>, failures: &[St
     for f in failures {
         println!("FAIL {f}");
     }
-    assert!(failures.is_empty(), "{} of {total} {title} cases failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {total} {title} cases failed",
+        failures.len()
+    );
 }
 
 #[test]
@@ -59,13 +65,19 @@ fn equivalence_table() {
     let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     for c in &cases {
-        let ty = c.answer_type.as_deref().map(|t| t.parse::<AnswerType>().expect("answer_type in table"));
+        let ty = c
+            .answer_type
+            .as_deref()
+            .map(|t| t.parse::<AnswerType>().expect("answer_type in table"));
         let got = is_equivalent(&c.gold, &c.pred, ty);
         let e = counts.entry(c.category.clone()).or_default();
         e.0 += 1;
         e.1 += usize::from(!c.expected);
         if got != c.expected {
-            failures.push(format!("[{}] gold {:?} pred {:?} type {:?}: expected {}, got {got}", c.category, c.gold, c.pred, c.answer_type, c.expected));
+            failures.push(format!(
+                "[{}] gold {:?} pred {:?} type {:?}: expected {}, got {got}",
+                c.category, c.gold, c.pred, c.answer_type, c.expected
+            ));
         }
     }
     assert!(cases.len() >= 250, "the table should stay large");
@@ -84,12 +96,18 @@ fn extraction_table() {
         e.0 += 1;
         e.1 += usize::from(c.expected == Some(false));
         if got != c.extracted {
-            failures.push(format!("[{}] {:?}: extracted {got:?}, expected {:?}", c.category, c.completion, c.extracted));
+            failures.push(format!(
+                "[{}] {:?}: extracted {got:?}, expected {:?}",
+                c.category, c.completion, c.extracted
+            ));
         }
         if let (Some(gold), Some(expected)) = (&c.gold, c.expected) {
             let v = check(gold, &c.completion, kind, None);
             if v.equivalent != expected {
-                failures.push(format!("[{}] gold {gold:?} vs {:?}: expected {expected}, got {}", c.category, c.completion, v.equivalent));
+                failures.push(format!(
+                    "[{}] gold {gold:?} vs {:?}: expected {expected}, got {}",
+                    c.category, c.completion, v.equivalent
+                ));
             }
         }
     }

@@ -40,20 +40,35 @@ fn output_lines_stay_aligned_with_input_lines() {
     .join("\n");
     let out = run_check(&input, &[]);
     assert_eq!(out.len(), 7);
-    assert_eq!(out[0], serde_json::json!({"equivalent": true, "extracted": "0.5"}));
+    assert_eq!(
+        out[0],
+        serde_json::json!({"equivalent": true, "extracted": "0.5"})
+    );
     for (i, line) in [(1, 2), (2, 3), (3, 4), (5, 6)] {
         assert_eq!(out[i]["line"], line, "{}", out[i]);
-        assert!(out[i]["error"].as_str().unwrap().starts_with(&format!("line {line}:")));
+        assert!(out[i]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("line {line}:")));
     }
-    assert_eq!(out[4], serde_json::json!({"equivalent": true, "extracted": "B"}));
-    assert_eq!(out[6], serde_json::json!({"equivalent": false, "extracted": "8"}));
+    assert_eq!(
+        out[4],
+        serde_json::json!({"equivalent": true, "extracted": "B"})
+    );
+    assert_eq!(
+        out[6],
+        serde_json::json!({"equivalent": false, "extracted": "8"})
+    );
 }
 
 #[test]
 fn letter_range_is_configurable() {
     let line = r#"{"gold": "H", "pred": "Answer: H", "kind": "mcq"}"#;
     assert_eq!(run_check(line, &[])[0]["equivalent"], false);
-    assert_eq!(run_check(line, &["--max-letter", "J"])[0]["equivalent"], true);
+    assert_eq!(
+        run_check(line, &["--max-letter", "J"])[0]["equivalent"],
+        true
+    );
 }
 
 #[test]
@@ -66,7 +81,9 @@ fn throughput_is_at_least_ten_thousand_lines_per_second() {
         r#"{"gold": "[0,1)", "pred": "The interval is $\\boxed{[0, 1)}$."}"#,
     ];
     let n = 20_000;
-    let input: String = (0..n).map(|i| format!("{}\n", lines[i % lines.len()])).collect();
+    let input: String = (0..n)
+        .map(|i| format!("{}\n", lines[i % lines.len()]))
+        .collect();
     let t = Instant::now();
     let out = run_check(&input, &[]);
     let secs = t.elapsed().as_secs_f64();

@@ -21,7 +21,8 @@ struct Case {
 fn cases_path() -> PathBuf {
     match std::env::var_os("SPICE_PEER_CASES") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peer/math-verify-cases.jsonl"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/peer/math-verify-cases.jsonl"),
     }
 }
 
@@ -51,7 +52,11 @@ fn agreement_with_math_verify() {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("peer case line"))
         .collect();
-    assert!(!cases.is_empty(), "peer file {} has no cases", path.display());
+    assert!(
+        !cases.is_empty(),
+        "peer file {} has no cases",
+        path.display()
+    );
     let verbose = std::env::var_os("SPICE_PEER_VERBOSE").is_some();
     for tier in ["core", "policy", "config-dependent"] {
         let (mut agree, mut fp, mut fn_, mut n) = (0, 0, 0, 0);
@@ -66,7 +71,10 @@ fn agreement_with_math_verify() {
                 fn_ += 1;
             }
             if ours != c.expected && (verbose || tier == "core") {
-                println!("  disagree {} [{}] expected={} ours={}", c.id, c.category, c.expected, ours);
+                println!(
+                    "  disagree {} [{}] expected={} ours={}",
+                    c.id, c.category, c.expected, ours
+                );
                 if verbose {
                     let gold = extract_answer(&c.gold, TaskKind::FreeForm);
                     let pred = extract_answer(&c.pred, TaskKind::FreeForm);
@@ -81,7 +89,10 @@ fn agreement_with_math_verify() {
         println!("peer tier {tier}: {agree}/{n} agree ({pct:.1}%), false positives {fp}, false negatives {fn_}");
         if tier == "core" {
             assert!(pct >= 95.0, "core agreement {pct:.1}% is below 95%");
-            assert!(fp < fn_ || fp == 0, "false positives ({fp}) must be fewer than false negatives ({fn_})");
+            assert!(
+                fp < fn_ || fp == 0,
+                "false positives ({fp}) must be fewer than false negatives ({fn_})"
+            );
         }
     }
 }

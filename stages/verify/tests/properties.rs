@@ -2,16 +2,70 @@
 //! does not depend on argument order for the symmetric notations.
 
 use proptest::prelude::*;
-use spice_verify::{check, extract_answer, extract_choice, is_equivalent, parse_task, AnswerType, TaskKind};
+use spice_verify::{
+    check, extract_answer, extract_choice, is_equivalent, parse_task, AnswerType, TaskKind,
+};
 
 /// Strings built from the pieces answers are made of, so the parser's corners get exercised
 /// far more often than with uniformly random text.
 fn latexish() -> impl Strategy<Value = String> {
     let piece = prop::sample::select(vec![
-        "1", "2", "0", "7", "x", "y", "e", "\\pi", "+", "-", "*", "/", "^", "_", "(", ")", "[", "]", "{", "}", "\\{",
-        "\\}", ",", ";", ":", "=", "<", "\\le", "\\frac", "\\sqrt", "\\sin", "\\ln", "!", "%", "|", "&", "\\\\",
-        "\\begin{pmatrix}", "\\end{pmatrix}", "\\pm", "\\cup", "\\in", "\\infty", "\\text{cm}", "\\boxed{", "$",
-        " ", ".", "\\left(", "\\right)", "10^{", "\\cdot", "and", "=", "0.5", "1,000",
+        "1",
+        "2",
+        "0",
+        "7",
+        "x",
+        "y",
+        "e",
+        "\\pi",
+        "+",
+        "-",
+        "*",
+        "/",
+        "^",
+        "_",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\\{",
+        "\\}",
+        ",",
+        ";",
+        ":",
+        "=",
+        "<",
+        "\\le",
+        "\\frac",
+        "\\sqrt",
+        "\\sin",
+        "\\ln",
+        "!",
+        "%",
+        "|",
+        "&",
+        "\\\\",
+        "\\begin{pmatrix}",
+        "\\end{pmatrix}",
+        "\\pm",
+        "\\cup",
+        "\\in",
+        "\\infty",
+        "\\text{cm}",
+        "\\boxed{",
+        "$",
+        " ",
+        ".",
+        "\\left(",
+        "\\right)",
+        "10^{",
+        "\\cdot",
+        "and",
+        "=",
+        "0.5",
+        "1,000",
     ]);
     prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
 }

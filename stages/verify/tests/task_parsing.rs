@@ -27,36 +27,176 @@ fn invalid_cases() -> Vec<(InvalidReason, &'static str, TaskKind, Option<AnswerT
     use InvalidReason::*;
     use TaskKind::*;
     vec![
-        (NoJson, "I think a good question would be about photosynthesis.", Any, None),
+        (
+            NoJson,
+            "I think a good question would be about photosynthesis.",
+            Any,
+            None,
+        ),
         (NoJson, "", Mcq, None),
-        (InvalidJson, r#"{"question": "What is 2+2?", "answer": "#, FreeForm, None),
+        (
+            InvalidJson,
+            r#"{"question": "What is 2+2?", "answer": "#,
+            FreeForm,
+            None,
+        ),
         (InvalidJson, "{{{{", Any, None),
-        (MissingField, r#"{"answer": 4, "answer_type": "integer"}"#, FreeForm, None),
-        (MissingField, r#"{"question": "What is the sum of two and two?", "answer_type": "integer"}"#, FreeForm, None),
-        (MissingField, r#"{"question": "Which planet is closest to the Sun?"}"#, Mcq, None),
-        (MissingField, r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars"]}"#, Mcq, None),
-        (BadLetter, r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars"], "answer": "E"}"#, Mcq, None),
-        (BadLetter, r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars"], "answer": "Pluto"}"#, Mcq, None),
-        (WrongOptionCount, r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth"], "answer": "A"}"#, Mcq, None),
-        (WrongOptionCount, r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars", "Jupiter"], "answer": "A"}"#, Mcq, None),
-        (EmptyOption, r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", " ", "Earth", "Mars"], "answer": "A"}"#, Mcq, None),
-        (DuplicateOptions, r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "mercury", "Mars"], "answer": "A"}"#, Mcq, None),
-        (DuplicateOptions, r#"{"question": "What is one half written as a decimal?", "options": ["0.5", "\\frac{1}{2}", "0.25", "2"], "answer": "A"}"#, Mcq, None),
-        (TrivialStem, r#"{"question": "Pick one", "options": ["Mercury", "Venus", "Earth", "Mars"], "answer": "A"}"#, Mcq, None),
-        (TrivialStem, r#"{"question": "Compute", "answer": "4", "answer_type": "integer"}"#, FreeForm, None),
-        (UnknownAnswerType, r#"{"question": "How many moons does Mars have?", "answer": "2", "answer_type": "count"}"#, FreeForm, None),
-        (AnswerTypeMismatch, r#"{"question": "What is seven divided by two?", "answer": "3.5", "answer_type": "integer"}"#, FreeForm, None),
-        (AnswerTypeMismatch, r#"{"question": "Is every prime number odd?", "answer": "perhaps", "answer_type": "boolean"}"#, FreeForm, None),
-        (AnswerTypeMismatch, r#"{"question": "How many moons does Mars have?", "answer": "2", "answer_type": "integer"}"#, FreeForm, Some(AnswerType::Expression)),
-        (UnparseableAnswer, r#"{"question": "How many moons does Mars have?", "answer": "two-ish}{", "answer_type": "integer"}"#, FreeForm, None),
-        (UnparseableAnswer, r#"{"question": "Simplify the expression x times x.", "answer": "\\frac{x", "answer_type": "expression"}"#, FreeForm, None),
-        (QuestionLeaksAnswer, r#"{"question": "Given that x = 12, what is x?", "answer": "12", "answer_type": "integer"}"#, FreeForm, None),
-        (QuestionLeaksAnswer, r#"{"question": "Which city, Paris, is the capital of France?", "answer": "Paris", "answer_type": "string"}"#, FreeForm, None),
-        (QuestionLeaksAnswer, r#"{"question": "Since mitochondria make ATP, which organelle makes ATP?", "options": ["Ribosome", "Mitochondria", "Nucleus", "Vacuole"], "answer": "B"}"#, Mcq, None),
-        (RefersToDocument, r#"{"question": "According to the passage, how many moons does Mars have?", "answer": "2", "answer_type": "integer"}"#, FreeForm, None),
-        (RefersToDocument, r#"{"question": "What year is mentioned in the text as the founding date?", "options": ["1900", "1910", "1920", "1930"], "answer": "C"}"#, Mcq, None),
-        (TooLong, r#"{"question": "What is the value of the sum described here?", "answer": "1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111", "answer_type": "integer"}"#, FreeForm, None),
-        (FormatMismatch, r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars"], "answer": "A"}"#, FreeForm, None),
+        (
+            MissingField,
+            r#"{"answer": 4, "answer_type": "integer"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            MissingField,
+            r#"{"question": "What is the sum of two and two?", "answer_type": "integer"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            MissingField,
+            r#"{"question": "Which planet is closest to the Sun?"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            MissingField,
+            r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars"]}"#,
+            Mcq,
+            None,
+        ),
+        (
+            BadLetter,
+            r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars"], "answer": "E"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            BadLetter,
+            r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars"], "answer": "Pluto"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            WrongOptionCount,
+            r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth"], "answer": "A"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            WrongOptionCount,
+            r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars", "Jupiter"], "answer": "A"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            EmptyOption,
+            r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", " ", "Earth", "Mars"], "answer": "A"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            DuplicateOptions,
+            r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "mercury", "Mars"], "answer": "A"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            DuplicateOptions,
+            r#"{"question": "What is one half written as a decimal?", "options": ["0.5", "\\frac{1}{2}", "0.25", "2"], "answer": "A"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            TrivialStem,
+            r#"{"question": "Pick one", "options": ["Mercury", "Venus", "Earth", "Mars"], "answer": "A"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            TrivialStem,
+            r#"{"question": "Compute", "answer": "4", "answer_type": "integer"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            UnknownAnswerType,
+            r#"{"question": "How many moons does Mars have?", "answer": "2", "answer_type": "count"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            AnswerTypeMismatch,
+            r#"{"question": "What is seven divided by two?", "answer": "3.5", "answer_type": "integer"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            AnswerTypeMismatch,
+            r#"{"question": "Is every prime number odd?", "answer": "perhaps", "answer_type": "boolean"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            AnswerTypeMismatch,
+            r#"{"question": "How many moons does Mars have?", "answer": "2", "answer_type": "integer"}"#,
+            FreeForm,
+            Some(AnswerType::Expression),
+        ),
+        (
+            UnparseableAnswer,
+            r#"{"question": "How many moons does Mars have?", "answer": "two-ish}{", "answer_type": "integer"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            UnparseableAnswer,
+            r#"{"question": "Simplify the expression x times x.", "answer": "\\frac{x", "answer_type": "expression"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            QuestionLeaksAnswer,
+            r#"{"question": "Given that x = 12, what is x?", "answer": "12", "answer_type": "integer"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            QuestionLeaksAnswer,
+            r#"{"question": "Which city, Paris, is the capital of France?", "answer": "Paris", "answer_type": "string"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            QuestionLeaksAnswer,
+            r#"{"question": "Since mitochondria make ATP, which organelle makes ATP?", "options": ["Ribosome", "Mitochondria", "Nucleus", "Vacuole"], "answer": "B"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            RefersToDocument,
+            r#"{"question": "According to the passage, how many moons does Mars have?", "answer": "2", "answer_type": "integer"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            RefersToDocument,
+            r#"{"question": "What year is mentioned in the text as the founding date?", "options": ["1900", "1910", "1920", "1930"], "answer": "C"}"#,
+            Mcq,
+            None,
+        ),
+        (
+            TooLong,
+            r#"{"question": "What is the value of the sum described here?", "answer": "1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111", "answer_type": "integer"}"#,
+            FreeForm,
+            None,
+        ),
+        (
+            FormatMismatch,
+            r#"{"question": "Which planet is closest to the Sun?", "options": ["Mercury", "Venus", "Earth", "Mars"], "answer": "A"}"#,
+            FreeForm,
+            None,
+        ),
     ]
 }
 
@@ -70,8 +210,14 @@ fn every_invalid_reason_is_reachable() {
         *seen.entry(want.as_str()).or_default() += 1;
     }
     // A question longer than the cap.
-    let long = format!(r#"{{"question": "{} ?", "answer": "4", "answer_type": "integer"}}"#, "word ".repeat(1000));
-    assert_eq!(reason(&long, TaskKind::FreeForm, None), InvalidReason::TooLong);
+    let long = format!(
+        r#"{{"question": "{} ?", "answer": "4", "answer_type": "integer"}}"#,
+        "word ".repeat(1000)
+    );
+    assert_eq!(
+        reason(&long, TaskKind::FreeForm, None),
+        InvalidReason::TooLong
+    );
     *seen.entry("too_long").or_default() += 1;
     println!("task parsing: {} invalid cases", cases.len() + 1);
     for (r, n) in &seen {
@@ -86,7 +232,10 @@ fn every_invalid_reason_is_reachable() {
 fn reasons_serialise_snake_case() {
     let p = parse_task("no json", TaskKind::Any, None);
     let e = p.task.unwrap_err();
-    assert_eq!(serde_json::to_value(&e).unwrap(), serde_json::json!({"reason": "no_json", "detail": e.detail}));
+    assert_eq!(
+        serde_json::to_value(&e).unwrap(),
+        serde_json::json!({"reason": "no_json", "detail": e.detail})
+    );
 }
 
 #[test]
@@ -103,7 +252,11 @@ fn mcq_option_spellings() {
         let t = ok(f, TaskKind::Mcq, None);
         assert_eq!(t.kind, TaskKind::Mcq);
         assert_eq!(t.answer, "B", "{f}");
-        assert_eq!(t.options, ["Oxygen", "Carbon dioxide", "Nitrogen", "Helium"], "{f}");
+        assert_eq!(
+            t.options,
+            ["Oxygen", "Carbon dioxide", "Nitrogen", "Helium"],
+            "{f}"
+        );
         assert_eq!(t.answer_type, None);
     }
 }
@@ -129,20 +282,52 @@ fn model_slips_are_tolerated() {
 #[test]
 fn free_form_types() {
     let cases = [
-        (r#"{"question": "How many legs does a spider have?", "answer": 8, "answer_type": "integer"}"#, AnswerType::Integer, "8"),
-        (r#"{"question": "What is the boiling point of water at sea level in Celsius?", "answer": "100.0", "answer_type": "float"}"#, AnswerType::Float, "100.0"),
-        (r#"{"question": "What is the derivative of x squared with respect to x?", "answer": "2x", "answer_type": "expression"}"#, AnswerType::Expression, "2x"),
-        (r#"{"question": "Which element has the chemical symbol Fe?", "answer": "Iron", "answer_type": "string"}"#, AnswerType::String, "Iron"),
-        (r#"{"question": "Is the square root of two irrational?", "answer": true, "answer_type": "boolean"}"#, AnswerType::Boolean, "true"),
-        (r#"{"question": "List the first three prime numbers.", "answer": [2, 3, 5], "answer_type": "list"}"#, AnswerType::List, "2, 3, 5"),
-        (r#"{"question": "How many legs does a spider have?", "answer": "8"}"#, AnswerType::Integer, "8"),
+        (
+            r#"{"question": "How many legs does a spider have?", "answer": 8, "answer_type": "integer"}"#,
+            AnswerType::Integer,
+            "8",
+        ),
+        (
+            r#"{"question": "What is the boiling point of water at sea level in Celsius?", "answer": "100.0", "answer_type": "float"}"#,
+            AnswerType::Float,
+            "100.0",
+        ),
+        (
+            r#"{"question": "What is the derivative of x squared with respect to x?", "answer": "2x", "answer_type": "expression"}"#,
+            AnswerType::Expression,
+            "2x",
+        ),
+        (
+            r#"{"question": "Which element has the chemical symbol Fe?", "answer": "Iron", "answer_type": "string"}"#,
+            AnswerType::String,
+            "Iron",
+        ),
+        (
+            r#"{"question": "Is the square root of two irrational?", "answer": true, "answer_type": "boolean"}"#,
+            AnswerType::Boolean,
+            "true",
+        ),
+        (
+            r#"{"question": "List the first three prime numbers.", "answer": [2, 3, 5], "answer_type": "list"}"#,
+            AnswerType::List,
+            "2, 3, 5",
+        ),
+        (
+            r#"{"question": "How many legs does a spider have?", "answer": "8"}"#,
+            AnswerType::Integer,
+            "8",
+        ),
     ];
     for (c, ty, ans) in cases {
         let t = ok(c, TaskKind::FreeForm, None);
         assert_eq!((t.answer_type, t.answer.as_str()), (Some(ty), ans), "{c}");
     }
     // A forced type wins over inference and must agree with what was declared.
-    let t = ok(r#"{"question": "How many legs does a spider have?", "answer": "8"}"#, TaskKind::FreeForm, Some(AnswerType::Float));
+    let t = ok(
+        r#"{"question": "How many legs does a spider have?", "answer": "8"}"#,
+        TaskKind::FreeForm,
+        Some(AnswerType::Float),
+    );
     assert_eq!(t.answer_type, Some(AnswerType::Float));
 }
 

@@ -33,20 +33,25 @@ def main():
     ap.add_argument("--spice-lm", default="target/release/spice-lm")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--new-tokens", default="128")
     ap.add_argument("--dtypes", default="bf16,f32")
     ap.add_argument("--batches", default="1,8,32,64")
     ap.add_argument("--what", default="all", help="generate, update or all")
     ap.add_argument("--micro-batch", default="4")
     ap.add_argument("--log", default="bench-results.jsonl")
+    ap.add_argument("--threads", help="intra-op threads for both (default: every core)")
     a = ap.parse_args()
     whats = ["generate", "update"] if a.what == "all" else [a.what]
     rows = []
     for rnd in range(a.rounds):
         for what in whats:
             for dt in a.dtypes.split(","):
-                common = ["--model", a.model, "--dtypes", dt, "--what", what, "--repeats", "1"]
+                common = ["--model", a.model, "--dtypes", dt, "--what", what, "--repeats", "1",
+                          "--new-tokens", a.new_tokens]
                 if what == "generate":
                     common += ["--batches", a.batches]
+                if a.threads:
+                    common += ["--threads", a.threads]
                 ours = [a.spice_lm, "bench", "--device", "cpu", "--micro-batch", a.micro_batch] + common
                 theirs = [a.python, os.path.join(HERE, "transformers_bench.py")] + common
                 rows += run(ours, a.log)

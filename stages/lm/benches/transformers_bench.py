@@ -51,8 +51,9 @@ def main():
     ap.add_argument("--update-rows", type=int, default=16)
     ap.add_argument("--update-seq", type=int, default=512)
     ap.add_argument("--update-completion", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(a.threads)
     threads = torch.get_num_threads()
     for dt in a.dtypes.split(","):
         dtype = {"bf16": torch.bfloat16, "f32": torch.float32}[dt]

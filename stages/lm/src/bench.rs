@@ -52,6 +52,9 @@ pub struct BenchArgs {
     pub micro_batch: usize,
     #[arg(long)]
     pub checkpointing: bool,
+    /// libtorch intra-op threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<i32>,
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
@@ -69,6 +72,9 @@ pub fn reset_peak_rss() {
 
 pub fn run(a: &BenchArgs) -> Result<()> {
     let device = parse_device(&a.device)?;
+    if let Some(t) = a.threads {
+        tch::set_num_threads(t.max(1));
+    }
     let host_threads = tch::get_num_threads();
     for dt in &a.dtypes {
         let dtype = parse_dtype(dt)?;

@@ -36,10 +36,13 @@ pub fn parse_dtype(s: &str) -> Result<Kind> {
     }
 }
 
-/// Use every core for libtorch's intra-op threads (it may default to fewer).
+/// Set libtorch's intra-op threads: `SPICE_LM_THREADS` when set, else every core (libtorch
+/// may default to fewer).
 pub fn use_all_cores() {
-    if let Ok(n) = std::thread::available_parallelism() {
-        tch::set_num_threads(n.get() as i32);
+    let from_env = std::env::var("SPICE_LM_THREADS").ok().and_then(|s| s.parse::<i32>().ok());
+    let n = from_env.or_else(|| std::thread::available_parallelism().ok().map(|n| n.get() as i32));
+    if let Some(n) = n {
+        tch::set_num_threads(n.max(1));
     }
 }
 

@@ -115,6 +115,7 @@ impl Policy {
         let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
         let mut stats = GenStats::default();
         tch::no_grad(|| -> Result<()> {
+            let t0 = Instant::now();
             // Compute-dtype copies of the weights, made once per call.
             let mut w = self.model.weights(self.dtype);
             if self.device() == Device::Cpu {
@@ -122,6 +123,7 @@ impl Policy {
                 // the extra copy of the weights would cost memory for little gain.)
                 w.fuse();
             }
+            tracing::trace!(seconds = t0.elapsed().as_secs_f64(), "compute weights ready");
             for chunk in order.chunks(batch_size) {
                 for row in self.run_batch(&w, requests, chunk, params, progress)? {
                     stats.new_tokens += row.tokens.len();
@@ -197,15 +199,17 @@ impl Policy {
         cache.key_mask = Tensor::from_slice(&key_mask).view([b, p + max_new]).to_device(device);
         let ids = Tensor::from_slice(&ids).view([b, p]).to_device(device);
         let pos = Tensor::from_slice(&pos).view([b, p]).to_device(device);
+        let t0 = Instant::now();
         let hidden = self.model.forward_hidden(w, &ids, &pos, Attention::Cached(&mut cache));
         let mut logits = self.model.last_logits(w, &hidden); // [b, vocab]
+        tracing::trace!(batch = b, prompt = p, seconds = t0.elapsed().as_secs_f64(), "prefill");
 
         let vocab = cfg.vocab_size;
         let mut logp_buf: Vec<f32> = Vec::new();
         let mut scratch = Vec::new();
         let stop_window = params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0) + 8;
         let mut live: Vec<Row> = rows.drain(..).collect();
-        for step in 0..max_new {
+        for _ in 0..max_new {
             // Log-softmax at temperature 1 on the device, then one copy to the CPU.
             let logp = logits.log_softmax(-1, Kind::Float).to_device(Device::Cpu);
             let n = live.len() * vocab;
@@ -249,9 +253,10 @@ impl Policy {
                 live.iter().map(|r| r.prompt_len + r.tokens.len() as i64 - 1).collect();
             let ids = Tensor::from_slice(&next).view([bl, 1]).to_device(device);
             let pos = Tensor::from_slice(&next_pos).view([bl, 1]).to_device(device);
-            let _ = step;
+            let t0 = Instant::now();
             let hidden = self.model.forward_hidden(w, &ids, &pos, Attention::Cached(&mut cache));
             logits = self.model.last_logits(w, &hidden);
+            tracing::trace!(batch = bl, seconds = t0.elapsed().as_secs_f64(), "decode step");
         }
         done.extend(live);
         Ok(done)

@@ -25,7 +25,8 @@ use tch::{Device, Kind, Tensor};
 use crate::kv_cache::KvCache;
 use crate::model::{Attention, Weights};
 use crate::policy::Policy;
-use crate::sample::{row_rng, sample_row, SamplingParams};
+use crate::sample::{row_rng, sample_batch, SamplingParams};
+use rand::Rng;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenRequest {
@@ -204,22 +205,15 @@ impl Policy {
         let mut logits = self.model.last_logits(w, &hidden); // [b, vocab]
         tracing::trace!(batch = b, prompt = p, seconds = t0.elapsed().as_secs_f64(), "prefill");
 
-        let vocab = cfg.vocab_size;
-        let mut logp_buf: Vec<f32> = Vec::new();
-        let mut scratch = Vec::new();
         let stop_window = params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0) + 8;
         let mut live: Vec<Row> = rows.drain(..).collect();
         for _ in 0..max_new {
-            // Log-softmax at temperature 1 on the device, then one copy to the CPU.
-            let logp = logits.log_softmax(-1, Kind::Float).to_device(Device::Cpu);
-            let n = live.len() * vocab;
-            logp_buf.resize(n, 0.0);
-            logp.contiguous().copy_data(&mut logp_buf, n);
-            for (r, row) in live.iter_mut().enumerate() {
-                let lp = &logp_buf[r * vocab..(r + 1) * vocab];
-                let tok = sample_row(lp, params, &mut row.rng, &mut scratch);
+            // One draw per live row from its own stream; the choice happens on the device.
+            let draws: Vec<f64> = live.iter_mut().map(|r| r.rng.random::<f64>()).collect();
+            let (tokens, lps) = sample_batch(&logits, params, &draws);
+            for (row, (tok, lp)) in live.iter_mut().zip(tokens.into_iter().zip(lps)) {
                 row.tokens.push(tok);
-                row.logprobs.push(lp[tok as usize]);
+                row.logprobs.push(lp);
                 if self.eos_ids().contains(&tok) || self.hits_stop(row, params, stop_window)? {
                     row.finish = Some(FinishReason::Stop);
                 } else if row.tokens.len() as i64 >= max_new {

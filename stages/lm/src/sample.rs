@@ -5,6 +5,7 @@
 //! probabilities — not on which other rows shared its batch.
 
 use rand::{Rng, SeedableRng};
+use tch::{Kind, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -45,8 +46,59 @@ pub fn row_rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
-/// Pick a token from one row's log-probabilities `logp` [vocab] (log-softmax of the logits at
-/// temperature 1). `scratch` is reused between calls to avoid allocation.
+/// Choose one token per row from `logits` [batch, vocab] (f32), on the logits' device.
+///
+/// `uniforms[r]` is row r's draw from its own RNG, in [0, 1): the token is the first whose
+/// cumulative probability (after temperature, top-k and top-p) exceeds `uniforms[r]` times
+/// the total, so it depends only on that row's logits and draw. Only the chosen ids and their
+/// log-probs are copied back. Returns, per row, the token and its log-probability at
+/// temperature 1 (log-softmax of the raw logits, before any filter).
+pub fn sample_batch(logits: &Tensor, p: &SamplingParams, uniforms: &[f64]) -> (Vec<u32>, Vec<f32>) {
+    let (b, vocab) = (logits.size()[0], logits.size()[1]);
+    let device = logits.device();
+    let logp = logits.log_softmax(-1, Kind::Float); // [b, vocab]
+    let tokens = if p.temperature <= 0.0 {
+        logits.argmax(-1, true) // [b, 1]
+    } else {
+        let mut scores = if p.temperature == 1.0 { logp.shallow_clone() } else { &logp / p.temperature };
+        let top_k_on = p.top_k > 0 && (p.top_k as i64) < vocab;
+        if top_k_on {
+            // Ties with the k-th value are kept, as transformers does.
+            let kth = scores.topk(p.top_k as i64, -1, true, true).0.narrow(1, p.top_k as i64 - 1, 1);
+            scores = scores.masked_fill(&scores.lt_tensor(&kth), f64::NEG_INFINITY);
+        }
+        let u = Tensor::from_slice(uniforms).to_kind(Kind::Float).to_device(device).view([b, 1]);
+        if p.top_p < 1.0 {
+            // Most likely first; keep a token while the mass before it is below top_p.
+            let (sorted, order) = scores.sort(-1, true);
+            let probs = sorted.softmax(-1, Kind::Float);
+            let before = probs.cumsum(-1, Kind::Float) - &probs;
+            let drop = before.ge(p.top_p).logical_and(&before.gt(0.0));
+            let kept = probs.masked_fill(&drop, 0.0);
+            order.gather(-1, &inverse_cdf(&kept, &u), false)
+        } else {
+            let max = scores.max_dim(-1, true).0;
+            inverse_cdf(&(scores - max).exp(), &u)
+        }
+    };
+    let lp = logp.gather(-1, &tokens, false); // [b, 1]
+    let tokens: Vec<i64> = Vec::try_from(tokens.view([b]).to_device(tch::Device::Cpu)).unwrap();
+    let lp: Vec<f32> = Vec::try_from(lp.view([b]).to_device(tch::Device::Cpu)).unwrap();
+    (tokens.into_iter().map(|t| t as u32).collect(), lp)
+}
+
+/// Index [b, 1] of the first entry whose running sum of `weights` [b, n] (unnormalised,
+/// non-negative) exceeds `u` [b, 1] times the row total.
+fn inverse_cdf(weights: &Tensor, u: &Tensor) -> Tensor {
+    let n = weights.size()[1];
+    let cdf = weights.cumsum(-1, Kind::Float);
+    let target = u * cdf.narrow(1, n - 1, 1);
+    // A weight of zero never gets picked: strictly greater, and clamp for rounding at the top.
+    target.searchsorted(&cdf, false, true, "right", None::<Tensor>).clamp_max(n - 1)
+}
+
+/// Pick a token from one row's log-probabilities `logp` [vocab] on the CPU: the same rule as
+/// [`sample_batch`], kept as its plain reference. `scratch` is reused between calls.
 pub fn sample_row(
     logp: &[f32],
     p: &SamplingParams,
@@ -60,42 +112,25 @@ pub fn sample_row(
     }
     let inv_t = 1.0 / p.temperature;
     let max = logp.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let top_k_on = p.top_k > 0 && p.top_k < logp.len();
-    if !top_k_on && p.top_p >= 1.0 {
-        // Fast path (the SPICE default: temperature 1, no filters): inverse CDF in two passes.
-        let w = |x: f32| (((x - max) as f64) * inv_t).exp();
-        let total: f64 = logp.iter().map(|&x| w(x)).sum();
-        let target = u * total;
-        let mut acc = 0.0;
-        let mut last = 0;
-        for (i, &x) in logp.iter().enumerate() {
-            let wi = w(x);
-            if wi > 0.0 {
-                acc += wi;
-                last = i;
-                if acc > target {
-                    return i as u32;
-                }
-            }
-        }
-        return last as u32;
-    }
-    // Filtered path: candidates sorted by probability, most likely first.
+    // Candidates in vocabulary order (the order the batched sampler walks without top-p).
     scratch.clear();
     scratch.extend(logp.iter().enumerate().map(|(i, &x)| (x, i as u32)));
     let by_desc = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    if top_k_on {
+    if p.top_k > 0 && p.top_k < logp.len() {
         // Ties with the k-th value are kept, as transformers does.
-        scratch.select_nth_unstable_by(p.top_k - 1, by_desc);
-        let kth = scratch[p.top_k - 1].0;
+        let mut values: Vec<f32> = logp.to_vec();
+        values.select_nth_unstable_by(p.top_k - 1, |a, b| b.total_cmp(a));
+        let kth = values[p.top_k - 1];
         scratch.retain(|c| c.0 >= kth);
     }
-    scratch.sort_unstable_by(by_desc);
+    if p.top_p < 1.0 {
+        // Most likely first; keep a token while the mass before it is below top_p.
+        scratch.sort_by(by_desc);
+    }
     let mut weights: Vec<f64> =
         scratch.iter().map(|c| (((c.0 - max) as f64) * inv_t).exp()).collect();
-    let total: f64 = weights.iter().sum();
     if p.top_p < 1.0 {
-        // Keep tokens while the mass before them is below top_p (at least one).
+        let total: f64 = weights.iter().sum();
         let mut before = 0.0;
         let mut keep = 0;
         for w in &weights {
@@ -172,6 +207,40 @@ mod tests {
         // A low temperature sharpens toward the mode.
         let cold = SamplingParams { temperature: 0.25, ..Default::default() };
         assert!(freq(&lp, &cold, 10_000)[0] > 0.85);
+    }
+
+    /// The batched sampler on the same draws gives the same tokens as the plain reference
+    /// (apart from draws within rounding of a boundary), under every filter.
+    #[test]
+    fn batch_sampler_agrees_with_the_reference() {
+        let logits = Tensor::randn([4, 50], (Kind::Float, tch::Device::Cpu)) * 3.0;
+        let rows: Vec<Vec<f32>> = (0..4)
+            .map(|r| Vec::try_from(logits.get(r).log_softmax(-1, Kind::Float)).unwrap())
+            .collect();
+        let settings = [
+            SamplingParams::default(),
+            SamplingParams::greedy(1),
+            SamplingParams { temperature: 0.6, ..Default::default() },
+            SamplingParams { top_k: 5, ..Default::default() },
+            SamplingParams { top_p: 0.8, temperature: 1.3, ..Default::default() },
+            SamplingParams { top_p: 0.5, top_k: 10, ..Default::default() },
+        ];
+        let mut same = 0;
+        let mut total = 0;
+        for p in &settings {
+            for seed in 0..50u64 {
+                let draws: Vec<f64> = (0..4).map(|r| row_rng(seed * 10 + r).random()).collect();
+                let (tokens, lps) = sample_batch(&logits, p, &draws);
+                for r in 0..4 {
+                    let mut rng = row_rng(seed * 10 + r as u64);
+                    let want = sample_row(&rows[r], p, &mut rng, &mut Vec::new());
+                    same += (tokens[r] == want) as usize;
+                    total += 1;
+                    assert!((lps[r] - rows[r][tokens[r] as usize]).abs() < 1e-5);
+                }
+            }
+        }
+        assert!(same as f64 >= 0.99 * total as f64, "{same} of {total}");
     }
 
     #[test]

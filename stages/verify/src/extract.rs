@@ -258,10 +258,10 @@ fn bare_numbers(s: &str, skip: &[Span]) -> Vec<Span> {
             && b[i - 1].is_ascii_alphabetic();
         if j < b.len() && b[j] == b'%' {
             j += 1;
-        } else if s[j..]
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("percent")
+        } else if b[j..]
+            .trim_ascii_start()
+            .get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"percent"))
         {
             let k = j + (s[j..].len() - s[j..].trim_start().len());
             out.push(Span {

@@ -10,9 +10,9 @@ use crate::bounds::{tail, MAX_COMPLETION_BYTES};
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting of arrays/objects accepted.
-const MAX_JSON_DEPTH: usize = 32;
+const MAX_JSON_DEPTH: usize = 16;
 /// Most bytes the reader may examine in one completion, over all attempts.
-const WORK_BUDGET: usize = 4 * 1024 * 1024;
+const WORK_BUDGET: usize = 1024 * 1024;
 
 /// The outcome of looking for a JSON object.
 #[derive(Debug, Clone, PartialEq)]

@@ -227,6 +227,7 @@ fn adversarial_inputs_are_bounded() {
     ];
     let start = Instant::now();
     let mut worst = (Duration::ZERO, String::new());
+    let mut worst_small = (Duration::ZERO, String::new());
     let mut checks = 0usize;
     let trace = std::env::var_os("SPICE_BOUNDS_TRACE").is_some();
     let mut timed = |label: &str, input: &str, f: &mut dyn FnMut()| {
@@ -237,6 +238,12 @@ fn adversarial_inputs_are_bounded() {
         f();
         let dt = t.elapsed();
         checks += 1;
+        if input.len() <= 4096 && dt > worst_small.0 {
+            worst_small = (
+                dt,
+                format!("{label}: {}", input.chars().take(60).collect::<String>()),
+            );
+        }
         if dt > worst.0 {
             worst = (
                 dt,
@@ -294,10 +301,12 @@ fn adversarial_inputs_are_bounded() {
     }
     let total = start.elapsed();
     println!(
-        "bounds: {checks} checks over {} inputs in {total:?}; worst {:?} ({})",
+        "bounds: {checks} checks over {} inputs in {total:?}; worst {:?} ({}); worst on inputs up to 4 KiB {:?} ({})",
         inputs.len() + big.len(),
         worst.0,
-        worst.1
+        worst.1,
+        worst_small.0,
+        worst_small.1
     );
     assert!(
         total < Duration::from_secs(if cfg!(debug_assertions) { 300 } else { 30 }),

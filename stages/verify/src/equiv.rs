@@ -145,8 +145,9 @@ fn squash(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-/// Whether the answer is words: a run of two or more letters, and no LaTeX beyond text
-/// wrappers (so `\begin{pmatrix}…` is never compared as prose).
+/// Whether the answer is words: a run of three or more letters (so `ab` and `AB` stay
+/// case-sensitive mathematics), and no LaTeX beyond text wrappers (so `\begin{pmatrix}…` is
+/// never compared as prose).
 fn is_wordy(s: &str) -> bool {
     let plain = crate::text::strip_latex_wrappers(s);
     if plain.contains(['\\', '&', '^', '_']) {
@@ -162,7 +163,7 @@ fn is_wordy(s: &str) -> bool {
             }
             if !in_command {
                 run += 1;
-                if run >= 2 {
+                if run >= 3 {
                     return true;
                 }
             }

@@ -24,6 +24,10 @@ mod latex;
 pub mod mcq;
 mod number;
 pub mod task;
+mod task_fields;
+mod task_free;
+mod task_mcq;
+mod task_standalone;
 pub mod text;
 
 pub use equiv::is_equivalent;

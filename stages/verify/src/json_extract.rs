@@ -12,7 +12,7 @@ use serde_json::{Map, Number, Value};
 /// Deepest nesting of arrays/objects accepted.
 const MAX_JSON_DEPTH: usize = 16;
 /// Most bytes the reader may examine in one completion, over all attempts.
-const WORK_BUDGET: usize = 1024 * 1024;
+const WORK_BUDGET: usize = 256 * 1024;
 
 /// The outcome of looking for a JSON object.
 #[derive(Debug, Clone, PartialEq)]

@@ -299,6 +299,43 @@ fn adversarial_inputs_are_bounded() {
             is_equivalent(b, b, None);
         });
     }
+    // Inputs the fuzzer once found slow, replayed the way the fuzz target splits them.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut regressions = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/fuzz_regressions") {
+        let data = std::fs::read(entry.expect("dir entry").path()).expect("regression input");
+        let Some((&selector, rest)) = data.split_first() else {
+            continue;
+        };
+        let cut = rest
+            .iter()
+            .position(|&b| b == 0xFF)
+            .unwrap_or(rest.len() / 2);
+        let gold = String::from_utf8_lossy(&rest[..cut]).into_owned();
+        let pred = String::from_utf8_lossy(&rest[cut..]).into_owned();
+        let text = String::from_utf8_lossy(rest).into_owned();
+        let ty = AnswerType::ALL.get(usize::from(selector % 7)).copied();
+        let kind =
+            [TaskKind::Mcq, TaskKind::FreeForm, TaskKind::Any][usize::from(selector / 7 % 3)];
+        timed("regression is_equivalent", &text, &mut || {
+            is_equivalent(&gold, &pred, ty);
+        });
+        timed("regression check", &text, &mut || {
+            check(&gold, &pred, kind, ty);
+        });
+        timed("regression extract", &text, &mut || {
+            extract_answer(&text, kind);
+        });
+        timed("regression parse_task", &text, &mut || {
+            parse_task(&text, kind, ty);
+        });
+        regressions += 1;
+    }
+    assert!(
+        regressions > 0,
+        "no fuzz regression inputs found in {}",
+        dir.display()
+    );
     let total = start.elapsed();
     println!(
         "bounds: {checks} checks over {} inputs in {total:?}; worst {:?} ({}); worst on inputs up to 4 KiB {:?} ({})",

@@ -7,9 +7,11 @@ use libfuzzer_sys::fuzz_target;
 use spice_verify::{check, extract_answer, extract_choice, is_equivalent, parse_task, AnswerType, TaskKind};
 use std::time::{Duration, Instant};
 
-/// Slowest acceptable single call (the library promises a few milliseconds; instrumented
-/// fuzzing builds are several times slower).
-const CAP: Duration = Duration::from_millis(250);
+/// Slowest acceptable run of all the calls together. The library promises a few
+/// milliseconds per call; coverage-instrumented builds on a shared machine are several times
+/// slower and noisy, so this cap is there to catch hangs and super-linear blow-ups, while
+/// `tests/bounds.rs` holds release builds to 50 ms per call.
+const CAP: Duration = Duration::from_millis(500);
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };

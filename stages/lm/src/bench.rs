@@ -105,6 +105,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                         "run": r, "new_tokens": stats.new_tokens, "seconds": stats.seconds,
                         "tokens_per_s": stats.new_tokens as f64 / stats.seconds,
                         "threads": host_threads,
+                        "compute": format!("{:?}", policy.compute_kind()),
                     });
                     println!("{line}");
                 }
@@ -145,6 +146,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     "micro_batch": a.micro_batch, "checkpointing": a.checkpointing, "run": r,
                     "seconds": secs, "peak_rss_bytes": peak_rss(), "loss": loss,
                     "grad_norm": gnorm, "threads": host_threads,
+                    "compute": format!("{:?}", policy.compute_kind()),
                 });
                 println!("{line}");
             }

@@ -118,7 +118,7 @@ impl Policy {
         tch::no_grad(|| -> Result<()> {
             let t0 = Instant::now();
             // Compute-dtype copies of the weights, made once per call.
-            let mut w = self.model.weights(self.dtype);
+            let mut w = self.model.weights(self.compute_kind());
             if self.device() == Device::Cpu {
                 // Fewer, larger GEMMs: per-op overhead dominates small CPU batches. (On a GPU
                 // the extra copy of the weights would cost memory for little gain.)
@@ -187,7 +187,7 @@ impl Policy {
                 key_mask[r * (p + max_new) as usize + j] = f32::NEG_INFINITY;
             }
         }
-        let attn_kind = if device == Device::Cpu { Kind::Float } else { self.dtype };
+        let attn_kind = if device == Device::Cpu { Kind::Float } else { self.compute_kind() };
         let mut cache = KvCache::new(
             cfg.num_hidden_layers,
             b,

@@ -94,7 +94,7 @@ impl Policy {
         let (b, c) = (targets.size()[0], targets.size()[1]);
         let vocab = self.config().vocab_size as i64;
         let chunk = head_chunk(b, vocab);
-        let head = self.model.head_weight(self.dtype);
+        let head = self.model.head_weight(self.compute_kind());
         let mut parts = Vec::new();
         let mut start = 0;
         while start < c {
@@ -114,7 +114,7 @@ impl Policy {
 
     /// Hidden states [b, c, h] that predict each completion token (after the final norm).
     fn completion_hidden(&self, lay: &Layout) -> Tensor {
-        let w = self.model.weights(self.dtype);
+        let w = self.model.weights(self.compute_kind());
         let hidden = self.model.forward_hidden(&w, &lay.ids, &lay.positions, Attention::Causal);
         let hsize = hidden.size()[2];
         let (b, c) = (lay.gather.size()[0], lay.gather.size()[1]);
@@ -209,7 +209,7 @@ impl Policy {
     /// Forward without a graph, returning the completion hidden states and every decoder
     /// layer's input ([b, L, h] each).
     fn forward_saving_layer_inputs(&self, lay: &Layout) -> (Tensor, Vec<Tensor>) {
-        let w = self.model.weights(self.dtype);
+        let w = self.model.weights(self.compute_kind());
         let (cos, sin) = self.model.rope_cos_sin(&lay.positions);
         let mut x = self.model.embed(&w, &lay.ids);
         let mut saved = Vec::with_capacity(w.layers.len());
@@ -234,18 +234,18 @@ impl Policy {
     fn backward_checkpointed(&self, lay: &Layout, saved: Vec<Tensor>, g_hidden: Tensor) {
         let n_layers = saved.len() - 1;
         let x_last = saved[n_layers].detach().set_requires_grad(true);
-        let norm = self.model.norm_weight(self.dtype);
+        let norm = self.model.norm_weight(self.compute_kind());
         (self.final_gather(&norm, &x_last, lay) * g_hidden).sum(Kind::Float).backward();
         let mut g = x_last.grad();
         let (cos, sin) = self.model.rope_cos_sin(&lay.positions);
         for l in (0..n_layers).rev() {
             let x = saved[l].detach().set_requires_grad(true);
-            let lw = self.model.layer_weights(l, self.dtype);
+            let lw = self.model.layer_weights(l, self.compute_kind());
             let y = self.model.layer(&lw, l, &x, &cos, &sin, &mut Attention::Causal);
             (y * &g).sum(Kind::Float).backward();
             g = x.grad();
         }
-        let w_embed = self.model.embed_weight(self.dtype);
+        let w_embed = self.model.embed_weight(self.compute_kind());
         let e = Tensor::embedding(&w_embed, &lay.ids, -1, false, false);
         (e * g).sum(Kind::Float).backward();
     }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use spice_lm::{device, ChatMessage, GenRequest, Policy, SamplingParams};
 
@@ -52,12 +52,18 @@ enum Command {
     /// Measure generation tokens/s and the training step (time, peak memory); one JSON line
     /// per measurement on stdout.
     Bench(spice_lm::bench::BenchArgs),
-    /// Convert a GGUF file into a Hugging Face folder (provided by the spice-gguf crate).
+    /// Convert a GGUF file (Llama family) into a Hugging Face folder: f32 safetensors,
+    /// config.json, tokenizer.json and the chat template (the spice-gguf importer).
     ImportGguf {
+        /// The .gguf file.
         #[arg(long)]
         gguf: PathBuf,
+        /// The folder to write (e.g. data/models/smollm2-135m-instruct).
         #[arg(long)]
         out: PathBuf,
+        /// Import even if the folder records the same source digest.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -111,11 +117,18 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => spice_lm::bench::run(&args),
-        Command::ImportGguf { gguf, out } => bail!(
-            "import-gguf is provided by the spice-gguf crate (stages/gguf), which is not linked \
-             into this build yet; cannot convert {} into {}",
-            gguf.display(),
-            out.display()
-        ),
+        Command::ImportGguf { gguf, out, force } => {
+            let opts = spice_gguf::ImportOptions { force, progress: true };
+            let r = spice_gguf::import_gguf_with(&gguf, &out, &opts)?;
+            let what = if r.skipped { "up to date" } else { "imported" };
+            eprintln!(
+                "{what}: {} ({} tensors, {} parameters) in {:.1} s",
+                r.out_dir.display(),
+                r.tensors,
+                r.parameters,
+                r.seconds
+            );
+            Ok(())
+        }
     }
 }

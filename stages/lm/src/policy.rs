@@ -43,6 +43,12 @@ impl Policy {
         let tensors = folder::read_weights(dir)?;
         let model = Model::from_tensors(cfg, tensors, device)
             .with_context(|| format!("building the model of {}", dir.display()))?;
+        if dtype != Kind::Float && device == Device::Cpu && !crate::device::cpu_has_native_bf16() {
+            tracing::warn!(
+                "this CPU has no native bf16 matrix instructions (avx512_bf16/amx): \
+                 computing in f32, which is faster here"
+            );
+        }
         Ok(Policy { dir: dir.to_path_buf(), model, tokenizer, chat, eos_ids, dtype })
     }
 
@@ -58,8 +64,23 @@ impl Policy {
         &self.eos_ids
     }
 
+    /// The compute dtype asked for at load.
     pub fn dtype(&self) -> Kind {
         self.dtype
+    }
+
+    /// The dtype the weights are multiplied in: the requested one, except bf16 on a CPU
+    /// without native bf16 GEMMs, where emulated bf16 is several times slower than f32.
+    pub fn compute_kind(&self) -> Kind {
+        if self.dtype != Kind::Float
+            && self.device() == Device::Cpu
+            && !crate::device::cpu_has_native_bf16()
+            && std::env::var_os("SPICE_LM_FORCE_BF16").is_none()
+        {
+            Kind::Float
+        } else {
+            self.dtype
+        }
     }
 
     pub fn device(&self) -> Device {

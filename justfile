@@ -1,0 +1,30 @@
+# spice-rs — recipes stay thin: they forward their arguments to the binaries' own flags,
+# so `--help` of each binary documents every option once.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+# List the recipes.
+default:
+    @just --list
+
+# Prepare everything on first use (idempotent): Python venv with torch 2.11 (libtorch),
+# the release build, the default model and the default corpus.
+setup:
+    @bash pipelines/setup.sh
+
+# Run SPICE iterations (default: one iteration of pipelines/cpu.toml). `just iterate --help`.
+iterate *args: setup
+    @target/release/spice iterate "$@"
+
+# Run every test (builds and installs what the tests need first).
+test *args: setup
+    @bash pipelines/test.sh "$@"
+
+# Benchmarks: generation tokens/s and update-step time/memory against transformers.
+bench *args: setup
+    @bash pipelines/bench.sh "$@"
+
+# Any stage or tool binary, e.g. `just run spice-lm generate --chat --prompt "Hi"`.
+run bin *args: setup
+    @target/release/"$@"

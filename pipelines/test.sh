@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `just test`: the whole test suite in the release profile (tch and arrow compile once, shared
+# with the binaries), then where the time went. Extra arguments go to `cargo test`.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$SPICE_ROOT"
+
+t0=$SECONDS
+cargo test --release --workspace --no-run --quiet
+t_build=$((SECONDS - t0))
+
+t1=$SECONDS
+log=$(mktemp)
+status=0
+cargo test --release --workspace "$@" 2>&1 | tee "$log" || status=$?
+t_run=$((SECONDS - t1))
+
+echo
+echo "== where the time went =="
+echo "build tests: ${t_build} s"
+echo "run tests:   ${t_run} s"
+# Each test binary prints `Running <path>` then `finished in Ns`: list the slowest.
+awk '/Running /{name=$2} /test result:/{for(i=1;i<=NF;i++) if($i=="in"){print $(i+1), name}}' "$log" \
+    | sort -rn | head -10 | sed 's/^/  /'
+rm -f "$log"
+exit $status

@@ -1,0 +1,271 @@
+//! The commit protocol: outputs are written under temporary names and renamed into place,
+//! and the manifest is written last. A folder (or a part of one) is *done* when its manifest
+//! exists and records the same input digests and config digest as the run about to start.
+//!
+//! ```no_run
+//! # use spice_schemas::{StageOutput, ShardSpec, rows::TaskRow, ShardWriter};
+//! # fn main() -> anyhow::Result<()> {
+//! # let (dir, cfg, force) = (std::path::Path::new("x"), serde_json::json!({}), false);
+//! let out = StageOutput::new(dir, "verify-filter", ShardSpec::WHOLE)
+//!     .input("challenger", std::path::Path::new("iter-0000/challenger"))?
+//!     .config(&cfg)
+//!     .seed(7);
+//! if out.is_done(force)? { return Ok(()); }
+//! let mut w = ShardWriter::<TaskRow>::create(out.part_path())?;
+//! // ... w.write(row)? ...
+//! w.finish()?;
+//! out.commit(Default::default())?;
+//! # Ok(()) }
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Instant, SystemTime},
+};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::{
+    digest::{digest_path, sha256_bytes, sha256_file, sha256_json, InputDigest},
+    manifest::{host_name, Manifest, OutputFile},
+    shard::ShardSpec,
+};
+
+/// `<path>.tmp`: where a file is written before it is renamed into place.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Rename `tmp` onto `path` (atomic on one filesystem) and sync the folder entry.
+pub fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::rename(tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Write a small file (JSON, TOML) atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    rename_into_place(&tmp, path)
+}
+
+/// Whether a stage part must run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// Committed with the same inputs and config: nothing to do.
+    Done(Box<Manifest>),
+    /// Committed, but with other inputs or config (the reason says which).
+    Stale(String),
+    /// Never committed (or died before committing).
+    Missing,
+}
+
+/// One part of one stage's output folder, from the start of the work to its manifest.
+pub struct StageOutput {
+    dir: PathBuf,
+    stage: String,
+    shard: ShardSpec,
+    iteration: Option<u32>,
+    schema: Option<String>,
+    inputs: Vec<InputDigest>,
+    config_digest: String,
+    seed: u64,
+    started: Instant,
+    started_at: SystemTime,
+}
+
+impl StageOutput {
+    pub fn new(dir: &Path, stage: &str, shard: ShardSpec) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            stage: stage.to_string(),
+            shard,
+            iteration: None,
+            schema: None,
+            inputs: Vec::new(),
+            config_digest: sha256_bytes(b""),
+            seed: 0,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+        }
+    }
+
+    /// Record an input (file or folder) by content digest.
+    pub fn input(mut self, name: &str, path: &Path) -> Result<Self> {
+        let digest = digest_path(path).with_context(|| format!("digesting input `{name}`"))?;
+        self.inputs.push(InputDigest { name: name.to_string(), path: path.to_path_buf(), digest });
+        Ok(self)
+    }
+
+    /// Record the configuration the stage depends on.
+    pub fn config<T: Serialize>(mut self, config: &T) -> Self {
+        self.config_digest = sha256_json(config);
+        self
+    }
+
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    pub fn iteration(mut self, iteration: u32) -> Self {
+        self.iteration = Some(iteration);
+        self
+    }
+
+    pub fn schema(mut self, schema_id: String) -> Self {
+        self.schema = Some(schema_id);
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn shard(&self) -> ShardSpec {
+        self.shard
+    }
+
+    /// This part's Parquet file.
+    pub fn part_path(&self) -> PathBuf {
+        self.dir.join(self.shard.part_file())
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.join(self.shard.manifest_file())
+    }
+
+    /// Compare what is on disk with what this run would produce.
+    pub fn status(&self) -> Result<Status> {
+        let path = self.manifest_path();
+        if !path.exists() {
+            return Ok(Status::Missing);
+        }
+        let m = Manifest::read(&path)?;
+        if m.stage != self.stage {
+            return Ok(Status::Stale(format!("written by stage `{}`", m.stage)));
+        }
+        if m.config_digest != self.config_digest {
+            return Ok(Status::Stale("configuration changed".into()));
+        }
+        if m.seed != self.seed {
+            return Ok(Status::Stale(format!("seed changed ({} -> {})", m.seed, self.seed)));
+        }
+        if m.inputs != self.inputs {
+            let changed: Vec<&str> = self
+                .inputs
+                .iter()
+                .filter(|i| !m.inputs.contains(i))
+                .map(|i| i.name.as_str())
+                .collect();
+            return Ok(Status::Stale(format!("inputs changed: {}", changed.join(", "))));
+        }
+        for out in &m.outputs {
+            if !self.dir.join(&out.file).exists() {
+                return Ok(Status::Stale(format!("output {} is missing", out.file)));
+            }
+        }
+        Ok(Status::Done(Box::new(m)))
+    }
+
+    /// Whether the stage can be skipped. When it cannot, the part's old manifest and any
+    /// temporary files are removed first, so the folder reads as unfinished until
+    /// [`StageOutput::commit`].
+    pub fn is_done(&self, force: bool) -> Result<bool> {
+        if !force {
+            match self.status()? {
+                Status::Done(_) => return Ok(true),
+                Status::Stale(why) => tracing::info!(dir = %self.dir.display(), "redoing: {why}"),
+                Status::Missing => {}
+            }
+        }
+        self.clear_for_rerun()?;
+        Ok(false)
+    }
+
+    fn clear_for_rerun(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating output folder {}", self.dir.display()))?;
+        let manifest = self.manifest_path();
+        if manifest.exists() {
+            std::fs::remove_file(&manifest)
+                .with_context(|| format!("removing stale {}", manifest.display()))?;
+        }
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the manifest last, recording every output file of this part (the part's
+    /// Parquet file when present, plus `extra_files` written by the stage).
+    pub fn commit_with_files(
+        self,
+        extra_files: &[(&str, u64)],
+        metrics: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Manifest> {
+        let mut outputs = Vec::new();
+        let part = self.part_path();
+        if part.exists() {
+            let rows = parquet_rows(&part)?;
+            outputs.push(OutputFile { file: self.shard.part_file(), rows, digest: sha256_file(&part)? });
+        }
+        for (file, rows) in extra_files {
+            let path = self.dir.join(file);
+            let digest = digest_path(&path)?;
+            outputs.push(OutputFile { file: file.to_string(), rows: *rows, digest });
+        }
+        let listing: Vec<String> = outputs.iter().map(|o| format!("{}\t{}", o.file, o.digest)).collect();
+        let finished_at = SystemTime::now();
+        let manifest = Manifest {
+            stage: self.stage,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            schema: self.schema,
+            iteration: self.iteration,
+            shard: self.shard,
+            seed: self.seed,
+            config_digest: self.config_digest,
+            inputs: self.inputs,
+            rows: outputs.iter().map(|o| o.rows).sum(),
+            output_digest: sha256_bytes(listing.join("\n").as_bytes()),
+            outputs,
+            started_at: humantime::format_rfc3339_seconds(self.started_at).to_string(),
+            finished_at: humantime::format_rfc3339_seconds(finished_at).to_string(),
+            seconds: self.started.elapsed().as_secs_f64(),
+            host: host_name(),
+            metrics,
+        };
+        let path = self.dir.join(self.shard.manifest_file());
+        let json = serde_json::to_vec_pretty(&manifest)?;
+        write_atomic(&path, &json)?;
+        Ok(manifest)
+    }
+
+    /// Write the manifest for a part whose only output is its Parquet file.
+    pub fn commit(self, metrics: serde_json::Map<String, serde_json::Value>) -> Result<Manifest> {
+        self.commit_with_files(&[], metrics)
+    }
+}
+
+fn parquet_rows(path: &Path) -> Result<u64> {
+    let file = std::fs::File::open(path)?;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    use parquet::file::reader::FileReader;
+    Ok(reader.metadata().file_metadata().num_rows() as u64)
+}

@@ -1,0 +1,435 @@
+//! `run.toml`: every knob of the method (see SPICE.md), with the paper's values as defaults
+//! and the names TRL/verl users know (`num_generations`, `epsilon`, `beta`, …).
+//!
+//! A profile in `pipelines/*.toml` only lists what differs from these defaults. Unknown keys
+//! are an error that names the key, so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    pub run: RunSection,
+    pub corpus: CorpusSection,
+    pub challenger: ChallengerSection,
+    pub reasoner: ReasonerSection,
+    pub reward: RewardSection,
+    pub update: UpdateSection,
+    pub eval: EvalSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Profile name, for the record.
+    pub name: String,
+    pub seed: u64,
+    /// Iterations T (paper: 640).
+    pub iterations: u32,
+    /// Initial policy: a Hugging Face model folder.
+    pub model: PathBuf,
+    /// `auto` (CUDA when visible), `cpu` or `cuda:N`.
+    pub device: String,
+    /// Compute dtype of generation and training: `bf16` or `f32` (master weights stay f32).
+    pub dtype: String,
+    /// Parts each generation stage is split into (`--shard I/N`), for Slurm arrays.
+    pub shards: u32,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            seed: 1234,
+            iterations: 640,
+            model: PathBuf::from("data/models/smollm2-135m-instruct"),
+            device: "auto".into(),
+            dtype: "bf16".into(),
+            shards: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorpusSection {
+    /// Files or folders (`.jsonl`, `.jsonl.zst`, `.parquet`, `.txt`).
+    pub paths: Vec<PathBuf>,
+    /// Field (JSONL key or Parquet column) holding the document text.
+    pub text_field: String,
+    /// Longest passage, in tokens (paper: 5,992).
+    pub max_doc_tokens: u32,
+    /// Passages shorter than this are dropped (too little to ground a question).
+    pub min_doc_tokens: u32,
+}
+
+impl Default for CorpusSection {
+    fn default() -> Self {
+        Self {
+            paths: vec![PathBuf::from("data/corpus")],
+            text_field: "text".into(),
+            max_doc_tokens: 5992,
+            min_doc_tokens: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChallengerSection {
+    /// Documents per iteration B (paper: 128).
+    pub documents_per_iteration: u32,
+    /// Challenger trajectories kept per document for training, G (paper: 8).
+    pub num_generations: u32,
+    /// Attempts per document until one is valid, N (paper: up to 1024).
+    pub max_attempts: u32,
+    /// Attempts generated per round for one document before checking validity.
+    pub attempts_per_round: u32,
+    /// Prompt set in `pipelines/prompts/`: `paper` or `compact`.
+    pub prompt_set: String,
+    /// `both`, `mcq` or `free_form`.
+    pub task_types: String,
+    /// Force the free-form answer type (`integer`, `float`, `expression`, `string`,
+    /// `boolean`, `list`) instead of letting the model choose.
+    pub answer_type: Option<String>,
+    /// `corpus` (SPICE) or `none` (ungrounded ablation: no document in the prompt).
+    pub grounding: String,
+    /// `self` (SPICE) or `frozen`: the Challenger is `frozen_model`, never updated.
+    pub training: String,
+    pub frozen_model: Option<PathBuf>,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub top_k: u32,
+    pub max_completion_length: u32,
+    /// Rows generated together.
+    pub batch_size: u32,
+}
+
+impl Default for ChallengerSection {
+    fn default() -> Self {
+        Self {
+            documents_per_iteration: 128,
+            num_generations: 8,
+            max_attempts: 1024,
+            attempts_per_round: 8,
+            prompt_set: "paper".into(),
+            task_types: "both".into(),
+            answer_type: None,
+            grounding: "corpus".into(),
+            training: "self".into(),
+            frozen_model: None,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_completion_length: 4096,
+            batch_size: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReasonerSection {
+    /// Answers per valid task, K (paper: 8).
+    pub num_generations: u32,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub top_k: u32,
+    pub max_completion_length: u32,
+    pub batch_size: u32,
+}
+
+impl Default for ReasonerSection {
+    fn default() -> Self {
+        Self {
+            num_generations: 8,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_completion_length: 4096,
+            batch_size: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardSection {
+    /// `variance` (SPICE), `absolute_zero`, `threshold` or `r_zero`.
+    pub challenger_reward: String,
+    /// r_C of an invalid task (paper: −0.1).
+    pub invalid_penalty: f64,
+    /// Variance the Gaussian reward peaks at, and its width 2σ² (paper: 0.25 and 0.01·2).
+    pub variance_target: f64,
+    pub variance_width: f64,
+    /// `none` (Dr. GRPO: advantages are not divided by the group's std) or `group`.
+    pub scale_rewards: String,
+}
+
+impl Default for RewardSection {
+    fn default() -> Self {
+        Self {
+            challenger_reward: "variance".into(),
+            invalid_penalty: -0.1,
+            variance_target: 0.25,
+            variance_width: 0.01,
+            scale_rewards: "none".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateSection {
+    /// `dr_grpo`: token sums divided by a constant (max_completion_length × sequences).
+    pub loss_type: String,
+    pub learning_rate: f64,
+    /// `constant` (paper).
+    pub lr_scheduler_type: String,
+    /// KL coefficient to the initial policy (paper: 0, so no reference model is loaded).
+    pub beta: f64,
+    /// Clip range ε of the ratio.
+    pub epsilon: f64,
+    pub max_grad_norm: f64,
+    /// Passes over the iteration's batch.
+    pub ppo_epochs: u32,
+    /// Sequences per optimizer step (the whole batch when 0).
+    pub mini_batch_size: u32,
+    /// Sequences per forward/backward pass; gradients accumulate over a mini-batch.
+    pub micro_batch_size: u32,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    /// Recompute activations in the backward pass (large models).
+    pub gradient_checkpointing: bool,
+}
+
+impl Default for UpdateSection {
+    fn default() -> Self {
+        Self {
+            loss_type: "dr_grpo".into(),
+            learning_rate: 1e-6,
+            lr_scheduler_type: "constant".into(),
+            beta: 0.0,
+            epsilon: 0.2,
+            max_grad_norm: 1.0,
+            ppo_epochs: 1,
+            mini_batch_size: 0,
+            micro_batch_size: 4,
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            gradient_checkpointing: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// Evaluate the policy every N iterations (0 = never) and the base model once.
+    pub eval_every: u32,
+    /// Benchmark files (Parquet or JSONL).
+    pub benchmarks: Vec<PathBuf>,
+    /// Samples per question: 1 = greedy pass@1; k > 1 = avg@k at `temperature`.
+    pub samples: u32,
+    pub temperature: f64,
+    pub max_completion_length: u32,
+    /// Only the first N questions of each benchmark (0 = all).
+    pub limit: u32,
+    pub batch_size: u32,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self {
+            eval_every: 0,
+            benchmarks: Vec::new(),
+            samples: 1,
+            temperature: 0.0,
+            max_completion_length: 4096,
+            limit: 0,
+            batch_size: 64,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Parse TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let cfg: RunConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim()))?;
+        cfg.validate().with_context(|| format!("{origin}: invalid configuration"))?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading run config {}", path.display()))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Apply `section.key=value` overrides (TOML values: `update.learning_rate=1e-5`,
+    /// `challenger.prompt_set="compact"`; bare words are taken as strings).
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self> {
+        if overrides.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut doc: toml::Table = toml::Table::try_from(self)?;
+        for ov in overrides {
+            let (key, raw) = ov
+                .split_once('=')
+                .with_context(|| format!("override `{ov}` is not section.key=value"))?;
+            let (section, field) = key
+                .trim()
+                .split_once('.')
+                .with_context(|| format!("override key `{key}` is not section.key"))?;
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+            let table = doc
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .with_context(|| format!("`{section}` is not a section"))?;
+            table.insert(field.to_string(), value);
+        }
+        let text = toml::to_string(&doc)?;
+        Self::from_toml(&text, "overrides")
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("run config serialises to TOML")
+    }
+
+    /// Check the values that serde cannot: enumerations and ranges.
+    pub fn validate(&self) -> Result<()> {
+        fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<()> {
+            if !allowed.contains(&value) {
+                bail!("{key} = {value:?} is not one of {allowed:?}");
+            }
+            Ok(())
+        }
+        one_of("run.dtype", &self.run.dtype, &["bf16", "f32"])?;
+        if !(self.run.device == "auto" || self.run.device == "cpu" || self.run.device.starts_with("cuda")) {
+            bail!("run.device = {:?} is not auto, cpu or cuda:N", self.run.device);
+        }
+        one_of("challenger.prompt_set", &self.challenger.prompt_set, &["paper", "compact"])?;
+        one_of("challenger.task_types", &self.challenger.task_types, &["both", "mcq", "free_form"])?;
+        one_of("challenger.grounding", &self.challenger.grounding, &["corpus", "none"])?;
+        one_of("challenger.training", &self.challenger.training, &["self", "frozen"])?;
+        if let Some(t) = &self.challenger.answer_type {
+            one_of(
+                "challenger.answer_type",
+                t,
+                &["integer", "float", "expression", "string", "boolean", "list"],
+            )?;
+        }
+        if self.challenger.training == "frozen" && self.challenger.frozen_model.is_none() {
+            bail!("challenger.training = \"frozen\" needs challenger.frozen_model = \"<model folder>\"");
+        }
+        one_of(
+            "reward.challenger_reward",
+            &self.reward.challenger_reward,
+            &["variance", "absolute_zero", "threshold", "r_zero"],
+        )?;
+        one_of("reward.scale_rewards", &self.reward.scale_rewards, &["none", "group"])?;
+        one_of("update.loss_type", &self.update.loss_type, &["dr_grpo"])?;
+        one_of("update.lr_scheduler_type", &self.update.lr_scheduler_type, &["constant"])?;
+        let positive = [
+            ("run.shards", self.run.shards),
+            ("challenger.documents_per_iteration", self.challenger.documents_per_iteration),
+            ("challenger.num_generations", self.challenger.num_generations),
+            ("challenger.max_attempts", self.challenger.max_attempts),
+            ("challenger.attempts_per_round", self.challenger.attempts_per_round),
+            ("challenger.max_completion_length", self.challenger.max_completion_length),
+            ("challenger.batch_size", self.challenger.batch_size),
+            ("reasoner.num_generations", self.reasoner.num_generations),
+            ("reasoner.max_completion_length", self.reasoner.max_completion_length),
+            ("reasoner.batch_size", self.reasoner.batch_size),
+            ("update.ppo_epochs", self.update.ppo_epochs),
+            ("update.micro_batch_size", self.update.micro_batch_size),
+            ("corpus.max_doc_tokens", self.corpus.max_doc_tokens),
+            ("eval.samples", self.eval.samples),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                bail!("{key} must be at least 1");
+            }
+        }
+        if self.corpus.min_doc_tokens > self.corpus.max_doc_tokens {
+            bail!("corpus.min_doc_tokens is larger than corpus.max_doc_tokens");
+        }
+        for (key, t) in [("challenger.temperature", self.challenger.temperature), ("reasoner.temperature", self.reasoner.temperature)] {
+            if !(0.0..=10.0).contains(&t) {
+                bail!("{key} = {t} is outside 0..=10");
+            }
+        }
+        for (key, p) in [("challenger.top_p", self.challenger.top_p), ("reasoner.top_p", self.reasoner.top_p)] {
+            if !(p > 0.0 && p <= 1.0) {
+                bail!("{key} = {p} is outside (0, 1]");
+            }
+        }
+        if !(self.update.learning_rate > 0.0) || !(self.update.epsilon >= 0.0) || self.update.beta < 0.0 {
+            bail!("update.learning_rate must be > 0, update.epsilon >= 0 and update.beta >= 0");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let c = RunConfig::default();
+        assert_eq!(c.challenger.documents_per_iteration, 128);
+        assert_eq!((c.challenger.num_generations, c.reasoner.num_generations), (8, 8));
+        assert_eq!(c.run.iterations, 640);
+        assert_eq!(c.update.learning_rate, 1e-6);
+        assert_eq!(c.update.beta, 0.0);
+        assert_eq!(c.reward.invalid_penalty, -0.1);
+        assert_eq!(c.corpus.max_doc_tokens, 5992);
+        assert_eq!(c.challenger.temperature, 1.0);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = RunConfig::from_toml("[update]\nlearnig_rate = 1e-5\n", "x.toml").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("learnig_rate") && msg.contains("x.toml"), "{msg}");
+        let err = RunConfig::from_toml("[updat]\n", "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("updat"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = RunConfig::from_toml("[reward]\nchallenger_reward = \"varience\"\n", "p.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("reward.challenger_reward"));
+    }
+
+    #[test]
+    fn overrides_apply_and_are_checked() {
+        let c = RunConfig::default()
+            .with_overrides(&["update.learning_rate=1e-5".into(), "challenger.prompt_set=compact".into()])
+            .unwrap();
+        assert_eq!(c.update.learning_rate, 1e-5);
+        assert_eq!(c.challenger.prompt_set, "compact");
+        assert!(RunConfig::default().with_overrides(&["update.nope=1".into()]).is_err());
+        assert!(RunConfig::default().with_overrides(&["nosection=1".into()]).is_err());
+    }
+
+    #[test]
+    fn toml_round_trip() {
+        let c = RunConfig::default();
+        assert_eq!(RunConfig::from_toml(&c.to_toml(), "rt").unwrap(), c);
+    }
+}

@@ -1,0 +1,24 @@
+//! Every format that crosses a file boundary in a SPICE run, in one place.
+//!
+//! - [`rows`]: one row type per shard folder (`chunks/`, `challenger/`, `tasks/`, …), whose
+//!   Arrow schema is derived from the type, so the Rust struct *is* the file format.
+//! - [`parquet_io`]: zstd Parquet writing and schema-checked reading.
+//! - [`manifest`] and [`commit`]: `_manifest.json` and the write-rename-manifest-last protocol
+//!   that makes a stage's output either finished or visibly unfinished.
+//! - [`config`]: `run.toml`, every knob of the method with the paper's defaults.
+//! - [`layout`]: where each folder of a run lives.
+
+pub mod commit;
+pub mod config;
+pub mod digest;
+pub mod layout;
+pub mod manifest;
+pub mod parquet_io;
+pub mod rows;
+pub mod shard;
+
+pub use commit::{StageOutput, Status};
+pub use config::RunConfig;
+pub use manifest::Manifest;
+pub use parquet_io::{read_folder, read_shard, ShardWriter};
+pub use shard::{ShardRow, ShardSpec};

@@ -1,0 +1,29 @@
+//! One row type per shard folder of an iteration (see DESIGN.md, "Run folder").
+//!
+//! Token ids and sampling log-probs sit next to the text, so the update recomputes exactly
+//! what was sampled and an auditor sees exactly what the model saw. Every generated row
+//! carries its seed and the id of the policy that produced it.
+
+mod challenger;
+mod chunk;
+mod eval;
+mod rollout;
+mod scored;
+mod task;
+mod update;
+
+pub use challenger::ChallengerRow;
+pub use chunk::ChunkRow;
+pub use eval::EvalRow;
+pub use rollout::RolloutRow;
+pub use scored::ScoredRow;
+pub use task::TaskRow;
+pub use update::UpdateMetricsRow;
+
+/// The two roles one policy plays.
+pub const ROLE_CHALLENGER: &str = "challenger";
+pub const ROLE_REASONER: &str = "reasoner";
+
+/// Why generation ended: an EOS token or stop string, or the token budget.
+pub const FINISH_STOP: &str = "stop";
+pub const FINISH_LENGTH: &str = "length";

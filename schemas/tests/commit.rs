@@ -1,0 +1,155 @@
+//! The commit protocol: a writer that dies leaves nothing that looks finished; "done" follows
+//! content digests of inputs and config; `--force` redoes.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use spice_schemas::{
+    commit::Status,
+    digest::digest_path,
+    manifest::folder_complete,
+    rows::RolloutRow,
+    ShardSpec, ShardWriter, StageOutput,
+};
+
+const DIE_ENV: &str = "SPICE_TEST_DIE_MIDWAY";
+
+fn stage(dir: &Path, input: &Path, lr: f64) -> StageOutput {
+    StageOutput::new(dir, "rollout", ShardSpec::WHOLE)
+        .input("tasks", input)
+        .unwrap()
+        .config(&serde_json::json!({ "learning_rate": lr }))
+        .seed(7)
+}
+
+fn write_rows(out: &StageOutput, n: usize) -> anyhow::Result<()> {
+    let mut w = ShardWriter::<RolloutRow>::create(out.part_path())?;
+    for i in 0..n {
+        let mut r = common::rollouts()[i % 8].clone();
+        r.sample = i as u32;
+        w.write(r)?;
+        if i == n / 2 && std::env::var_os(DIE_ENV).is_some() {
+            // Killed mid-write: no unwinding, no destructors, like SIGKILL.
+            std::process::abort();
+        }
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// Runs only as the child of `writer_killed_midway_leaves_nothing_finished`.
+#[test]
+fn child_writer_that_dies() {
+    let Some(dir) = std::env::var_os(DIE_ENV) else { return };
+    let dir = Path::new(&dir);
+    let out = stage(&dir.join("out"), &dir.join("input.txt"), 1e-6);
+    assert!(!out.is_done(false).unwrap());
+    write_rows(&out, 5000).unwrap();
+    out.commit(Default::default()).unwrap();
+}
+
+#[test]
+fn writer_killed_midway_leaves_nothing_finished() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("input.txt"), "tasks v1").unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_writer_that_dies", "--nocapture", "--test-threads=1"])
+        .env(DIE_ENV, tmp.path())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child was meant to die mid-write");
+
+    let out_dir = tmp.path().join("out");
+    let out = stage(&out_dir, &tmp.path().join("input.txt"), 1e-6);
+    assert_eq!(out.status().unwrap(), Status::Missing);
+    assert!(folder_complete(&out_dir).unwrap().is_none());
+    assert!(!out_dir.join("part-00000.parquet").exists(), "a half-written shard has the final name");
+    assert!(out_dir.join("part-00000.parquet.tmp").exists(), "the child should have died while writing");
+    // Rerunning cleans up and finishes.
+    assert!(!out.is_done(false).unwrap());
+    assert!(!out_dir.join("part-00000.parquet.tmp").exists());
+    write_rows(&out, 5000).unwrap();
+    let m = out.commit(Default::default()).unwrap();
+    assert_eq!(m.rows, 5000);
+    assert!(folder_complete(&out_dir).unwrap().is_some());
+}
+
+#[test]
+fn done_follows_inputs_config_and_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input.txt");
+    std::fs::write(&input, "tasks v1").unwrap();
+    let out_dir = tmp.path().join("out");
+
+    let out = stage(&out_dir, &input, 1e-6);
+    assert!(!out.is_done(false).unwrap());
+    write_rows(&out, 10).unwrap();
+    let first = out.commit(Default::default()).unwrap();
+    assert_eq!(first.rows, 10);
+
+    // Same inputs and config: done, and the manifest says what it did.
+    let again = stage(&out_dir, &input, 1e-6);
+    assert!(matches!(again.status().unwrap(), Status::Done(_)));
+    assert!(again.is_done(false).unwrap());
+
+    // A changed config or input makes it stale.
+    assert!(matches!(stage(&out_dir, &input, 1e-5).status().unwrap(), Status::Stale(s) if s.contains("configuration")));
+    std::fs::write(&input, "tasks v2").unwrap();
+    assert!(matches!(stage(&out_dir, &input, 1e-6).status().unwrap(), Status::Stale(s) if s.contains("tasks")));
+    std::fs::write(&input, "tasks v1").unwrap();
+
+    // A deleted output makes it stale too.
+    let again = stage(&out_dir, &input, 1e-6);
+    assert!(again.is_done(false).unwrap());
+    // --force redoes: the manifest goes first, so the folder reads unfinished meanwhile.
+    assert!(!again.is_done(true).unwrap());
+    assert_eq!(again.status().unwrap(), Status::Missing);
+}
+
+#[test]
+fn digests_change_when_inputs_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("model");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+    std::fs::write(dir.join("sub/weights.bin"), [0u8; 64]).unwrap();
+    let d0 = digest_path(&dir).unwrap();
+    assert_eq!(d0, digest_path(&dir).unwrap(), "digest is deterministic");
+    std::fs::write(dir.join("sub/weights.bin"), [1u8; 64]).unwrap();
+    let d1 = digest_path(&dir).unwrap();
+    assert_ne!(d0, d1, "content change");
+    std::fs::rename(dir.join("config.json"), dir.join("config2.json")).unwrap();
+    assert_ne!(d1, digest_path(&dir).unwrap(), "rename");
+    // Temporary files of unfinished writers do not count.
+    let d2 = digest_path(&dir).unwrap();
+    std::fs::write(dir.join("x.tmp"), "partial").unwrap();
+    assert_eq!(d2, digest_path(&dir).unwrap());
+    assert!(format!("{:#}", digest_path(&tmp.path().join("absent")).unwrap_err()).contains("absent"));
+}
+
+#[test]
+fn sharded_folder_completes_when_every_part_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input.txt");
+    std::fs::write(&input, "x").unwrap();
+    let out_dir = tmp.path().join("rollouts");
+    for index in 0..3 {
+        assert!(folder_complete(&out_dir).unwrap().is_none());
+        let out = StageOutput::new(&out_dir, "rollout", ShardSpec { index, count: 3 })
+            .input("tasks", &input)
+            .unwrap();
+        assert!(!out.is_done(false).unwrap());
+        write_rows(&out, 3 + index as usize).unwrap();
+        out.commit(Default::default()).unwrap();
+    }
+    let manifests = folder_complete(&out_dir).unwrap().expect("all parts committed");
+    assert_eq!(manifests.iter().map(|m| m.rows).sum::<u64>(), 3 + 4 + 5);
+    // A committed folder is digested from its manifests, and changes when a part is redone.
+    let d0 = digest_path(&out_dir).unwrap();
+    let out = StageOutput::new(&out_dir, "rollout", ShardSpec { index: 1, count: 3 }).input("tasks", &input).unwrap();
+    assert!(!out.is_done(true).unwrap());
+    write_rows(&out, 9).unwrap();
+    out.commit(Default::default()).unwrap();
+    assert_ne!(d0, digest_path(&out_dir).unwrap());
+}

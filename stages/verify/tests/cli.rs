@@ -73,14 +73,25 @@ fn letter_range_is_configurable() {
 
 #[test]
 fn throughput_is_at_least_ten_thousand_lines_per_second() {
+    // A mix like a Reasoner batch: boxed numbers, fractions, expressions, MCQ letters,
+    // intervals, lists, booleans, strings, and one long completion in ten.
+    let long = format!(
+        "{} so $\\sqrt{{12}}$ simplifies; \\boxed{{2\\sqrt{{3}}}}",
+        "We reason step by step about the problem. ".repeat(40)
+    );
     let lines = [
-        r#"{"gold": "42", "pred": "We add them. The answer is \\boxed{42}."}"#,
-        r#"{"gold": "\\frac{1}{2}", "pred": "so we get $\\boxed{0.5}$", "answer_type": "float"}"#,
-        r#"{"gold": "x^2+2x+1", "pred": "Expanding gives \\boxed{(x+1)^2}", "answer_type": "expression"}"#,
-        r#"{"gold": "B", "pred": "I think the answer is (B).", "kind": "mcq"}"#,
-        r#"{"gold": "[0,1)", "pred": "The interval is $\\boxed{[0, 1)}$."}"#,
+        r#"{"gold": "42", "pred": "We add them. The answer is \\boxed{42}."}"#.to_string(),
+        r#"{"gold": "\\frac{1}{2}", "pred": "so we get $\\boxed{0.5}$", "answer_type": "float"}"#.to_string(),
+        r#"{"gold": "x^2+2x+1", "pred": "Expanding gives \\boxed{(x+1)^2}", "answer_type": "expression"}"#.to_string(),
+        r#"{"gold": "B", "pred": "I think the answer is (B).", "kind": "mcq"}"#.to_string(),
+        r#"{"gold": "[0,1)", "pred": "The interval is $\\boxed{[0, 1)}$."}"#.to_string(),
+        r#"{"gold": "\\{1,2,3\\}", "pred": "\\boxed{3, 2, 1}", "answer_type": "list"}"#.to_string(),
+        r#"{"gold": "true", "pred": "Yes, it holds: \\boxed{\\text{True}}", "answer_type": "boolean"}"#.to_string(),
+        r#"{"gold": "Paris", "pred": "The capital is \\boxed{Paris}", "answer_type": "string"}"#.to_string(),
+        r#"{"gold": "1000", "pred": "Final Answer: The final answer is $1,000$. I hope it is correct.", "answer_type": "integer"}"#.to_string(),
+        serde_json::json!({"gold": "2\\sqrt{3}", "pred": long}).to_string(),
     ];
-    let n = 20_000;
+    let n = 50_000;
     let input: String = (0..n)
         .map(|i| format!("{}\n", lines[i % lines.len()]))
         .collect();
@@ -88,7 +99,9 @@ fn throughput_is_at_least_ten_thousand_lines_per_second() {
     let out = run_check(&input, &[]);
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(out.len(), n);
-    assert!(out.iter().all(|v| v["equivalent"] == true));
+    for (i, v) in out.iter().enumerate().take(lines.len()) {
+        assert_eq!(v["equivalent"], true, "line {}: {v}", i + 1);
+    }
     let rate = n as f64 / secs;
     println!("spice-verify check: {n} lines in {secs:.3}s = {rate:.0} lines/s");
     if cfg!(debug_assertions) {

@@ -342,7 +342,7 @@ pub fn tokenize(src: &str) -> Result<Vec<Tok>, LexError> {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
-            push_word(&mut out, &word, &chars, i);
+            push_word(&mut out, &word);
             continue;
         }
         if c == '\\' {
@@ -444,7 +444,7 @@ pub fn tokenize(src: &str) -> Result<Vec<Tok>, LexError> {
     Ok(out)
 }
 
-fn push_word(out: &mut Vec<Tok>, word: &str, chars: &[char], after: usize) {
+fn push_word(out: &mut Vec<Tok>, word: &str) {
     let lower = word.to_ascii_lowercase();
     if lower == "and" || lower == "or" {
         out.push(Tok::Sep);
@@ -475,7 +475,6 @@ fn push_word(out: &mut Vec<Tok>, word: &str, chars: &[char], after: usize) {
                 | Some(Tok::Percent)
         );
         if after_quantity && UNIT_WORDS.contains(&lower.as_str()) {
-            let _ = chars.get(after);
             return;
         }
     }

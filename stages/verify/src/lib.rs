@@ -14,6 +14,8 @@
 //! ```
 
 pub mod bounds;
+mod canon;
+mod compare;
 mod complex;
 pub mod equiv;
 mod eval;

@@ -37,7 +37,7 @@ def main():
     ap.add_argument("--dtypes", default="bf16,f32")
     ap.add_argument("--batches", default="1,8,32,64")
     ap.add_argument("--what", default="all", help="generate, update or all")
-    ap.add_argument("--micro-batch", default="4")
+    ap.add_argument("--micro-batch", default="1")
     ap.add_argument("--log", default="bench-results.jsonl")
     ap.add_argument("--threads", help="intra-op threads for both (default: every core)")
     a = ap.parse_args()

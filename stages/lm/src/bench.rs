@@ -48,7 +48,8 @@ pub struct BenchArgs {
     pub update_seq: usize,
     #[arg(long, default_value_t = 256)]
     pub update_completion: usize,
-    #[arg(long, default_value_t = 4)]
+    /// Rows per forward/backward pass (1 keeps the default model's step under 4 GB).
+    #[arg(long, default_value_t = 1)]
     pub micro_batch: usize,
     #[arg(long)]
     pub checkpointing: bool,

@@ -52,6 +52,7 @@ fn default_model_matches_transformers() {
     let subset: Vec<i64> = u32s(&r["logits"]["subset_ids"]).into_iter().map(i64::from).collect();
     let subset = Tensor::from_slice(&subset);
     let mut worst = 0.0f64;
+    let (mut compared, mut largest) = (0usize, 0.0f64);
     for prompt in r["logits"]["prompts"].as_array().unwrap() {
         let ids: Vec<i64> = u32s(&prompt["ids"]).into_iter().map(i64::from).collect();
         let logits = spice_lm::tch::no_grad(|| {
@@ -61,10 +62,15 @@ fn default_model_matches_transformers() {
         let rows: Vec<Vec<f32>> =
             prompt["subset_logits"].as_array().unwrap().iter().map(f32s).collect();
         let want = Tensor::from_slice(&rows.concat()).view([rows.len() as i64, -1]);
+        assert_eq!(want.size(), vec![ids.len() as i64, subset.size()[0]]);
+        compared += want.numel();
+        largest = largest.max(want.abs().max().double_value(&[]));
         let d = (logits.index_select(1, &subset) - want).abs().max().double_value(&[]);
         worst = worst.max(d);
         if let Some(last) = prompt.get("last_logits") {
             let want = Tensor::from_slice(&f32s(last));
+            assert_eq!(want.size(), vec![p.config().vocab_size as i64]);
+            compared += want.numel();
             let d = (logits.get(ids.len() as i64 - 1) - want).abs().max().double_value(&[]);
             worst = worst.max(d);
         }
@@ -72,7 +78,10 @@ fn default_model_matches_transformers() {
         let want_top: Vec<i64> = u32s(&prompt["last_topk_ids"]).into_iter().map(i64::from).collect();
         assert_eq!(top[..5], want_top[..5]);
     }
-    println!("default model: f32 max abs logit diff {worst:.3e}");
+    println!(
+        "default model: f32 max abs logit diff {worst:.3e} over {compared} logits \
+         (largest |logit| {largest:.1})"
+    );
     assert!(worst < 1e-3, "max abs logit diff {worst}");
 
     // Greedy continuations of chat prompts, one by one and as one left-padded batch.

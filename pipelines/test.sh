@@ -12,7 +12,9 @@ t_build=$((SECONDS - t0))
 t1=$SECONDS
 log=$(mktemp)
 status=0
-cargo test --release --workspace "$@" 2>&1 | tee "$log" || status=$?
+# --show-output: tests that measure (peer agreement, logit differences) or skip for a stated
+# reason print it, and that must be visible in a passing run too.
+cargo test --release --workspace "$@" -- --show-output 2>&1 | tee "$log" || status=$?
 t_run=$((SECONDS - t1))
 
 echo
@@ -20,7 +22,8 @@ echo "== where the time went =="
 echo "build tests: ${t_build} s"
 echo "run tests:   ${t_run} s"
 # Each test binary prints `Running <path>` then `finished in Ns`: list the slowest.
-awk '/Running /{name=$2} /test result:/{for(i=1;i<=NF;i++) if($i=="in"){print $(i+1), name}}' "$log" \
+echo "slowest test binaries:"
+awk '/Running /{name=$2" "$3} /test result:/{for(i=1;i<=NF;i++) if($i=="in"){print $(i+1), name}}' "$log" \
     | sort -rn | head -10 | sed 's/^/  /'
 rm -f "$log"
 exit $status

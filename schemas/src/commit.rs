@@ -203,10 +203,11 @@ impl StageOutput {
             std::fs::remove_file(&manifest)
                 .with_context(|| format!("removing stale {}", manifest.display()))?;
         }
-        for entry in std::fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "tmp") {
-                let _ = std::fs::remove_file(&path);
+        // Only this part's leftovers: other parts of a sharded stage may be writing now.
+        for path in [tmp_path(&self.part_path()), tmp_path(&manifest)] {
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing leftover {}", path.display()))?;
             }
         }
         Ok(())

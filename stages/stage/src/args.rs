@@ -1,0 +1,95 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use spice_schemas::{layout::RunLayout, RunConfig, ShardSpec};
+
+/// Flags every stage takes. The configuration itself comes from `<run>/run.toml`; flags only
+/// pick the iteration and part, and override the device and seed.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StageArgs {
+    /// Run folder (holds `run.toml`, written by `spice iterate`).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Iteration (0-based).
+    #[arg(long, default_value_t = 0)]
+    pub iter: u32,
+    /// `auto` (CUDA when visible), `cpu` or `cuda:N`; default: `run.device` of run.toml.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Run seed; default: `run.seed` of run.toml.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Which part of this stage to run, `I/N` (Slurm array task I of N).
+    #[arg(long, default_value = "0/1")]
+    pub shard: ShardSpec,
+    /// Redo the work even when the manifest says it is done.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A stage's view of the run: layout, frozen config, and the resolved flags.
+#[derive(Debug, Clone)]
+pub struct StageCtx {
+    pub layout: RunLayout,
+    pub cfg: RunConfig,
+    pub iter: u32,
+    pub shard: ShardSpec,
+    pub force: bool,
+    /// The run seed (flag, else run.toml).
+    pub seed: u64,
+    /// The device string (flag, else run.toml).
+    pub device: String,
+}
+
+impl StageCtx {
+    pub fn load(args: &StageArgs) -> Result<StageCtx> {
+        let layout = RunLayout::new(&args.run);
+        let path = layout.config();
+        if !path.exists() {
+            bail!(
+                "{} does not exist: create the run with `spice iterate --run {}` (or copy a \
+                 profile from pipelines/ there)",
+                path.display(),
+                args.run.display()
+            );
+        }
+        let cfg = RunConfig::load(&path).with_context(|| format!("loading {}", path.display()))?;
+        Ok(StageCtx {
+            seed: args.seed.unwrap_or(cfg.run.seed),
+            device: args.device.clone().unwrap_or_else(|| cfg.run.device.clone()),
+            layout,
+            cfg,
+            iter: args.iter,
+            shard: args.shard,
+            force: args.force,
+        })
+    }
+
+    /// The policy this iteration samples with: the initial model, else the previous
+    /// iteration's checkpoint (which must be committed).
+    pub fn policy_dir(&self) -> Result<PathBuf> {
+        let dir = self.layout.policy_for(self.iter, &self.cfg.run.model);
+        if self.iter > 0 && !dir.join("_manifest.json").exists() {
+            bail!(
+                "the policy of iteration {} is {}, which is not finished: run iteration {}'s \
+                 update first",
+                self.iter,
+                dir.display(),
+                self.iter - 1
+            );
+        }
+        if !dir.join("config.json").exists() {
+            bail!(
+                "model folder {} has no config.json (run `just setup` for the default model, or \
+                 set run.model)",
+                dir.display()
+            );
+        }
+        Ok(dir)
+    }
+
+    /// A shard folder of this iteration (`challenger`, `tasks`, …).
+    pub fn folder(&self, name: &str) -> PathBuf {
+        self.layout.folder(self.iter, name)
+    }
+}

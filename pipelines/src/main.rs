@@ -1,7 +1,11 @@
 //! `spice`: the driver of a SPICE run. It runs each stage binary as its own process, so every
 //! stage can also run alone, on another machine, or as a Slurm job.
 
-use std::path::{Path, PathBuf};
+mod iterate;
+mod plan;
+mod summary;
+
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -40,10 +44,13 @@ struct IterateArgs {
     /// Redo stages even when their manifests say they are done.
     #[arg(long)]
     force: bool,
+    /// Device for every stage (`auto|cpu|cuda:N`), overriding `run.device`.
+    #[arg(long)]
+    device: Option<String>,
+    /// Folder of the stage binaries (default: the folder of this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
 }
-
-/// The stage binaries an iteration runs, in order.
-const STAGES: &[&str] = &["spice-chunk", "spice-challenge", "spice-verify", "spice-rollout", "spice-update"];
 
 fn main() -> Result<()> {
     match Cli::parse() {
@@ -51,16 +58,25 @@ fn main() -> Result<()> {
             let cfg = RunConfig::load(&config)?.with_overrides(&overrides)?;
             print!("{}", cfg.to_toml());
         }
-        Cli::Iterate(args) => iterate(args)?,
+        Cli::Iterate(args) => {
+            let cfg = freeze_config(&args).context("preparing the run folder")?;
+            iterate::run(&args, &cfg)?
+        }
     }
     Ok(())
 }
 
-/// Freeze the run's configuration into `<run>/run.toml` (an existing run keeps its own, and a
-/// conflicting override is an error rather than a silent change of a running experiment).
+/// Freeze the run's configuration into `<run>/run.toml` and its prompt templates into
+/// `<run>/prompts/` (an existing run keeps its own, and a conflicting override is an error
+/// rather than a silent change of a running experiment).
 fn freeze_config(args: &IterateArgs) -> Result<RunConfig> {
     let layout = RunLayout::new(&args.run);
-    let wanted = RunConfig::load(&args.config)?.with_overrides(&args.overrides)?;
+    let prompts = layout.root.join("prompts");
+    if !prompts.exists() {
+        let src = spice_prompt::Prompts::locate(None)?;
+        copy_dir(src.root(), &prompts)
+            .with_context(|| format!("copying prompt templates into {}", prompts.display()))?;
+    }
     if layout.config().exists() {
         let frozen = RunConfig::load(&layout.config())?;
         let frozen_with = frozen.with_overrides(&args.overrides)?;
@@ -73,23 +89,36 @@ fn freeze_config(args: &IterateArgs) -> Result<RunConfig> {
         }
         return Ok(frozen);
     }
+    let wanted = RunConfig::load(&args.config)?.with_overrides(&args.overrides)?;
     write_atomic(&layout.config(), wanted.to_toml().as_bytes())?;
     Ok(wanted)
 }
 
-fn iterate(args: IterateArgs) -> Result<()> {
-    let cfg = freeze_config(&args).context("preparing the run folder")?;
-    let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default();
-    let missing: Vec<&str> = STAGES.iter().copied().filter(|s| !bin_dir.join(s).exists()).collect();
-    if !missing.is_empty() {
-        bail!(
-            "run folder {} is prepared ({} iteration(s) of profile `{}`), but these stage \
-             binaries are not part of this build yet: {}",
-            args.run.display(),
-            args.iterations.unwrap_or(cfg.run.iterations),
-            cfg.run.name,
-            missing.join(", ")
-        );
+/// Copy a folder of template folders (`<src>/<set>/<file>`), through a temporary name.
+fn copy_dir(src: &std::path::Path, dst: &std::path::Path) -> Result<()> {
+    let tmp = spice_schemas::commit::tmp_path(dst);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
     }
-    bail!("the iteration driver is not implemented in this version")
+    for entry in walk(src)? {
+        let rel = entry.strip_prefix(src)?;
+        let to = tmp.join(rel);
+        std::fs::create_dir_all(to.parent().expect("a file has a parent"))?;
+        std::fs::copy(&entry, &to).with_context(|| format!("copying {}", entry.display()))?;
+    }
+    spice_schemas::commit::rename_into_place(&tmp, dst)
+}
+
+fn walk(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(walk(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -1,0 +1,98 @@
+//! `spice iterate`: run every stage of N iterations as separate processes. Each stage skips
+//! itself when its manifest says it is done, so running the same command again resumes a
+//! run where it stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use spice_schemas::{commit::write_atomic, layout::RunLayout, RunConfig};
+
+use crate::plan::{chunk_call, iteration_calls, StageCall, BINARIES};
+use crate::summary::summarize;
+use crate::IterateArgs;
+
+pub fn run(args: &IterateArgs, cfg: &RunConfig) -> Result<()> {
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let missing: Vec<&str> = BINARIES.iter().copied().filter(|s| !bin_dir.join(s).exists()).collect();
+    if !missing.is_empty() {
+        bail!(
+            "stage binaries missing from {}: {} (build them with `cargo build --release --workspace`, \
+             or run `just setup`)",
+            bin_dir.display(),
+            missing.join(", ")
+        );
+    }
+    let layout = RunLayout::new(&args.run);
+    let iterations = args.iterations.unwrap_or(cfg.run.iterations);
+    eprintln!(
+        "spice iterate: run {} (profile `{}`), {} iteration(s), {} document(s) per iteration",
+        args.run.display(),
+        cfg.run.name,
+        iterations,
+        cfg.challenger.documents_per_iteration
+    );
+    let device = args.device.as_deref();
+    if cfg.challenger.grounding == "corpus" {
+        run_stage(&bin_dir, &args.run, &chunk_call(&args.run), device, args.force)?;
+    }
+    let mut summaries = Vec::new();
+    for iter in 0..iterations {
+        let t0 = Instant::now();
+        for call in iteration_calls(&args.run, cfg, iter) {
+            run_stage(&bin_dir, &args.run, &call, device, args.force)?;
+        }
+        let s = summarize(&layout.iter_dir(iter), iter)?;
+        eprintln!("{} (this session: {:.1} min)", s.line(), t0.elapsed().as_secs_f64() / 60.0);
+        println!("{}", s.line());
+        summaries.push(s);
+        write_summaries(&layout, iterations)?;
+    }
+    Ok(())
+}
+
+/// `<run>/summary.jsonl`: one object per finished iteration, rewritten atomically.
+fn write_summaries(layout: &RunLayout, upto: u32) -> Result<()> {
+    let mut text = String::new();
+    for iter in 0..upto {
+        let dir = layout.iter_dir(iter);
+        if !dir.join("update").exists() {
+            continue;
+        }
+        text.push_str(&serde_json::to_string(&summarize(&dir, iter)?)?);
+        text.push('\n');
+    }
+    write_atomic(&layout.root.join("summary.jsonl"), text.as_bytes())
+}
+
+fn run_stage(bin_dir: &Path, run: &Path, call: &StageCall, device: Option<&str>, force: bool) -> Result<()> {
+    for part in 0..call.parts {
+        let bin: PathBuf = bin_dir.join(call.bin);
+        let argv = call.args(run, part, device, force);
+        let shown = format!("{} {}", call.bin, argv.join(" "));
+        let what = match call.iter {
+            Some(i) => format!("iter {i:04} {}", call.name),
+            None => call.name.to_string(),
+        };
+        let part_note = if call.parts > 1 { format!(" part {part}/{}", call.parts) } else { String::new() };
+        eprintln!("==> {what}{part_note}: {shown}");
+        let t0 = Instant::now();
+        let status = Command::new(&bin)
+            .args(&argv)
+            .status()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        if !status.success() {
+            bail!(
+                "{what}{part_note} failed ({status}) after {:.0} s. Finished stages are kept: fix \
+                 the cause and run the same `spice iterate` again to resume, or run the stage \
+                 alone: {shown}",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}

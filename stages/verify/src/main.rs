@@ -1,6 +1,8 @@
-//! `spice-verify`: answer verification from the command line.
+//! `spice-verify`: answer verification from the command line, and the two pipeline stages
+//! built on it.
 //!
-//! `spice-verify check` reads JSON lines `{"gold": …, "pred": …, "answer_type"?: …,
+//! `spice-verify filter` and `spice-verify score` are the stages of record for task validity
+//! and rewards (see `stage/`). `spice-verify check` reads JSON lines `{"gold": …, "pred": …, "answer_type"?: …,
 //! "kind"?: …}` on stdin and writes one JSON line per input line,
 //! `{"equivalent": bool, "extracted": …}`, or `{"error": …, "line": N}` for a line it cannot
 //! read, so output line N always answers input line N.
@@ -9,8 +11,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use serde_json::Value;
+use spice_stage::StageArgs;
 use spice_verify::{check_with_letters, AnswerType, TaskKind};
 use std::io::{BufRead, BufWriter, Write};
+
+mod stage;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,8 +43,34 @@ enum Command {
         #[arg(long, default_value_t = 'D')]
         max_letter: char,
     },
-    // `filter` (Challenger tasks → valid tasks) and `score` (Reasoner answers → rewards) are
-    // the pipeline stages; they are added here as further variants with their own modules.
+    /// Parse and validate one iteration's Challenger attempts: challenger/ → tasks/.
+    ///
+    /// Every attempt of <run>/iter-N/challenger/ (all parts must be committed) becomes one row
+    /// of <run>/iter-N/tasks/part-I.parquet, valid or not: task id i{iter}-d{doc}-a{attempt},
+    /// question, options, gold answer (the letter for multiple choice), answer type, the JSON
+    /// the model wrote, and for an invalid task a machine-readable reason (no_json,
+    /// missing_field, bad_letter, …) with a detail. The manifest records attempts, valid rate,
+    /// counts by reason and by format. A rerun with unchanged inputs and [challenger] config
+    /// does nothing.
+    Filter {
+        #[command(flatten)]
+        stage: StageArgs,
+    },
+    /// Verify the Reasoner's answers and compute both roles' rewards: tasks/ + rollouts/ +
+    /// challenger/ → scored/.
+    ///
+    /// Reasoner rows: one per answer, reward 1 if equivalent to the gold answer, advantage
+    /// against the mean of the task's answers; in the batch only for one valid task per
+    /// document, drawn with a seed of (run seed, iteration, document). Challenger rows: one per
+    /// selected attempt, reward from the task's pass rate ([reward] challenger_reward; the
+    /// invalid_penalty for invalid tasks), advantage against the mean of the document's
+    /// attempts. The manifest records pass-rate shares, Reasoner accuracy, mean rewards and
+    /// advantages, and batch sizes. A rerun with unchanged inputs, [reward] config and seed
+    /// does nothing.
+    Score {
+        #[command(flatten)]
+        stage: StageArgs,
+    },
 }
 
 #[derive(Deserialize)]
@@ -113,7 +144,10 @@ fn run_check(kind: TaskKind, max_letter: char) -> Result<()> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    spice_stage::init_logging();
     match cli.command {
         Command::Check { kind, max_letter } => run_check(kind, max_letter),
+        Command::Filter { stage } => stage::filter::run(&stage),
+        Command::Score { stage } => stage::score::run(&stage),
     }
 }

@@ -1,0 +1,343 @@
+//! The update loop: πθ_old (and π_ref) scored once, then `ppo_epochs` passes over the batch in
+//! shuffled mini-batches, one AdamW step per mini-batch, gradients accumulated over
+//! micro-batches. Free of files, so tests can drive several iterations in one process.
+//!
+//! When the update is a single step over the whole batch (the paper's setting: one epoch,
+//! `mini_batch_size = 0`), πθ_old is the step's own forward pass, detached — the ratio is
+//! exactly 1 either way, and the separate scoring pass (a third of the update's compute) is
+//! skipped; the distance to the sampling log-probs is measured in that same pass.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use indicatif::ProgressBar;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use spice_lm::optim::AdamWConfig;
+use spice_lm::tch::{Device, Tensor};
+use spice_lm::{AdamW, GradOptions, Policy, ScoreRow};
+use spice_schemas::{rows::UpdateMetricsRow, RunConfig};
+
+use crate::input::{Role, TrainRow};
+use crate::loss::{dr_grpo_loss, LossSettings};
+
+/// The knobs of one iteration's update (from `run.toml`'s `[update]`, `[challenger]` and
+/// `[reasoner]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateSettings {
+    pub epsilon: f64,
+    pub beta: f64,
+    /// Clip the gradient norm to this (no clipping when ≤ 0).
+    pub max_grad_norm: f64,
+    pub ppo_epochs: u32,
+    /// Sequences per optimizer step; 0 = the whole batch.
+    pub mini_batch_size: usize,
+    /// Sequences per forward/backward pass.
+    pub micro_batch_size: usize,
+    pub gradient_checkpointing: bool,
+    /// L of the Dr. GRPO constant L · N: the longest completion either role may generate, so
+    /// both roles' tokens weigh the same.
+    pub max_completion_length: usize,
+    pub iteration: u32,
+    /// Run seed; each epoch's shuffle is derived from it.
+    pub seed: u64,
+}
+
+impl UpdateSettings {
+    pub fn from_config(cfg: &RunConfig, iteration: u32, seed: u64) -> UpdateSettings {
+        let u = &cfg.update;
+        UpdateSettings {
+            epsilon: u.epsilon,
+            beta: u.beta,
+            max_grad_norm: u.max_grad_norm,
+            ppo_epochs: u.ppo_epochs,
+            mini_batch_size: u.mini_batch_size as usize,
+            micro_batch_size: u.micro_batch_size.max(1) as usize,
+            gradient_checkpointing: u.gradient_checkpointing,
+            max_completion_length: cfg
+                .challenger
+                .max_completion_length
+                .max(cfg.reasoner.max_completion_length) as usize,
+            iteration,
+            seed,
+        }
+    }
+}
+
+/// AdamW settings from `[update]`.
+pub fn adamw_config(cfg: &RunConfig) -> AdamWConfig {
+    let u = &cfg.update;
+    AdamWConfig {
+        lr: u.learning_rate,
+        beta1: u.adam_beta1,
+        beta2: u.adam_beta2,
+        eps: u.adam_epsilon,
+        weight_decay: u.weight_decay,
+    }
+}
+
+/// How far the recomputed πθ_old is from the log-probs recorded at sampling: non-zero values
+/// come from kernel differences between generation and training (bf16, batch shapes) — or
+/// from rows that another policy sampled.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Mismatch {
+    pub mean_abs: f64,
+    pub max_abs: f64,
+    pub tokens: u64,
+}
+
+/// Score every row's completion with `policy` (no gradients), shortest rows together, and
+/// hand each row its log-probs.
+fn score_rows(
+    policy: &Policy,
+    rows: &mut [TrainRow],
+    micro_batch: usize,
+    bar: Option<&ProgressBar>,
+    mut put: impl FnMut(&mut TrainRow, Vec<f32>),
+) -> Result<()> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| rows[i].total_len());
+    for chunk in order.chunks(micro_batch.max(1)) {
+        let batch: Vec<ScoreRow> = chunk.iter().map(|&i| rows[i].tokens.clone()).collect();
+        let scored = policy.score(&batch, micro_batch)?;
+        for (&i, lp) in chunk.iter().zip(scored) {
+            put(&mut rows[i], lp);
+        }
+        if let Some(b) = bar {
+            b.inc(chunk.len() as u64);
+        }
+    }
+    Ok(())
+}
+
+/// Recompute πθ_old with the iteration's policy, as verl does, and measure its distance to
+/// the sampling log-probs.
+pub fn score_old(policy: &Policy, rows: &mut [TrainRow], micro_batch: usize, bar: Option<&ProgressBar>) -> Result<Mismatch> {
+    let (mut sum, mut max, mut n) = (0.0f64, 0.0f64, 0u64);
+    score_rows(policy, rows, micro_batch, bar, |row, lp| {
+        for (a, b) in lp.iter().zip(&row.sampling_logprobs) {
+            let d = (*a as f64 - *b as f64).abs();
+            sum += d;
+            max = max.max(d);
+            n += 1;
+        }
+        row.old_logprobs = lp;
+    })?;
+    Ok(Mismatch { mean_abs: if n > 0 { sum / n as f64 } else { 0.0 }, max_abs: max, tokens: n })
+}
+
+/// Score π_ref (the run's initial model) for the KL term.
+pub fn score_reference(reference: &Policy, rows: &mut [TrainRow], micro_batch: usize, bar: Option<&ProgressBar>) -> Result<()> {
+    score_rows(reference, rows, micro_batch, bar, |row, lp| row.ref_logprobs = Some(lp))
+}
+
+/// The mini-batches of one epoch: a seeded shuffle of the rows, cut into `mini_batch_size`
+/// pieces (the last may be smaller). Within a mini-batch rows are ordered by length so
+/// micro-batches waste little padding; the order does not change the summed loss.
+pub fn mini_batches(rows: &[TrainRow], s: &UpdateSettings, epoch: u32) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let seed = spice_stage::derive_seed(s.seed, s.iteration, "update", epoch as u64);
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let size = if s.mini_batch_size == 0 { rows.len().max(1) } else { s.mini_batch_size };
+    order
+        .chunks(size)
+        .map(|c| {
+            let mut c = c.to_vec();
+            c.sort_by_key(|&i| rows[i].total_len());
+            c
+        })
+        .collect()
+}
+
+/// [b, C] tensor of per-row values padded with 0 to C.
+fn padded(values: &[&[f32]], c: usize, device: Device) -> Tensor {
+    let mut flat = vec![0f32; values.len() * c];
+    for (i, v) in values.iter().enumerate() {
+        let n = v.len().min(c);
+        flat[i * c..i * c + n].copy_from_slice(&v[..n]);
+    }
+    Tensor::from_slice(&flat).view([values.len() as i64, c as i64]).to_device(device)
+}
+
+/// Position of this step in the iteration, for its metrics row.
+#[derive(Debug, Clone, Copy)]
+pub struct StepIndex {
+    pub epoch: u32,
+    pub step: u32,
+}
+
+/// Where the ratio's πθ_old comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldLogprobs {
+    /// Each row's `old_logprobs`, scored by [`score_old`] before the first step.
+    Scored,
+    /// The step's own forward pass, detached: exact when the policy has not moved since
+    /// the rows were assigned πθ_old, i.e. a single step over the batch (one epoch, one
+    /// mini-batch), and it saves a forward pass over the whole batch.
+    Current,
+}
+
+/// One optimizer step's metrics, and how far the policy it started from is from the
+/// sampling log-probs of its rows.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub metrics: UpdateMetricsRow,
+    pub sampling_mismatch: Mismatch,
+}
+
+/// One optimizer step over the rows `members` of `rows`: zero the gradients, accumulate the
+/// Dr. GRPO loss over micro-batches, clip, step.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    policy: &Policy,
+    opt: &mut AdamW,
+    rows: &[TrainRow],
+    members: &[usize],
+    s: &UpdateSettings,
+    old_from: OldLogprobs,
+    at: StepIndex,
+    bar: Option<&ProgressBar>,
+) -> Result<Step> {
+    let t0 = Instant::now();
+    let device = policy.device();
+    let settings = LossSettings {
+        epsilon: s.epsilon,
+        beta: s.beta,
+        normaliser: (s.max_completion_length * members.len()) as f64,
+    };
+    for &i in members {
+        let r = &rows[i];
+        if old_from == OldLogprobs::Scored && r.old_logprobs.len() != r.completion_len() {
+            bail!("{}: no πθ_old log-probs (score the rows before the update)", r.origin);
+        }
+        if s.beta > 0.0 && r.ref_logprobs.as_ref().is_none_or(|v| v.len() != r.completion_len()) {
+            bail!("{}: beta > 0 but the row has no reference log-probs", r.origin);
+        }
+    }
+    let batch: Vec<ScoreRow> = members.iter().map(|&i| rows[i].tokens.clone()).collect();
+    let (mut pg_sum, mut kl_sum, mut clipped, mut tokens) = (0.0, 0.0, 0.0, 0.0);
+    let (mut mis_sum, mut mis_max, mut mis_n) = (0.0f64, 0.0f64, 0u64);
+
+    opt.zero_grad();
+    let grad = GradOptions { micro_batch: s.micro_batch_size, checkpointing: s.gradient_checkpointing };
+    let loss = policy.accumulate_gradients(&batch, grad, &mut |idx, lp| {
+        let c = lp.logprobs.size()[1] as usize;
+        let mb: Vec<&TrainRow> = idx.iter().map(|&k| &rows[members[k]]).collect();
+        // Current log-probs on the host, for the distance to the sampling ones.
+        let current: Vec<Vec<f32>> = Vec::try_from(lp.logprobs.detach().to_device(Device::Cpu))?;
+        for (r, cur) in mb.iter().zip(&current) {
+            for (a, b) in cur.iter().zip(&r.sampling_logprobs) {
+                let d = (*a as f64 - *b as f64).abs();
+                mis_sum += d;
+                mis_max = mis_max.max(d);
+                mis_n += 1;
+            }
+        }
+        let old = match old_from {
+            OldLogprobs::Scored => {
+                let old: Vec<&[f32]> = mb.iter().map(|r| r.old_logprobs.as_slice()).collect();
+                padded(&old, c, device)
+            }
+            OldLogprobs::Current => lp.logprobs.detach(),
+        };
+        let adv: Vec<f32> = mb.iter().map(|r| r.advantage).collect();
+        let adv = Tensor::from_slice(&adv).unsqueeze(1).to_device(device); // [b, 1]
+        let reference = (s.beta > 0.0).then(|| {
+            let r: Vec<&[f32]> = mb.iter().map(|r| r.ref_logprobs.as_deref().unwrap_or(&[])).collect();
+            padded(&r, c, device)
+        });
+        let parts = dr_grpo_loss(lp, &old, &adv, reference.as_ref(), &settings);
+        pg_sum += parts.pg_sum;
+        kl_sum += parts.kl_sum;
+        clipped += parts.clipped;
+        tokens += parts.tokens;
+        if let Some(b) = bar {
+            b.inc(idx.len() as u64);
+        }
+        Ok(parts.loss)
+    })?;
+    let max_norm = if s.max_grad_norm > 0.0 { s.max_grad_norm } else { f64::INFINITY };
+    let grad_norm = opt.clip_grad_norm(max_norm);
+    opt.step();
+    let seconds = t0.elapsed().as_secs_f64();
+
+    let role_stats = |role: Role| {
+        let of: Vec<&TrainRow> = members.iter().map(|&i| &rows[i]).filter(|r| r.role == role).collect();
+        let n = of.len();
+        let mean = |f: fn(&TrainRow) -> f32| {
+            if n == 0 { 0.0 } else { of.iter().map(|r| f(r) as f64).sum::<f64>() / n as f64 }
+        };
+        (n as u32, mean(|r| r.reward), mean(|r| r.advantage))
+    };
+    let (c_n, c_reward, c_adv) = role_stats(Role::Challenger);
+    let (r_n, r_reward, r_adv) = role_stats(Role::Reasoner);
+    let metrics = UpdateMetricsRow {
+        iteration: s.iteration,
+        epoch: at.epoch,
+        step: at.step,
+        loss,
+        pg_loss: pg_sum / settings.normaliser,
+        // The KL estimate per token, as TRL logs it; its share of `loss` is β·Σkl / (L·N).
+        kl: if tokens > 0.0 { kl_sum / tokens } else { 0.0 },
+        grad_norm,
+        clip_fraction: if tokens > 0.0 { clipped / tokens } else { 0.0 },
+        learning_rate: opt.config.lr,
+        sequences: members.len() as u32,
+        tokens: tokens as u64,
+        challenger_sequences: c_n,
+        reasoner_sequences: r_n,
+        challenger_mean_reward: c_reward,
+        challenger_mean_advantage: c_adv,
+        reasoner_mean_reward: r_reward,
+        reasoner_mean_advantage: r_adv,
+        seconds,
+        tokens_per_second: if seconds > 0.0 { tokens / seconds } else { 0.0 },
+        peak_rss_mib: peak_rss_mib(),
+    };
+    let sampling_mismatch = Mismatch {
+        mean_abs: if mis_n > 0 { mis_sum / mis_n as f64 } else { 0.0 },
+        max_abs: mis_max,
+        tokens: mis_n,
+    };
+    Ok(Step { metrics, sampling_mismatch })
+}
+
+/// Whether the whole update is one optimizer step over the whole batch, so πθ_old is the
+/// policy of that step's own forward pass ([`OldLogprobs::Current`]).
+pub fn single_step(rows: usize, s: &UpdateSettings) -> bool {
+    s.ppo_epochs == 1 && (s.mini_batch_size == 0 || s.mini_batch_size >= rows)
+}
+
+/// Every epoch and mini-batch of one iteration. Unless the update is a
+/// [`single_step`], `rows` must have their πθ_old log-probs ([`score_old`]); with β > 0, their
+/// π_ref log-probs ([`score_reference`]).
+pub fn run_epochs(
+    policy: &Policy,
+    opt: &mut AdamW,
+    rows: &[TrainRow],
+    s: &UpdateSettings,
+    bar: Option<&ProgressBar>,
+) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    if rows.is_empty() {
+        return Ok(steps);
+    }
+    let all_scored = rows.iter().all(|r| r.old_logprobs.len() == r.completion_len());
+    let old_from = if single_step(rows.len(), s) && !all_scored { OldLogprobs::Current } else { OldLogprobs::Scored };
+    let mut step = 0;
+    for epoch in 0..s.ppo_epochs {
+        for members in mini_batches(rows, s, epoch) {
+            let out = train_step(policy, opt, rows, &members, s, old_from, StepIndex { epoch, step }, bar)?;
+            let m = &out.metrics;
+            tracing::debug!(epoch, step, loss = m.loss, grad_norm = m.grad_norm, clip_fraction = m.clip_fraction, "optimizer step");
+            steps.push(out);
+            step += 1;
+        }
+    }
+    Ok(steps)
+}
+
+/// Peak resident memory of this process so far, in MiB (0 where the OS does not say).
+pub fn peak_rss_mib() -> f64 {
+    spice_lm::bench::peak_rss().map(|b| b as f64 / (1024.0 * 1024.0)).unwrap_or(0.0)
+}

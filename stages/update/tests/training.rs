@@ -1,0 +1,210 @@
+//! What the update does to the model: direction of the step, the resume across iterations,
+//! the Dr. GRPO normalisation, the KL term, the frozen Challenger.
+
+mod common;
+
+use common::*;
+use spice_lm::AdamW;
+use spice_schemas::rows::UpdateMetricsRow;
+use spice_update::{input::read_scored, train, Outcome, UpdateOptions};
+
+fn update(run: &TestRun, iter: u32) -> UpdateMetricsRow {
+    let out = spice_update::run(&run.ctx(iter, false), &UpdateOptions::default()).unwrap();
+    assert!(matches!(out, Outcome::Updated(_)));
+    run.update_rows(iter).last().cloned().unwrap()
+}
+
+#[test]
+fn one_step_raises_positive_and_lowers_negative_advantage_completions() {
+    let run = make_run(&[]);
+    let rows = scored_rows(0, 1);
+    run.write_scored(0, &rows);
+    let before = summed_logprobs(&load(&run.model), &rows);
+    update(&run, 0);
+    let after = summed_logprobs(&load(&run.checkpoint(0)), &rows);
+
+    let (mut pos, mut neg) = (0.0, 0.0);
+    for ((r, b), a) in rows.iter().zip(&before).zip(&after) {
+        if !r.in_batch {
+            continue;
+        }
+        if r.advantage > 0.0 {
+            pos += a - b;
+        } else if r.advantage < 0.0 {
+            neg += a - b;
+        }
+    }
+    println!("summed log-prob change: positive-advantage {pos:+.4}, negative-advantage {neg:+.4}");
+    assert!(pos > 0.0, "positive-advantage completions must gain probability ({pos})");
+    assert!(neg < 0.0, "negative-advantage completions must lose probability ({neg})");
+}
+
+#[test]
+fn optimizer_state_survives_the_iteration_boundary() {
+    // Two iterations of one step each through the stage (iteration 1 resumes from
+    // iteration 0's checkpoint and AdamW state) …
+    let run = make_run(&[]);
+    run.write_scored(0, &scored_rows(0, 1));
+    run.write_scored(1, &scored_rows(1, 2));
+    update(&run, 0);
+    update(&run, 1);
+    let staged = load(&run.checkpoint(1));
+
+    // … against the same two steps in one process, one optimizer throughout.
+    let in_process = |resume: bool| {
+        let policy = load(&run.model);
+        let mut opt = AdamW::new(policy.var_store(), train::adamw_config(&run.cfg));
+        for iter in 0..2 {
+            if iter == 1 && !resume {
+                opt = AdamW::new(policy.var_store(), train::adamw_config(&run.cfg));
+            }
+            let s = train::UpdateSettings::from_config(&run.cfg, iter, run.cfg.run.seed);
+            let rows = read_scored(&run.scored_dir(iter), iter, true).unwrap().rows;
+            let steps = train::run_epochs(&policy, &mut opt, &rows, &s, None).unwrap();
+            assert_eq!(steps.len(), 1);
+        }
+        assert_eq!(opt.step, if resume { 2 } else { 1 });
+        policy
+    };
+    let one_process = in_process(true);
+    let diff = max_param_diff(&staged, &one_process);
+    let fresh_moments = max_param_diff(&staged, &in_process(false));
+    println!("max |Δweight|: resumed vs one process {diff:.2e}; vs fresh moments at iteration 1 {fresh_moments:.2e}");
+    assert!(diff < 1e-6, "weights after the resumed update differ from one process by {diff}");
+    assert!(fresh_moments > 1e-4, "fresh moments must give other weights ({fresh_moments})");
+}
+
+#[test]
+fn pg_loss_is_the_token_sum_over_a_constant_and_scales_the_gradient() {
+    // At the first step ρ = 1, so pg_loss = −Σ_i Â_i·n_i / (L·N), with L = max(64, 48).
+    let rows = scored_rows(0, 3);
+    let trained: Vec<_> = rows.iter().filter(|r| r.in_batch).collect();
+    let n = trained.len() as f64;
+    let weighted: f64 = trained.iter().map(|r| r.advantage as f64 * r.completion_ids.len() as f64).sum();
+
+    let run = make_run(&[]);
+    run.write_scored(0, &rows);
+    let m = update(&run, 0);
+    let want = -weighted / (64.0 * n);
+    println!("pg_loss {:.6e}, hand-computed {want:.6e}", m.pg_loss);
+    assert!((m.pg_loss - want).abs() < 1e-5 * want.abs().max(1e-3), "{} vs {want}", m.pg_loss);
+    assert!((m.loss - m.pg_loss).abs() < 1e-7, "β = 0: loss {} is pg_loss {}", m.loss, m.pg_loss);
+    assert_eq!((m.kl, m.clip_fraction), (0.0, 0.0));
+    assert_eq!(m.sequences as f64, n);
+    assert_eq!(m.tokens, trained.iter().map(|r| r.completion_ids.len() as u64).sum::<u64>());
+
+    // Doubling L halves loss and gradient: the constant divides the gradient, not only the log.
+    let run2 = make_run(&["challenger.max_completion_length=128"]);
+    run2.write_scored(0, &rows);
+    let m2 = update(&run2, 0);
+    assert!((m2.pg_loss * 2.0 - m.pg_loss).abs() < 1e-6 * m.pg_loss.abs().max(1e-3));
+    let ratio = m.grad_norm / m2.grad_norm;
+    println!("grad norm with L = 64: {:.6e}, L = 128: {:.6e} (ratio {ratio:.6})", m.grad_norm, m2.grad_norm);
+    assert!((ratio - 2.0).abs() < 1e-4, "grad norm ratio {ratio}");
+}
+
+#[test]
+fn beta_adds_a_nonnegative_kl_to_the_initial_model() {
+    let run = make_run(&["update.beta=0.1", "update.ppo_epochs=3"]);
+    run.write_scored(0, &scored_rows(0, 4));
+    update(&run, 0);
+    let steps = run.update_rows(0);
+    assert_eq!(steps.len(), 3);
+    for s in &steps {
+        println!("step {}: loss {:.6e}, pg_loss {:.6e}, kl {:.3e}", s.step, s.loss, s.pg_loss, s.kl);
+        assert!(s.kl >= 0.0, "k3 is never negative ({})", s.kl);
+        // loss = pg_loss + β·Σkl/(L·N), with kl the per-token mean.
+        let kl_part = 0.1 * s.kl * s.tokens as f64 / (64.0 * s.sequences as f64);
+        assert!((s.loss - s.pg_loss - kl_part).abs() < 1e-6, "{s:?}");
+    }
+    // The policy starts as the reference and moves away from it.
+    assert!(steps[0].kl < 1e-9, "{}", steps[0].kl);
+    assert!(steps[2].kl > 1e-7, "{}", steps[2].kl);
+    assert!(run.update_manifest(0).inputs.iter().any(|i| i.name == "reference"));
+}
+
+#[test]
+fn frozen_challenger_trains_only_the_reasoner_and_still_writes_a_checkpoint() {
+    let frozen = format!("challenger.frozen_model={:?}", fixture().display().to_string());
+    let run = make_run(&["challenger.training=frozen", &frozen]);
+    let rows = scored_rows(0, 5);
+    run.write_scored(0, &rows);
+    let m = update(&run, 0);
+    assert_eq!(m.challenger_sequences, 0);
+    assert_eq!(m.reasoner_sequences, 8);
+    let manifest = run.update_manifest(0);
+    assert_eq!(manifest.metric("frozen_challenger_rows_skipped"), Some(6.0));
+
+    // Only Challenger rows in the batch: nothing to train, the policy passes on unchanged.
+    let run = make_run(&["challenger.training=frozen", &frozen]);
+    let only_c: Vec<_> = rows.iter().filter(|r| r.role == "challenger").cloned().collect();
+    run.write_scored(0, &only_c);
+    spice_update::run(&run.ctx(0, false), &UpdateOptions::default()).unwrap();
+    assert!(run.update_rows(0).is_empty());
+    assert_eq!(run.update_manifest(0).metric("steps"), Some(0.0));
+    assert_eq!(max_param_diff(&load(&run.checkpoint(0)), &load(&run.model)), 0.0);
+    // … and the next iteration can start from it.
+    run.ctx(1, false).policy_dir().unwrap();
+}
+
+#[test]
+fn recomputed_old_logprobs_match_the_sampling_ones_of_the_same_policy() {
+    let run = make_run(&[]);
+    let mut rows = scored_rows(0, 6);
+    let policy = load(&run.model);
+    let score: Vec<spice_lm::ScoreRow> = rows
+        .iter()
+        .map(|r| spice_lm::ScoreRow { prompt_ids: r.prompt_ids.clone(), completion_ids: r.completion_ids.clone() })
+        .collect();
+    for (r, lp) in rows.iter_mut().zip(policy.score(&score, 1).unwrap()) {
+        r.logprobs = lp;
+    }
+    run.write_scored(0, &rows);
+    update(&run, 0);
+    let m = run.update_manifest(0);
+    let mismatch = m.metric("logprob_mismatch_mean_abs").unwrap();
+    println!("mean |old − sampling| with the same policy: {mismatch:.2e}");
+    assert!(mismatch < 1e-5, "{mismatch}");
+
+    // The placeholder log-probs of the other tests (−1 per token) are far off.
+    let run = make_run(&[]);
+    run.write_scored(0, &scored_rows(0, 6));
+    update(&run, 0);
+    assert!(run.update_manifest(0).metric("logprob_mismatch_mean_abs").unwrap() > 0.5);
+}
+
+#[test]
+fn a_single_step_needs_no_separate_old_logprob_pass() {
+    // One step over the whole batch: πθ_old from the step's own forward pass equals πθ_old
+    // scored beforehand, so both give the same loss and gradient.
+    let run = make_run(&[]);
+    run.write_scored(0, &scored_rows(0, 8));
+    let s = train::UpdateSettings::from_config(&run.cfg, 0, 7);
+    let step = |score: bool| {
+        let policy = load(&run.model);
+        let mut opt = AdamW::new(policy.var_store(), train::adamw_config(&run.cfg));
+        let mut rows = read_scored(&run.scored_dir(0), 0, true).unwrap().rows;
+        let mismatch = score.then(|| train::score_old(&policy, &mut rows, 2, None).unwrap());
+        let steps = train::run_epochs(&policy, &mut opt, &rows, &s, None).unwrap();
+        assert_eq!(steps.len(), 1);
+        (steps[0].clone(), mismatch)
+    };
+    let ((current, _), (scored, mismatch)) = (step(false), step(true));
+    let (a, b) = (&current.metrics, &scored.metrics);
+    println!("pg_loss {:.9e} / {:.9e}, grad norm {:.9e} / {:.9e}", a.pg_loss, b.pg_loss, a.grad_norm, b.grad_norm);
+    assert!((a.pg_loss - b.pg_loss).abs() < 1e-6 * a.pg_loss.abs());
+    assert!((a.grad_norm - b.grad_norm).abs() < 1e-5 * a.grad_norm);
+    assert_eq!((a.clip_fraction, b.clip_fraction), (0.0, 0.0));
+    // Both measure the same distance to the sampling log-probs.
+    let m = mismatch.unwrap();
+    assert_eq!(current.sampling_mismatch.tokens, m.tokens);
+    assert!((current.sampling_mismatch.mean_abs - m.mean_abs).abs() < 1e-5);
+
+    // More than one step: rows without πθ_old are refused.
+    let two = train::UpdateSettings { ppo_epochs: 2, ..s.clone() };
+    let policy = load(&run.model);
+    let mut opt = AdamW::new(policy.var_store(), train::adamw_config(&run.cfg));
+    let rows = read_scored(&run.scored_dir(0), 0, true).unwrap().rows;
+    let err = train::run_epochs(&policy, &mut opt, &rows, &two, None).unwrap_err();
+    assert!(format!("{err:#}").contains("no πθ_old"), "{err:#}");
+}

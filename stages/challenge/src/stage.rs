@@ -13,7 +13,7 @@ use spice_schemas::{
     ShardRow, ShardWriter, StageOutput,
 };
 use spice_stage::{derive_seed, StageCtx};
-use spice_verify::parse_task;
+use spice_verify::parse_task_for_prompt;
 
 use crate::documents::{self, DocSlot};
 use crate::formats::FormatSpace;
@@ -93,7 +93,6 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
     let limits = Limits { keep: ch.num_generations, max_attempts: ch.max_attempts, per_round: ch.attempts_per_round.max(1) };
     let task_params = sampling(ch.temperature, ch.top_p, ch.top_k, ch.max_completion_length);
     let format_params = sampling(ch.temperature, ch.top_p, ch.top_k, ch.max_completion_length.min(128));
-    let forced_type = space.types.first().copied().filter(|_| space.types.len() == 1);
 
     // 2. Rounds of attempts over the open documents.
     let mut state: BTreeMap<u32, SlotState> = slots.iter().map(|d| (d.slot, SlotState::default())).collect();
@@ -146,7 +145,8 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
         for ((((slot, a), (format, format_completion)), (gen, prompt)), req) in
             plan.into_iter().zip(formats).zip(gens.into_iter().zip(prompts_text)).zip(reqs)
         {
-            let valid = parse_task(&gen.text, format.kind, forced_type).task.is_ok();
+            // As `spice-verify filter` judges it: the answer type the attempt asked for is binding.
+            let valid = parse_task_for_prompt(&gen.text, &prompt, format.kind, format.answer_type).task.is_ok();
             let s = state.get_mut(&slot).expect("planned slot");
             s.attempts += 1;
             s.valid += valid as u32;

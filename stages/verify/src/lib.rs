@@ -34,7 +34,7 @@ pub mod text;
 
 pub use equiv::is_equivalent;
 pub use mcq::extract_choice;
-pub use task::{parse_task, AnswerType, Invalid, InvalidReason, ParsedTask, Task, TaskKind};
+pub use task::{copied_from_prompt, parse_task, parse_task_for_prompt, AnswerType, Invalid, InvalidReason, ParsedTask, Task, TaskKind};
 
 use serde::{Deserialize, Serialize};
 

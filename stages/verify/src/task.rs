@@ -156,10 +156,13 @@ pub enum InvalidReason {
     RefersToDocument,
     TooLong,
     FormatMismatch,
+    /// The question is text of the prompt itself (its example or instructions), not one the
+    /// Challenger wrote: small models copy the example of a compact prompt verbatim.
+    CopiedFromPrompt,
 }
 
 impl InvalidReason {
-    pub const ALL: [InvalidReason; 15] = [
+    pub const ALL: [InvalidReason; 16] = [
         InvalidReason::NoJson,
         InvalidReason::InvalidJson,
         InvalidReason::MissingField,
@@ -175,6 +178,7 @@ impl InvalidReason {
         InvalidReason::RefersToDocument,
         InvalidReason::TooLong,
         InvalidReason::FormatMismatch,
+        InvalidReason::CopiedFromPrompt,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -194,6 +198,7 @@ impl InvalidReason {
             InvalidReason::RefersToDocument => "refers_to_document",
             InvalidReason::TooLong => "too_long",
             InvalidReason::FormatMismatch => "format_mismatch",
+            InvalidReason::CopiedFromPrompt => "copied_from_prompt",
         }
     }
 }
@@ -225,6 +230,36 @@ pub struct ParsedTask {
     pub task: Result<Task, Invalid>,
     /// The JSON object the task was read from, with every field the model wrote (for audit).
     pub json: Option<Value>,
+}
+
+/// Whether a task's question is copied from the prompt it was written for: after
+/// normalisation (case, punctuation, articles) the question occurs in the prompt text. Short
+/// questions (under four words) never count, so common phrases do not trigger it.
+pub fn copied_from_prompt(question: &str, prompt: &str) -> bool {
+    let q = crate::text::normalize_text(question);
+    if q.split(' ').count() < 4 {
+        return false;
+    }
+    crate::text::normalize_text(prompt).contains(&q)
+}
+
+/// [`parse_task`], then [`copied_from_prompt`] against the prompt the completion answered.
+pub fn parse_task_for_prompt(
+    completion: &str,
+    prompt: &str,
+    expect: TaskKind,
+    forced_type: Option<AnswerType>,
+) -> ParsedTask {
+    let mut parsed = parse_task(completion, expect, forced_type);
+    if let Ok(t) = &parsed.task {
+        if copied_from_prompt(&t.question, prompt) {
+            parsed.task = Err(invalid(
+                InvalidReason::CopiedFromPrompt,
+                "the question appears verbatim in the prompt",
+            ));
+        }
+    }
+    parsed
 }
 
 /// Reads a task from a Challenger completion. `expect` is the format that was requested;
@@ -278,6 +313,18 @@ pub fn parse_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copied_example_is_invalid_and_a_new_question_is_not() {
+        let prompt = "Answer only with JSON like this: {\"question\": \"Which gas do plants absorb from the air?\", \"answer\": \"CO2\"}";
+        let copied = r#"{"question": "Which gas do plants absorb from the air?", "answer": "carbon dioxide", "answer_type": "string"}"#;
+        let own = r#"{"question": "Which gas do animals exhale when they breathe?", "answer": "carbon dioxide", "answer_type": "string"}"#;
+        let p = parse_task_for_prompt(copied, prompt, TaskKind::FreeForm, None);
+        assert_eq!(p.task.unwrap_err().reason, InvalidReason::CopiedFromPrompt);
+        assert!(parse_task(copied, TaskKind::FreeForm, None).task.is_ok(), "parse_task alone knows no prompt");
+        assert!(parse_task_for_prompt(own, prompt, TaskKind::FreeForm, None).task.is_ok());
+        assert!(!copied_from_prompt("What is it?", "what is it?"), "short questions never count");
+    }
 
     #[test]
     fn names_round_trip() {

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use spice_schemas::rows::{ChallengerRow, TaskRow};
 use spice_schemas::{ShardRow, ShardSpec, ShardWriter, StageOutput};
 use spice_stage::{StageArgs, StageCtx};
-use spice_verify::{parse_task, AnswerType, Invalid, InvalidReason, TaskKind};
+use spice_verify::{parse_task_for_prompt, AnswerType, Invalid, InvalidReason, TaskKind};
 use tracing::info;
 
 use super::inputs::{read_committed, require_complete, Located};
@@ -134,7 +134,7 @@ fn to_task(r: &Located<ChallengerRow>) -> Result<TaskRow> {
     };
     let (task, json) = match forced {
         Ok(forced) => {
-            let parsed = parse_task(&c.completion, kind, forced);
+            let parsed = parse_task_for_prompt(&c.completion, &c.prompt, kind, forced);
             (parsed.task, parsed.json)
         }
         Err(invalid) => (Err(invalid), None),

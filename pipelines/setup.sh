@@ -44,4 +44,11 @@ if [ -x target/release/spice-gguf ]; then
     step_done "model"
 fi
 
+# 4. The default corpus: Python and mpmath documentation from Debian packages (or PyPI).
+if [ ! -f data/corpus/.complete ]; then
+    step_start "default corpus at data/corpus (pipelines/corpus.sh)"
+    bash pipelines/corpus.sh
+    step_done "corpus"
+fi
+
 echo "setup: ready in $((SECONDS - t_start)) s (${timings[*]:-nothing to do})" >&2

@@ -1,0 +1,228 @@
+//! The SPICE iteration end to end, through `spice iterate` and the stage binaries, on a tiny
+//! random model the test sets up: every shard with the row counts the config implies, two
+//! runs with one seed give identical shards, a killed run resumes to the same shards, and a
+//! finished run is a no-op.
+//!
+//! A random model never writes a valid task, so these runs have no Reasoner answers; the
+//! real default model's smoke run (`smoke.rs`) covers that path.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spice_schemas::{
+    manifest::folder_complete,
+    read_folder,
+    rows::{ChallengerRow, RolloutRow, ScoredRow, TaskRow, UpdateMetricsRow},
+};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `target/release`, the folder holding this test binary's `deps/`.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
+}
+
+const DOCS: usize = 3;
+const G: usize = 2;
+const MAX_ATTEMPTS: usize = 3;
+
+/// A corpus, a tiny model and a profile in `dir`; returns the profile path.
+fn setup(dir: &Path) -> PathBuf {
+    let corpus = dir.join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    for i in 0..6 {
+        let text = format!(
+            "Document {i}. The river Alpha{i} is {} km long and flows north.\n\nIts basin covers \
+             {} square km. Three towns stand on its banks; the largest has {} people.\n\nThe \
+             river freezes for {} weeks each winter.",
+            100 + i * 37,
+            2000 + i * 311,
+            5000 + i * 1234,
+            2 + i
+        );
+        std::fs::write(corpus.join(format!("doc{i}.txt")), text).unwrap();
+    }
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in std::fs::read_dir(repo().join("stages/lm/fixtures/tiny-llama3")).unwrap() {
+        let f = f.unwrap().path();
+        if f.file_name().unwrap() != "reference.safetensors" {
+            std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let profile = dir.join("tiny.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            r#"[run]
+name = "tiny"
+iterations = 2
+model = "{model}"
+device = "cpu"
+dtype = "f32"
+seed = 99
+
+[corpus]
+paths = ["{corpus}"]
+max_doc_tokens = 64
+min_doc_tokens = 4
+
+[challenger]
+documents_per_iteration = {DOCS}
+num_generations = {G}
+max_attempts = {MAX_ATTEMPTS}
+attempts_per_round = 2
+prompt_set = "compact"
+max_completion_length = 16
+batch_size = 4
+
+[reasoner]
+num_generations = 2
+max_completion_length = 12
+batch_size = 4
+
+[update]
+learning_rate = 1e-3
+micro_batch_size = 2
+"#,
+            model = model.display(),
+            corpus = corpus.display()
+        ),
+    )
+    .unwrap();
+    profile
+}
+
+fn iterate(profile: &Path, run: &Path) -> Command {
+    let mut c = Command::new(bin_dir().join("spice"));
+    c.current_dir(repo())
+        .args(["iterate", "--config"])
+        .arg(profile)
+        .arg("--run")
+        .arg(run)
+        .env("SPICE_LM_THREADS", "1");
+    c
+}
+
+fn run_ok(mut c: Command) -> String {
+    let out = c.output().unwrap();
+    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "spice iterate failed:\n{se}");
+    so.to_string()
+}
+
+const FOLDERS: &[&str] = &["challenger", "tasks", "rollouts", "scored", "update", "checkpoint"];
+
+/// Every committed output of a run: (folder, output digest), in order.
+fn digests(run: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let chunks = folder_complete(&run.join("chunks")).unwrap().expect("chunks committed");
+    out.push(("chunks".to_string(), chunks[0].output_digest.clone()));
+    for iter in 0..2 {
+        for f in FOLDERS {
+            let dir = run.join(format!("iter-{iter:04}/{f}"));
+            let ms = folder_complete(&dir).unwrap().unwrap_or_else(|| panic!("{} not committed", dir.display()));
+            if *f == "update" {
+                // Optimizer-step metrics carry wall time and memory: compare the rest.
+                let rows: Vec<UpdateMetricsRow> = read_folder(&dir).unwrap();
+                for mut r in rows {
+                    (r.seconds, r.tokens_per_second, r.peak_rss_mib) = (0.0, 0.0, 0.0);
+                    out.push((format!("iter-{iter:04}/{f}"), format!("{r:?}")));
+                }
+                continue;
+            }
+            for m in ms {
+                out.push((format!("iter-{iter:04}/{f}"), m.output_digest));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = setup(tmp.path());
+
+    // 1. A full run: every shard, with the row counts the config implies.
+    let run_a = tmp.path().join("a");
+    let t0 = Instant::now();
+    let stdout = run_ok(iterate(&profile, &run_a));
+    println!("two tiny iterations in {:.1} s:\n{stdout}", t0.elapsed().as_secs_f64());
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("iter ")).count(), 2, "{stdout}");
+    for iter in 0..2u32 {
+        let dir = run_a.join(format!("iter-{iter:04}"));
+        let ch: Vec<ChallengerRow> = read_folder(&dir.join("challenger")).unwrap();
+        let tasks: Vec<TaskRow> = read_folder(&dir.join("tasks")).unwrap();
+        let roll: Vec<RolloutRow> = read_folder(&dir.join("rollouts")).unwrap();
+        let scored: Vec<ScoredRow> = read_folder(&dir.join("scored")).unwrap();
+        let upd: Vec<UpdateMetricsRow> = read_folder(&dir.join("update")).unwrap();
+        let slots: std::collections::BTreeSet<u32> = ch.iter().map(|r| r.doc_slot).collect();
+        assert_eq!(slots.len(), DOCS);
+        for s in &slots {
+            let rows: Vec<&ChallengerRow> = ch.iter().filter(|r| r.doc_slot == *s).collect();
+            let valid = rows.iter().any(|r| r.parsed_valid);
+            assert!(rows.len() <= MAX_ATTEMPTS);
+            if !valid {
+                assert_eq!(rows.len(), MAX_ATTEMPTS, "no valid task: every attempt is used");
+            }
+            assert_eq!(rows.iter().filter(|r| r.selected).count(), G.min(rows.len()));
+        }
+        assert_eq!(tasks.len(), ch.len(), "one task row per attempt");
+        let answered = tasks.iter().filter(|t| t.valid && t.selected).count();
+        assert_eq!(roll.len(), 2 * answered, "K answers per valid kept task");
+        let c_rows = scored.iter().filter(|r| r.role == "challenger").count();
+        assert_eq!(c_rows, ch.iter().filter(|r| r.selected).count());
+        assert_eq!(scored.len() - c_rows, roll.len());
+        assert!(!upd.is_empty() && upd.iter().all(|u| u.loss.is_finite() && u.grad_norm.is_finite()));
+        assert!(dir.join("checkpoint/config.json").exists() && dir.join("checkpoint/_manifest.json").exists());
+        // The second iteration samples with the first one's checkpoint.
+        if iter == 1 {
+            assert!(ch[0].policy_id.starts_with("checkpoint@"), "{}", ch[0].policy_id);
+        }
+    }
+    let a = digests(&run_a);
+
+    // 2. Done means done: a second call changes nothing.
+    let before: Vec<String> = FOLDERS
+        .iter()
+        .map(|f| std::fs::read_to_string(run_a.join(format!("iter-0001/{f}/_manifest.json"))).unwrap())
+        .collect();
+    run_ok(iterate(&profile, &run_a));
+    let after: Vec<String> = FOLDERS
+        .iter()
+        .map(|f| std::fs::read_to_string(run_a.join(format!("iter-0001/{f}/_manifest.json"))).unwrap())
+        .collect();
+    assert_eq!(before, after, "a finished run must be a no-op");
+
+    // 3. Same seed, new folder: identical shards.
+    let run_b = tmp.path().join("b");
+    run_ok(iterate(&profile, &run_b));
+    assert_eq!(a, digests(&run_b), "two runs with one seed differ");
+
+    // 4. Killed at several points, then resumed: identical shards again.
+    for (k, marker) in ["chunks/_manifest.json", "iter-0000/tasks/_manifest.json", "iter-0000/scored/_manifest.json", "iter-0001/challenger/_manifest.json"]
+        .iter()
+        .enumerate()
+    {
+        let run_c = tmp.path().join(format!("c{k}"));
+        let mut cmd = iterate(&profile, &run_c);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !run_c.join(marker).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The whole group: the driver and the stage it is running.
+        let _ = Command::new("kill").args(["-9", "--", &format!("-{}", child.id())]).status();
+        let _ = child.wait();
+        run_ok(iterate(&profile, &run_c));
+        assert_eq!(a, digests(&run_c), "resumed run (killed after {marker}) differs");
+        println!("killed after {marker}: resumed to identical shards");
+    }
+}

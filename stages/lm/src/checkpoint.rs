@@ -55,7 +55,11 @@ pub fn save(policy: &Policy, dir: &Path) -> Result<()> {
             || name.ends_with(".safetensors")
             || name.ends_with(".bin")
             || name.ends_with(".gguf")
-            || name.starts_with('.');
+            || name.starts_with('.')
+            // A run's records, not the model's: a committed checkpoint's manifest (the new
+            // folder is finished only when its own stage says so) and optimizer state.
+            || (name.starts_with("_manifest") && name.ends_with(".json"))
+            || name == crate::optim::META_FILE;
         if !skip && entry.file_type()?.is_file() {
             std::fs::copy(entry.path(), tmp.path().join(&name))
                 .with_context(|| format!("copying {}", entry.path().display()))?;

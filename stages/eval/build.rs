@@ -1,0 +1,3 @@
+fn main() {
+    spice_build::rpath_to_libtorch()
+}

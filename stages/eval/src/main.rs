@@ -17,8 +17,8 @@ the training uses (pipelines/prompts/reasoner/), checking answers with the verif
 answers by equivalence, multiple choice by the option letter.\n\n\
 Standalone:  spice-eval --model DIR --bench FILE... --out DIR\n\
 In a run:    spice-eval --run DIR --iter N            (the policy iteration N samples with; \
-iteration 0 = the initial model; writes <run>/iter-N/eval/)\n\
-             spice-eval --run DIR --checkpoint-of N   (the checkpoint iteration N's update wrote; \
+iteration 0 = the initial model; writes <run>/iter-N/eval/)\n             \
+spice-eval --run DIR --checkpoint-of N   (the checkpoint iteration N's update wrote; \
 writes <run>/iter-N/eval-checkpoint/)\n\
 In a run, benchmarks and settings come from [eval] of run.toml; the flags below override them.\n\n\
 Writes part-00000.parquet (one row per question x sample), summary.parquet (per benchmark and \

@@ -180,14 +180,16 @@ fn same_type(a: &DataType, b: &DataType) -> bool {
 }
 
 /// The Parquet shards of a folder, sorted by name (`part-00000.parquet`, …). Temporary files
-/// of unfinished writers are never included.
+/// of unfinished writers are never included, nor other Parquet files a stage keeps beside its
+/// shards (`eval/summary.parquet`).
 pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("reading shard folder {} (has its stage run?)", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "parquet") && path.is_file() {
+        let is_part = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-"));
+        if is_part && path.extension().is_some_and(|e| e == "parquet") && path.is_file() {
             files.push(path);
         }
     }

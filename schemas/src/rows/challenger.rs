@@ -20,9 +20,13 @@ pub struct ChallengerRow {
     pub format_completion: Option<String>,
     /// Prompt set used (`paper` or `compact`).
     pub prompt_set: String,
-    /// Rendered prompt text (chat template applied) and its token ids.
+    /// Rendered prompt text (chat template applied) and its token ids. The prompt ends with
+    /// `response_prefix` when the prompt set starts the answer for the model.
     pub prompt: String,
     pub prompt_ids: Vec<u32>,
+    /// The start of the answer written into the prompt (e.g. `{"question": "`), which small
+    /// models need to answer in JSON at all; the task is parsed from prefix + completion.
+    pub response_prefix: String,
     /// The task the Challenger wrote, its token ids and their sampling log-probs.
     pub completion: String,
     pub completion_ids: Vec<u32>,
@@ -39,5 +43,5 @@ pub struct ChallengerRow {
 
 impl ShardRow for ChallengerRow {
     const FOLDER: &'static str = "challenger";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 }

@@ -32,6 +32,7 @@ pub fn challenger() -> Vec<ChallengerRow> {
             prompt_set: "compact".into(),
             prompt: "<|im_start|>user\nWrite a task<|im_end|>".into(),
             prompt_ids: vec![1, 4093, 198, 2],
+            response_prefix: String::new(),
             completion: "{\"question\": \"…\"}".into(),
             completion_ids: vec![90, 1, 2, 3, u32::MAX - i],
             logprobs: vec![-0.5, -1.25, -0.0, -3.5, -7.0],

@@ -42,6 +42,7 @@ struct Attempt {
     format_completion: Option<String>,
     prompt: String,
     prompt_ids: Vec<u32>,
+    response_prefix: String,
     gen: spice_lm::Generation,
     seed: u64,
     valid: bool,
@@ -133,20 +134,24 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
         // 2b. The tasks.
         let mut reqs = Vec::with_capacity(plan.len());
         let mut prompts_text = Vec::with_capacity(plan.len());
+        let mut prefixes = Vec::with_capacity(plan.len());
         for (&(slot, a), (f, _)) in plan.iter().zip(&formats) {
             let msg = prompts.challenger_task(&ch.prompt_set, f.kind, docs[&slot].text.as_deref(), f.answer_type)?;
-            let (text, ids) = sp.chat_prompt(&msg)?;
+            let prefix = prompts.challenger_prefill(&ch.prompt_set, f.kind, f.answer_type)?.unwrap_or_default();
+            let (text, ids) = sp.chat_prompt_with_prefix(&msg, &prefix)?;
+            prefixes.push(prefix);
             let seed = attempt_seed(ctx.seed, ctx.iter, "challenge", slot, a);
             reqs.push(GenRequest { prompt_ids: ids, seed });
             prompts_text.push(text);
         }
         let (gens, t) = sp.generate(&reqs, &task_params, ch.batch_size as usize, &format!("round {round}: tasks"))?;
         gen_task.add(t);
-        for ((((slot, a), (format, format_completion)), (gen, prompt)), req) in
-            plan.into_iter().zip(formats).zip(gens.into_iter().zip(prompts_text)).zip(reqs)
+        for (((((slot, a), (format, format_completion)), (gen, prompt)), req), prefix) in
+            plan.into_iter().zip(formats).zip(gens.into_iter().zip(prompts_text)).zip(reqs).zip(prefixes)
         {
             // As `spice-verify filter` judges it: the answer type the attempt asked for is binding.
-            let valid = parse_task_for_prompt(&gen.text, &prompt, format.kind, format.answer_type).task.is_ok();
+            let written = format!("{prefix}{}", gen.text);
+            let valid = parse_task_for_prompt(&written, &prompt, format.kind, format.answer_type).task.is_ok();
             let s = state.get_mut(&slot).expect("planned slot");
             s.attempts += 1;
             s.valid += valid as u32;
@@ -157,6 +162,7 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
                 format_completion,
                 prompt,
                 prompt_ids: req.prompt_ids,
+                response_prefix: prefix,
                 gen,
                 seed: req.seed,
                 valid,
@@ -194,6 +200,7 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
             prompt_set: ch.prompt_set.clone(),
             prompt: a.prompt,
             prompt_ids: a.prompt_ids,
+            response_prefix: a.response_prefix,
             completion: a.gen.text,
             completion_ids: a.gen.token_ids,
             logprobs: a.gen.logprobs,

@@ -45,6 +45,18 @@ impl StagePolicy {
         Ok((text, ids))
     }
 
+    /// [`StagePolicy::chat_prompt`] with `prefix` written as the start of the assistant's
+    /// answer.
+    pub fn chat_prompt_with_prefix(&self, user: &str, prefix: &str) -> Result<(String, Vec<u32>)> {
+        if prefix.is_empty() {
+            return self.chat_prompt(user);
+        }
+        let (text, _) = self.chat_prompt(user)?;
+        let text = format!("{text}{prefix}");
+        let ids = self.policy.tokenizer().encode(&text)?;
+        Ok((text, ids))
+    }
+
     /// Generate for every request with a progress bar over rows; returns the generations
     /// in request order and the throughput (new tokens per second).
     pub fn generate(

@@ -152,6 +152,21 @@ impl Prompts {
         )
     }
 
+    /// The start of the Challenger's answer that the prompt set writes for the model
+    /// (`<set>/<kind>.prefill.jinja`, e.g. `{"question": "`), or None. Small models rarely
+    /// open a JSON object on their own; with its first characters given, they continue it.
+    pub fn challenger_prefill(&self, set: &str, kind: TaskKind, answer_type: Option<AnswerType>) -> Result<Option<String>> {
+        let name = format!("{set}/{}.prefill.jinja", kind.as_str());
+        let Some(src) = self.sources.get(&name) else { return Ok(None) };
+        let env = minijinja::Environment::new();
+        let ctx = serde_json::json!({ "answer_type": answer_type.map(|t| t.as_str()) });
+        let text = env
+            .render_str(src, minijinja::Value::from(minijinja::value::Serde(&ctx)))
+            .map_err(|e| anyhow::anyhow!("rendering {}/{name}: {e:#}", self.root.display()))?;
+        // Spaces matter at the end of a prefill; a file's final newline does not.
+        Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()).filter(|t| !t.is_empty()))
+    }
+
     /// The Reasoner prompt: the question (and options), never the document.
     pub fn reasoner(&self, kind: TaskKind, question: &str, options: &[String]) -> Result<String> {
         let options: Vec<ChoiceOption> = options
@@ -190,6 +205,8 @@ mod tests {
             }
         }
         assert!(p.has_format_step("paper").unwrap());
+        assert_eq!(p.challenger_prefill("compact", TaskKind::Mcq, None).unwrap().as_deref(), Some("{\"question\": \""));
+        assert_eq!(p.challenger_prefill("paper", TaskKind::Mcq, None).unwrap(), None);
         assert!(!p.has_format_step("compact").unwrap());
         assert!(p.has_format_step("nonexistent").is_err());
     }

@@ -219,7 +219,13 @@ fn every_invalid_reason_is_reachable() {
         InvalidReason::TooLong
     );
     *seen.entry("too_long").or_default() += 1;
-    println!("task parsing: {} invalid cases", cases.len() + 1);
+    // A question copied from the prompt it answers (only the prompt-aware parser sees it).
+    let copied = r#"{"question": "Which gas do plants absorb from the air?", "answer": "CO2", "answer_type": "string"}"#;
+    let prompt = r#"Answer like this: {"question": "Which gas do plants absorb from the air?"}"#;
+    let got = spice_verify::parse_task_for_prompt(copied, prompt, TaskKind::FreeForm, None).task.unwrap_err().reason;
+    assert_eq!(got, InvalidReason::CopiedFromPrompt);
+    *seen.entry("copied_from_prompt").or_default() += 1;
+    println!("task parsing: {} invalid cases", cases.len() + 2);
     for (r, n) in &seen {
         println!("  {r:<22} {n}");
     }

@@ -134,7 +134,9 @@ fn to_task(r: &Located<ChallengerRow>) -> Result<TaskRow> {
     };
     let (task, json) = match forced {
         Ok(forced) => {
-            let parsed = parse_task_for_prompt(&c.completion, &c.prompt, kind, forced);
+            // The prompt may have started the answer (`response_prefix`): the task is both.
+            let written = format!("{}{}", c.response_prefix, c.completion);
+            let parsed = parse_task_for_prompt(&written, &c.prompt, kind, forced);
             (parsed.task, parsed.json)
         }
         Err(invalid) => (Err(invalid), None),
@@ -246,6 +248,7 @@ mod tests {
                 prompt_set: "paper".into(),
                 prompt: String::new(),
                 prompt_ids: vec![],
+                response_prefix: String::new(),
                 completion: completion.into(),
                 completion_ids: vec![],
                 logprobs: vec![],

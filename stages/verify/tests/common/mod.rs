@@ -141,6 +141,7 @@ pub fn attempt(
         prompt_set: "paper".into(),
         prompt: format!("<document {doc}>"),
         prompt_ids: vec![1, doc, 2],
+        response_prefix: String::new(),
         completion: completion.into(),
         completion_ids: vec![1000 + doc, 2000 + attempt, 3],
         logprobs: vec![-0.5, -(attempt as f32) - 1.0, -0.25],

@@ -17,6 +17,11 @@ setup:
 iterate *args: setup
     @target/release/spice iterate "$@"
 
+# Evaluate a model or checkpoint on benchmark files, e.g.
+# `just eval --model data/models/smollm2-135m-instruct --bench math500.jsonl --out data/eval/x`.
+eval *args: setup
+    @target/release/spice-eval "$@"
+
 # Run every test (builds and installs what the tests need first).
 test *args: setup
     @bash pipelines/test.sh "$@"

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use spice_schemas::{commit::write_atomic, layout::RunLayout, RunConfig};
 
-use crate::plan::{chunk_call, iteration_calls, StageCall, BINARIES};
+use crate::plan::{chunk_call, eval_calls, iteration_calls, StageCall, BINARIES};
 use crate::summary::summarize;
 use crate::IterateArgs;
 
@@ -18,7 +18,13 @@ pub fn run(args: &IterateArgs, cfg: &RunConfig) -> Result<()> {
         Some(d) => d.clone(),
         None => std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
-    let missing: Vec<&str> = BINARIES.iter().copied().filter(|s| !bin_dir.join(s).exists()).collect();
+    let evaluating = cfg.eval.eval_every > 0 && !cfg.eval.benchmarks.is_empty();
+    let missing: Vec<&str> = BINARIES
+        .iter()
+        .copied()
+        .chain(evaluating.then_some("spice-eval"))
+        .filter(|s| !bin_dir.join(s).exists())
+        .collect();
     if !missing.is_empty() {
         bail!(
             "stage binaries missing from {}: {} (build them with `cargo build --release --workspace`, \
@@ -43,7 +49,7 @@ pub fn run(args: &IterateArgs, cfg: &RunConfig) -> Result<()> {
     let mut summaries = Vec::new();
     for iter in 0..iterations {
         let t0 = Instant::now();
-        for call in iteration_calls(&args.run, cfg, iter) {
+        for call in iteration_calls(&args.run, cfg, iter).into_iter().chain(eval_calls(&args.run, cfg, iter)) {
             run_stage(&bin_dir, &args.run, &call, device, args.force)?;
         }
         let s = summarize(&layout.iter_dir(iter), iter)?;

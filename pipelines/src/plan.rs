@@ -15,6 +15,9 @@ pub struct StageCall {
     pub subcommand: Option<&'static str>,
     /// Iteration, or None for the run-level chunking.
     pub iter: Option<u32>,
+    /// The flag that passes `iter`: `--iter`, or `--checkpoint-of` for evaluating the
+    /// checkpoint an iteration's update wrote.
+    pub iter_flag: &'static str,
     /// Parts this stage is split into (1 = not sharded).
     pub parts: u32,
     /// The folder whose manifests say whether the stage is done.
@@ -27,7 +30,7 @@ impl StageCall {
         let mut a: Vec<String> = self.subcommand.iter().map(|s| s.to_string()).collect();
         a.extend(["--run".to_string(), run.display().to_string()]);
         if let Some(i) = self.iter {
-            a.extend(["--iter".to_string(), i.to_string()]);
+            a.extend([self.iter_flag.to_string(), i.to_string()]);
         }
         if self.parts > 1 {
             a.extend(["--shard".to_string(), format!("{part}/{}", self.parts)]);
@@ -44,7 +47,15 @@ impl StageCall {
 
 /// The run-level stage: chunking the corpus once for all iterations.
 pub fn chunk_call(run: &Path) -> StageCall {
-    StageCall { name: "chunk", bin: "spice-chunk", subcommand: None, iter: None, parts: 1, output: run.join("chunks") }
+    StageCall {
+        name: "chunk",
+        bin: "spice-chunk",
+        subcommand: None,
+        iter: None,
+        iter_flag: "--iter",
+        parts: 1,
+        output: run.join("chunks"),
+    }
 }
 
 /// The stages of iteration `iter`: challenge → filter → rollout → score → update.
@@ -57,6 +68,7 @@ pub fn iteration_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall>
         bin,
         subcommand,
         iter: Some(iter),
+        iter_flag: "--iter",
         parts,
         output: dir.join(out),
     };
@@ -67,6 +79,34 @@ pub fn iteration_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall>
         call("score", "spice-verify", Some("score"), 1, "scored"),
         call("update", "spice-update", None, 1, "update"),
     ]
+}
+
+/// Evaluations after iteration `iter` with `eval.eval_every = N > 0` and benchmarks set: the
+/// initial model once (with iteration 0, into `iter-0000/eval/`), and the checkpoint of
+/// every N-th iteration (into `iter-NNNN/eval-checkpoint/`), so a report shows the curve.
+pub fn eval_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall> {
+    let every = cfg.eval.eval_every;
+    if every == 0 || cfg.eval.benchmarks.is_empty() {
+        return Vec::new();
+    }
+    let dir = run.join(format!("iter-{iter:04}"));
+    let mut calls = Vec::new();
+    let call = |iter_flag, out: &str| StageCall {
+        name: "eval",
+        bin: "spice-eval",
+        subcommand: None,
+        iter: Some(iter),
+        iter_flag,
+        parts: 1,
+        output: dir.join(out),
+    };
+    if iter == 0 {
+        calls.push(call("--iter", "eval"));
+    }
+    if (iter + 1) % every == 0 {
+        calls.push(call("--checkpoint-of", "eval-checkpoint"));
+    }
+    calls
 }
 
 /// Every stage binary a run needs.
@@ -91,5 +131,20 @@ mod tests {
         );
         assert_eq!(calls[3].args(Path::new("r"), 0, None, false), ["score", "--run", "r", "--iter", "2"]);
         assert_eq!(calls[4].output, Path::new("r/iter-0002/update"));
+    }
+
+    #[test]
+    fn evaluations_follow_eval_every() {
+        let mut cfg = RunConfig::default();
+        assert!(eval_calls(Path::new("r"), &cfg, 0).is_empty(), "off by default");
+        cfg.eval.eval_every = 2;
+        cfg.eval.benchmarks = vec!["b.jsonl".into()];
+        let args = |i| -> Vec<Vec<String>> {
+            eval_calls(Path::new("r"), &cfg, i).iter().map(|c| c.args(Path::new("r"), 0, None, false)).collect()
+        };
+        assert_eq!(args(0), vec![vec!["--run", "r", "--iter", "0"]], "the base model first");
+        assert_eq!(args(1), vec![vec!["--run", "r", "--checkpoint-of", "1"]]);
+        assert!(args(2).is_empty());
+        assert_eq!(args(3), vec![vec!["--run", "r", "--checkpoint-of", "3"]]);
     }
 }

@@ -19,6 +19,10 @@ pub struct IterationSummary {
     pub reasoner_accuracy: Option<f64>,
     pub loss: Option<f64>,
     pub grad_norm: Option<f64>,
+    /// Accuracy per benchmark of the checkpoint this iteration wrote (`eval-checkpoint/`),
+    /// and of the initial model with iteration 0 (`eval/`), when evaluated.
+    pub eval: std::collections::BTreeMap<String, f64>,
+    pub eval_base: std::collections::BTreeMap<String, f64>,
     /// Wall time of the iteration's stages, summed over parts.
     pub minutes: f64,
 }
@@ -50,7 +54,7 @@ pub fn summarize(iter_dir: &Path, iteration: u32) -> Result<IterationSummary> {
     };
     let (ch, tasks, roll, scored, update, ckpt) =
         (read("challenger")?, read("tasks")?, read("rollouts")?, read("scored")?, read("update")?, read("checkpoint")?);
-    let minutes = [&ch, &tasks, &roll, &scored, &update, &ckpt]
+    let minutes = [&ch, &tasks, &roll, &scored, &update, &ckpt, &read("eval")?, &read("eval-checkpoint")?]
         .iter()
         .flat_map(|ms| ms.iter().map(|m| m.seconds))
         .sum::<f64>()
@@ -66,8 +70,18 @@ pub fn summarize(iter_dir: &Path, iteration: u32) -> Result<IterationSummary> {
         reasoner_accuracy: metric(&scored, &["reasoner_accuracy"], false),
         loss: metric(&update, &["mean_loss", "loss"], false),
         grad_norm: metric(&update, &["final_grad_norm", "grad_norm"], false),
+        eval: accuracies(&read("eval-checkpoint")?),
+        eval_base: accuracies(&read("eval")?),
         minutes,
     })
+}
+
+/// `<benchmark>/accuracy` metrics of an evaluation's manifest.
+fn accuracies(ms: &[Manifest]) -> std::collections::BTreeMap<String, f64> {
+    ms.iter()
+        .flat_map(|m| m.metrics.iter())
+        .filter_map(|(k, v)| Some((k.strip_suffix("/accuracy")?.to_string(), v.as_f64()?)))
+        .collect()
 }
 
 impl IterationSummary {
@@ -75,8 +89,14 @@ impl IterationSummary {
     pub fn line(&self) -> String {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", 100.0 * v));
         let num = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
+        let evals: String = self
+            .eval_base
+            .iter()
+            .map(|(b, a)| format!(", base {b} {:.1}%", 100.0 * a))
+            .chain(self.eval.iter().map(|(b, a)| format!(", eval {b} {:.1}%", 100.0 * a)))
+            .collect();
         format!(
-            "iter {:04}: {} documents, {} attempts, valid tasks {}, {} answers, mean pass rate {}, mean r_C {}, Reasoner accuracy {}, loss {}, {:.1} min",
+            "iter {:04}: {} documents, {} attempts, valid tasks {}, {} answers, mean pass rate {}, mean r_C {}, Reasoner accuracy {}, loss {}{evals}, {:.1} min",
             self.iteration,
             num(self.documents, 0),
             num(self.attempts, 0),

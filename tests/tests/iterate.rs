@@ -54,6 +54,12 @@ fn setup(dir: &Path) -> PathBuf {
             std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
         }
     }
+    let bench = dir.join("arith.jsonl");
+    std::fs::write(
+        &bench,
+        (0..4).map(|i| format!("{{\"problem\": \"What is {i} + {i}?\", \"answer\": \"{}\"}}\n", 2 * i)).collect::<String>(),
+    )
+    .unwrap();
     let profile = dir.join("tiny.toml");
     std::fs::write(
         &profile,
@@ -88,9 +94,16 @@ batch_size = 4
 [update]
 learning_rate = 1e-3
 micro_batch_size = 2
+
+[eval]
+eval_every = 1
+benchmarks = ["{bench}"]
+max_completion_length = 8
+batch_size = 4
 "#,
             model = model.display(),
-            corpus = corpus.display()
+            corpus = corpus.display(),
+            bench = bench.display()
         ),
     )
     .unwrap();
@@ -154,6 +167,7 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
     let stdout = run_ok(iterate(&profile, &run_a));
     println!("two tiny iterations in {:.1} s:\n{stdout}", t0.elapsed().as_secs_f64());
     assert_eq!(stdout.lines().filter(|l| l.starts_with("iter ")).count(), 2, "{stdout}");
+    assert!(stdout.contains("base arith ") && stdout.contains("eval arith "), "{stdout}");
     for iter in 0..2u32 {
         let dir = run_a.join(format!("iter-{iter:04}"));
         let ch: Vec<ChallengerRow> = read_folder(&dir.join("challenger")).unwrap();
@@ -180,6 +194,9 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
         assert_eq!(scored.len() - c_rows, roll.len());
         assert!(!upd.is_empty() && upd.iter().all(|u| u.loss.is_finite() && u.grad_norm.is_finite()));
         assert!(dir.join("checkpoint/config.json").exists() && dir.join("checkpoint/_manifest.json").exists());
+        // Evaluated as configured: the base model once, every iteration's checkpoint.
+        assert!(folder_complete(&dir.join("eval-checkpoint")).unwrap().is_some());
+        assert_eq!(folder_complete(&dir.join("eval")).unwrap().is_some(), iter == 0);
         // The second iteration samples with the first one's checkpoint.
         if iter == 1 {
             assert!(ch[0].policy_id.starts_with("checkpoint@"), "{}", ch[0].policy_id);

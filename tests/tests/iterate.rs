@@ -6,6 +6,9 @@
 //! A random model never writes a valid task, so these runs have no Reasoner answers; the
 //! real default model's smoke run (`smoke.rs`) covers that path.
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,15 +19,7 @@ use spice_schemas::{
     rows::{ChallengerRow, RolloutRow, ScoredRow, TaskRow, UpdateMetricsRow},
 };
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
-/// `target/release`, the folder holding this test binary's `deps/`.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
-}
 
 const DOCS: usize = 3;
 const G: usize = 2;

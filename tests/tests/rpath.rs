@@ -1,12 +1,9 @@
 //! tch-linked binaries find libtorch through their rpath: they run with no LD_LIBRARY_PATH.
 
-use std::{path::PathBuf, process::Command};
+mod common;
+use common::bin_dir;
 
-/// `target/release`, the folder holding this test binary's `deps/`.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
-}
+use std::process::Command;
 
 #[test]
 fn tch_binary_runs_without_ld_library_path() {

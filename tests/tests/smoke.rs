@@ -2,20 +2,16 @@
 //! `spice iterate`, as `just iterate --config pipelines/smoke.toml` runs it. Skipped, with a
 //! message, where `just setup` has not put the model and corpus in `data/`.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
+
+
 use std::process::Command;
 use std::time::Instant;
 
 use spice_schemas::{manifest::folder_complete, read_folder, rows::{ChallengerRow, RolloutRow, ScoredRow, TaskRow}};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
-}
 
 #[test]
 fn smoke_profile_runs_one_iteration_on_the_default_model() {

@@ -17,6 +17,15 @@ setup:
 iterate *args: setup
     @target/release/spice iterate "$@"
 
+# Submit the stages of a run as Slurm jobs (`[slurm]` section of the config for resources);
+# again submits only what is neither done nor queued. `just slurm-iterate --help`.
+slurm-iterate *args: setup
+    @target/release/spice slurm iterate "$@"
+
+# Per iteration and stage: done, queued, running, failed (with its log) or cancelled.
+slurm-status *args:
+    @target/release/spice slurm status "$@"
+
 # Evaluate a model or checkpoint on benchmark files, e.g.
 # `just eval --model data/models/smollm2-135m-instruct --bench math500.jsonl --out data/eval/x`.
 eval *args: setup

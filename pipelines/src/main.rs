@@ -3,6 +3,7 @@
 
 mod iterate;
 mod plan;
+mod slurm;
 mod summary;
 
 use std::path::PathBuf;
@@ -16,6 +17,9 @@ use spice_schemas::{commit::write_atomic, layout::RunLayout, RunConfig};
 enum Cli {
     /// Run SPICE iterations: chunk → challenge → filter → rollout → score → update.
     Iterate(IterateArgs),
+    /// Run the same stages as Slurm jobs (`spice slurm iterate`), or show their status.
+    #[command(subcommand)]
+    Slurm(slurm::SlurmCmd),
     /// Print the effective run configuration (defaults + profile + overrides) as TOML.
     Config {
         /// Profile (pipelines/*.toml).
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
             let cfg = freeze_config(&args).context("preparing the run folder")?;
             iterate::run(&args, &cfg)?
         }
+        Cli::Slurm(cmd) => slurm::run(cmd)?,
     }
     Ok(())
 }

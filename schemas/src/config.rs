@@ -19,6 +19,7 @@ pub struct RunConfig {
     pub reward: RewardSection,
     pub update: UpdateSection,
     pub eval: EvalSection,
+    pub slurm: SlurmSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -259,6 +260,78 @@ impl Default for EvalSection {
     }
 }
 
+/// Resources of the Slurm jobs `spice slurm iterate` submits (`--partition`, `--gres`, …);
+/// unset keys leave the cluster's defaults. The keys are those of [`SlurmResources`], plus
+/// per-stage tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmSection {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub time: Option<String>,
+    pub gpus: Option<u32>,
+    pub cpus_per_task: Option<u32>,
+    pub mem: Option<String>,
+    pub extra_sbatch: Vec<String>,
+    pub setup: Vec<String>,
+    /// Per-stage settings, keyed by stage name (`chunk`, `challenge`, `filter`, `rollout`,
+    /// `score`, `update`, `eval`): set keys replace the defaults above, `extra_sbatch` and
+    /// `setup` lines are added after them.
+    pub stages: std::collections::BTreeMap<String, SlurmResources>,
+}
+
+impl SlurmSection {
+    /// The resources of stage `name`: the section's defaults with its table applied.
+    pub fn for_stage(&self, name: &str) -> SlurmResources {
+        let base = SlurmResources {
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            time: self.time.clone(),
+            gpus: self.gpus,
+            cpus_per_task: self.cpus_per_task,
+            mem: self.mem.clone(),
+            extra_sbatch: self.extra_sbatch.clone(),
+            setup: self.setup.clone(),
+        };
+        let Some(o) = self.stages.get(name) else { return base };
+        SlurmResources {
+            partition: o.partition.clone().or(base.partition),
+            account: o.account.clone().or(base.account),
+            qos: o.qos.clone().or(base.qos),
+            time: o.time.clone().or(base.time),
+            gpus: o.gpus.or(base.gpus),
+            cpus_per_task: o.cpus_per_task.or(base.cpus_per_task),
+            mem: o.mem.clone().or(base.mem),
+            extra_sbatch: base.extra_sbatch.into_iter().chain(o.extra_sbatch.iter().cloned()).collect(),
+            setup: base.setup.into_iter().chain(o.setup.iter().cloned()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmResources {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Time limit, in Slurm's format (`4:00:00`, `1-00:00:00`).
+    pub time: Option<String>,
+    /// GPUs per task (`--gres=gpu:N`; typed GPUs go in `extra_sbatch`).
+    pub gpus: Option<u32>,
+    pub cpus_per_task: Option<u32>,
+    /// Memory per node, in Slurm's format (`64G`).
+    pub mem: Option<String>,
+    /// More `#SBATCH` options, e.g. `"--constraint=a100"`.
+    pub extra_sbatch: Vec<String>,
+    /// Shell lines run before the stage, e.g. `"module load cuda/12.4"`.
+    pub setup: Vec<String>,
+}
+
+/// Stage names a `[slurm.stages.NAME]` table may use.
+pub const SLURM_STAGES: &[&str] = &["chunk", "challenge", "filter", "rollout", "score", "update", "eval"];
+
 impl RunConfig {
     /// Parse TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
@@ -363,6 +436,11 @@ impl RunConfig {
                 bail!("{key} must be at least 1");
             }
         }
+        for name in self.slurm.stages.keys() {
+            if !SLURM_STAGES.contains(&name.as_str()) {
+                bail!("slurm.stages.{name} is not a stage; stages are {SLURM_STAGES:?}");
+            }
+        }
         if self.corpus.min_doc_tokens > self.corpus.max_doc_tokens {
             bail!("corpus.min_doc_tokens is larger than corpus.max_doc_tokens");
         }
@@ -425,6 +503,24 @@ mod tests {
         assert_eq!(c.challenger.prompt_set, "compact");
         assert!(RunConfig::default().with_overrides(&["update.nope=1".into()]).is_err());
         assert!(RunConfig::default().with_overrides(&["nosection=1".into()]).is_err());
+    }
+
+    #[test]
+    fn slurm_stage_tables_override_and_extend() {
+        let c = RunConfig::from_toml(
+            "[slurm]\npartition = \"gpu\"\ntime = \"1:00:00\"\nsetup = [\"module load cuda\"]\n\
+             [slurm.stages.rollout]\ngpus = 2\ntime = \"4:00:00\"\nsetup = [\"export A=1\"]\n",
+            "s.toml",
+        )
+        .unwrap();
+        let r = c.slurm.for_stage("rollout");
+        assert_eq!((r.partition.as_deref(), r.time.as_deref(), r.gpus), (Some("gpu"), Some("4:00:00"), Some(2)));
+        assert_eq!(r.setup, ["module load cuda", "export A=1"]);
+        let s = c.slurm.for_stage("score");
+        assert_eq!((s.time.as_deref(), s.gpus), (Some("1:00:00"), None));
+        assert_eq!(RunConfig::from_toml(&c.to_toml(), "rt").unwrap(), c);
+        let err = RunConfig::from_toml("[slurm.stages.rollot]\ngpus = 1\n", "s.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("slurm.stages.rollot"), "{err:#}");
     }
 
     #[test]

@@ -217,14 +217,19 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
     assert!(remote.join("slurm/iter-0001/rollout.sbatch").exists());
     assert!(!remote.join("slurm/iter-0000/challenge.job").exists(), "a dry run submits nothing");
 
-    let out = cluster
-        .spice(&["slurm", "iterate", "--config", profile, "--run", remote.to_str().unwrap(), "--wait", "--poll", "0.5"])
-        .output()
-        .unwrap();
+    let first = cluster.spice(&["slurm", "iterate", "--config", profile, "--run", remote.to_str().unwrap()]).output().unwrap();
+    let (_, se) = text(&first);
+    assert!(first.status.success(), "spice slurm iterate failed:\n{se}");
+    assert!(se.contains("0 stage(s) done, 0 already queued, 14 submitted"), "{se}");
+    // Submitted again while the jobs are in the queue: nothing new goes in.
+    let out = cluster.spice(&["slurm", "iterate", "--run", remote.to_str().unwrap(), "--wait", "--poll", "0.5"]).output().unwrap();
     let (so, se) = text(&out);
     println!("slurm run in {:.1} s:\n{se}\n{so}", t0.elapsed().as_secs_f64());
     assert!(out.status.success(), "spice slurm iterate --wait failed:\n{se}\n{so}");
-    assert!(se.contains("0 stage(s) done, 0 already queued, 14 submitted"), "{se}");
+    let counts = se.lines().find(|l| l.contains(" already queued, ")).expect("a count line");
+    let n: Vec<u32> = counts.split_whitespace().filter_map(|w| w.trim_end_matches(',').parse().ok()).collect();
+    assert_eq!((n[0] + n[1], n[2]), (14, 0), "done + queued, submitted: {counts}");
+    assert!(n[1] > 0, "some jobs still queued at the second call: {counts}");
     let script = std::fs::read_to_string(remote.join("slurm/iter-0000/rollout.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=0-1") && script.contains("#SBATCH --time=0:10:00"), "{script}");
     assert!(script.contains("export SPICE_TEST_SETUP=1"), "{script}");

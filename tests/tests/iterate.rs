@@ -7,9 +7,10 @@
 //! real default model's smoke run (`smoke.rs`) covers that path.
 
 mod common;
+use common::tiny::{digests, setup, DOCS, G, MAX_ATTEMPTS};
 use common::*;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,90 +21,6 @@ use spice_schemas::{
 };
 
 
-
-const DOCS: usize = 3;
-const G: usize = 2;
-const MAX_ATTEMPTS: usize = 3;
-
-/// A corpus, a tiny model and a profile in `dir`; returns the profile path.
-fn setup(dir: &Path) -> PathBuf {
-    let corpus = dir.join("corpus");
-    std::fs::create_dir_all(&corpus).unwrap();
-    for i in 0..6 {
-        let text = format!(
-            "Document {i}. The river Alpha{i} is {} km long and flows north.\n\nIts basin covers \
-             {} square km. Three towns stand on its banks; the largest has {} people.\n\nThe \
-             river freezes for {} weeks each winter.",
-            100 + i * 37,
-            2000 + i * 311,
-            5000 + i * 1234,
-            2 + i
-        );
-        std::fs::write(corpus.join(format!("doc{i}.txt")), text).unwrap();
-    }
-    let model = dir.join("model");
-    std::fs::create_dir_all(&model).unwrap();
-    for f in std::fs::read_dir(repo().join("stages/lm/fixtures/tiny-llama3")).unwrap() {
-        let f = f.unwrap().path();
-        if f.file_name().unwrap() != "reference.safetensors" {
-            std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    let bench = dir.join("arith.jsonl");
-    std::fs::write(
-        &bench,
-        (0..4).map(|i| format!("{{\"problem\": \"What is {i} + {i}?\", \"answer\": \"{}\"}}\n", 2 * i)).collect::<String>(),
-    )
-    .unwrap();
-    let profile = dir.join("tiny.toml");
-    std::fs::write(
-        &profile,
-        format!(
-            r#"[run]
-name = "tiny"
-iterations = 2
-model = "{model}"
-device = "cpu"
-dtype = "f32"
-seed = 99
-
-[corpus]
-paths = ["{corpus}"]
-max_doc_tokens = 64
-min_doc_tokens = 4
-
-[challenger]
-documents_per_iteration = {DOCS}
-num_generations = {G}
-max_attempts = {MAX_ATTEMPTS}
-attempts_per_round = 2
-prompt_set = "compact"
-max_completion_length = 16
-batch_size = 4
-
-[reasoner]
-num_generations = 2
-max_completion_length = 12
-batch_size = 4
-
-[update]
-learning_rate = 1e-3
-micro_batch_size = 2
-
-[eval]
-eval_every = 1
-benchmarks = ["{bench}"]
-max_completion_length = 8
-batch_size = 4
-"#,
-            model = model.display(),
-            corpus = corpus.display(),
-            bench = bench.display()
-        ),
-    )
-    .unwrap();
-    profile
-}
 
 fn iterate(profile: &Path, run: &Path) -> Command {
     let mut c = Command::new(bin_dir().join("spice"));
@@ -125,36 +42,10 @@ fn run_ok(mut c: Command) -> String {
 
 const FOLDERS: &[&str] = &["challenger", "tasks", "rollouts", "scored", "update", "checkpoint"];
 
-/// Every committed output of a run: (folder, output digest), in order.
-fn digests(run: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let chunks = folder_complete(&run.join("chunks")).unwrap().expect("chunks committed");
-    out.push(("chunks".to_string(), chunks[0].output_digest.clone()));
-    for iter in 0..2 {
-        for f in FOLDERS {
-            let dir = run.join(format!("iter-{iter:04}/{f}"));
-            let ms = folder_complete(&dir).unwrap().unwrap_or_else(|| panic!("{} not committed", dir.display()));
-            if *f == "update" {
-                // Optimizer-step metrics carry wall time and memory: compare the rest.
-                let rows: Vec<UpdateMetricsRow> = read_folder(&dir).unwrap();
-                for mut r in rows {
-                    (r.seconds, r.tokens_per_second, r.peak_rss_mib) = (0.0, 0.0, 0.0);
-                    out.push((format!("iter-{iter:04}/{f}"), format!("{r:?}")));
-                }
-                continue;
-            }
-            for m in ms {
-                out.push((format!("iter-{iter:04}/{f}"), m.output_digest));
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
     let tmp = tempfile::tempdir().unwrap();
-    let profile = setup(tmp.path());
+    let profile = setup(tmp.path(), 99, "", "");
 
     // 1. A full run: every shard, with the row counts the config implies.
     let run_a = tmp.path().join("a");
@@ -197,7 +88,7 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
             assert!(ch[0].policy_id.starts_with("checkpoint@"), "{}", ch[0].policy_id);
         }
     }
-    let a = digests(&run_a);
+    let a = digests(&run_a, FOLDERS);
 
     // 2. Done means done: a second call changes nothing.
     let before: Vec<String> = FOLDERS
@@ -214,7 +105,7 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
     // 3. Same seed, new folder: identical shards.
     let run_b = tmp.path().join("b");
     run_ok(iterate(&profile, &run_b));
-    assert_eq!(a, digests(&run_b), "two runs with one seed differ");
+    assert_eq!(a, digests(&run_b, FOLDERS), "two runs with one seed differ");
 
     // 4. Killed at several points, then resumed: identical shards again.
     for (k, marker) in ["chunks/_manifest.json", "iter-0000/tasks/_manifest.json", "iter-0000/scored/_manifest.json", "iter-0001/challenger/_manifest.json"]
@@ -234,7 +125,7 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
         let _ = Command::new("kill").args(["-9", "--", &format!("-{}", child.id())]).status();
         let _ = child.wait();
         run_ok(iterate(&profile, &run_c));
-        assert_eq!(a, digests(&run_c), "resumed run (killed after {marker}) differs");
+        assert_eq!(a, digests(&run_c, FOLDERS), "resumed run (killed after {marker}) differs");
         println!("killed after {marker}: resumed to identical shards");
     }
 }

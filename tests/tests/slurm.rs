@@ -7,14 +7,14 @@
 //! and passes; nothing stands in for Slurm.
 
 mod common;
+use common::tiny::{digests, setup};
 use common::*;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use spice_schemas::{manifest::folder_complete, read_folder, rows::UpdateMetricsRow};
 
 /// A cluster of this test's own (private folder, free ports), stopped when dropped.
 struct Cluster {
@@ -84,122 +84,20 @@ fn text(out: &Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
-/// A corpus, a tiny random model and a profile with generation split in two parts (so the
-/// Slurm run has job arrays); returns the profile path.
-fn setup(dir: &Path) -> PathBuf {
-    let corpus = dir.join("corpus");
-    std::fs::create_dir_all(&corpus).unwrap();
-    for i in 0..6 {
-        let text = format!(
-            "Document {i}. The river Alpha{i} is {} km long and flows north.\n\nIts basin covers \
-             {} square km. Three towns stand on its banks; the largest has {} people.",
-            100 + i * 37,
-            2000 + i * 311,
-            5000 + i * 1234,
-        );
-        std::fs::write(corpus.join(format!("doc{i}.txt")), text).unwrap();
-    }
-    let model = dir.join("model");
-    std::fs::create_dir_all(&model).unwrap();
-    for f in std::fs::read_dir(repo().join("stages/lm/fixtures/tiny-llama3")).unwrap() {
-        let f = f.unwrap().path();
-        if f.file_name().unwrap() != "reference.safetensors" {
-            std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    let bench = dir.join("arith.jsonl");
-    std::fs::write(
-        &bench,
-        (0..4).map(|i| format!("{{\"problem\": \"What is {i} + {i}?\", \"answer\": \"{}\"}}\n", 2 * i)).collect::<String>(),
-    )
-    .unwrap();
-    let profile = dir.join("tiny.toml");
-    std::fs::write(
-        &profile,
-        format!(
-            r#"[run]
-name = "tiny"
-iterations = 2
-model = "{model}"
-device = "cpu"
-dtype = "f32"
-seed = 7
-shards = 2
-
-[corpus]
-paths = ["{corpus}"]
-max_doc_tokens = 64
-min_doc_tokens = 4
-
-[challenger]
-documents_per_iteration = 3
-num_generations = 2
-max_attempts = 3
-attempts_per_round = 2
-prompt_set = "compact"
-max_completion_length = 16
-batch_size = 4
-
-[reasoner]
-num_generations = 2
-max_completion_length = 12
-batch_size = 4
-
-[update]
-learning_rate = 1e-3
-micro_batch_size = 2
-
-[eval]
-eval_every = 1
-benchmarks = ["{bench}"]
-max_completion_length = 8
-batch_size = 4
-
-[slurm]
+/// Generation split in two parts (so the Slurm run has job arrays), small resources.
+const SLURM_TAIL: &str = r#"[slurm]
 time = "0:10:00"
 cpus_per_task = 1
 setup = ["export SPICE_TEST_SETUP=1"]
-"#,
-            model = model.display(),
-            corpus = corpus.display(),
-            bench = bench.display()
-        ),
-    )
-    .unwrap();
-    profile
-}
+"#;
 
-/// Every committed output of a run, the update rows without their time and memory columns.
-fn digests(run: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let chunks = folder_complete(&run.join("chunks")).unwrap().expect("chunks committed");
-    out.push(("chunks".to_string(), chunks[0].output_digest.clone()));
-    for iter in 0..2 {
-        for f in ["challenger", "tasks", "rollouts", "scored", "update", "checkpoint", "eval-checkpoint"] {
-            let dir = run.join(format!("iter-{iter:04}/{f}"));
-            let mut ms = folder_complete(&dir).unwrap().unwrap_or_else(|| panic!("{} not committed", dir.display()));
-            if f == "update" {
-                let rows: Vec<UpdateMetricsRow> = read_folder(&dir).unwrap();
-                for mut r in rows {
-                    (r.seconds, r.tokens_per_second, r.peak_rss_mib) = (0.0, 0.0, 0.0);
-                    out.push((format!("iter-{iter:04}/{f}"), format!("{r:?}")));
-                }
-                continue;
-            }
-            ms.sort_by_key(|m| m.shard.index);
-            for m in ms {
-                out.push((format!("iter-{iter:04}/{f}#{}", m.shard.index), m.output_digest));
-            }
-        }
-    }
-    out
-}
+const FOLDERS: &[&str] = &["challenger", "tasks", "rollouts", "scored", "update", "checkpoint", "eval-checkpoint"];
 
 #[test]
 fn slurm_run_gives_the_shards_of_a_local_run() {
     let Some(cluster) = cluster_or_skip() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let profile = setup(tmp.path());
+    let profile = setup(tmp.path(), 7, "shards = 2", SLURM_TAIL);
     let profile = profile.to_str().unwrap();
     let (local, remote) = (tmp.path().join("local"), tmp.path().join("slurm"));
 
@@ -243,7 +141,7 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
 
     let local_out = local_child.wait_with_output().unwrap();
     assert!(local_out.status.success(), "spice iterate failed:\n{}", String::from_utf8_lossy(&local_out.stderr));
-    assert_eq!(digests(&local), digests(&remote), "Slurm and local runs with one seed differ");
+    assert_eq!(digests(&local, FOLDERS), digests(&remote, FOLDERS), "Slurm and local runs with one seed differ");
 
     // Done is done: submitting again submits nothing; status lists every stage done.
     let again = cluster.spice(&["slurm", "iterate", "--run", remote.to_str().unwrap()]).output().unwrap();
@@ -261,7 +159,7 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
 fn a_failed_stage_is_reported_and_its_dependants_do_not_run() {
     let Some(cluster) = cluster_or_skip() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let profile = setup(tmp.path());
+    let profile = setup(tmp.path(), 7, "shards = 2", SLURM_TAIL);
     // The filter job fails in its setup lines, before the stage starts.
     let mut text_ = std::fs::read_to_string(&profile).unwrap();
     text_.push_str("\n[slurm.stages.filter]\nsetup = [\"echo filter setup fails >&2\", \"exit 3\"]\n");

@@ -1,6 +1,10 @@
 //! Where the tests find the repository and the release binaries.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
+
+pub mod tiny;
 
 /// The repository root.
 #[allow(dead_code)]

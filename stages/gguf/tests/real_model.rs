@@ -30,7 +30,6 @@ fn find_gguf() -> Option<PathBuf> {
 }
 
 struct Imported {
-    _dir: tempfile::TempDir,
     model: PathBuf,
     gguf: PathBuf,
 }
@@ -46,8 +45,12 @@ fn imported() -> Option<&'static Imported> {
             );
             return None;
         };
-        let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("smollm2");
+        // A static is never dropped, so a TempDir here would leak 0.5 GB per run: import into
+        // cargo's per-target scratch folder instead, replacing the previous run's copy.
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gguf-real-model");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let model = dir.join("smollm2");
         let t = std::time::Instant::now();
         let report = import_gguf(&gguf, &model).expect("import the real GGUF");
         eprintln!(
@@ -57,7 +60,6 @@ fn imported() -> Option<&'static Imported> {
         );
         assert!(!report.skipped);
         Some(Imported {
-            _dir: dir,
             model,
             gguf,
         })

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod smoke_run;
 pub mod tiny;
 
 /// The repository root.

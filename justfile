@@ -42,3 +42,8 @@ bench *args: setup
 # Any stage or tool binary, e.g. `just run spice-lm generate --chat --prompt "Hi"`.
 run bin *args: setup
     @target/release/"$@"
+
+# One example of an iteration: the document, the Challenger's task and the Reasoner's answers
+# with their verdicts, e.g. `just show --run data/runs/smoke --iter 0 [--task ID]`.
+show *args: setup
+    @target/release/spice show "$@"

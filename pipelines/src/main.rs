@@ -3,6 +3,7 @@
 
 mod iterate;
 mod plan;
+mod show;
 mod slurm;
 mod summary;
 
@@ -20,6 +21,9 @@ enum Cli {
     /// Run the same stages as Slurm jobs (`spice slurm iterate`), or show their status.
     #[command(subcommand)]
     Slurm(slurm::SlurmCmd),
+    /// Print one example of an iteration: the document, the task the Challenger wrote from it,
+    /// and the Reasoner's answers with their verdicts.
+    Show(show::ShowArgs),
     /// Print the effective run configuration (defaults + profile + overrides) as TOML.
     Config {
         /// Profile (pipelines/*.toml).
@@ -67,6 +71,7 @@ fn main() -> Result<()> {
             iterate::run(&args, &cfg)?
         }
         Cli::Slurm(cmd) => slurm::run(cmd)?,
+        Cli::Show(args) => show::run(&args)?,
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! (report, show, README snippets): two iterations of `pipelines/smoke.toml` in cargo's test
 //! scratch folder. `spice iterate` resumes and is a no-op on a finished run, so the first test
 //! that asks makes it and later ones (in this or another test binary) reuse it; a run made by
-//! an older `spice` binary is made again.
+//! older stage binaries or another smoke profile is made again (the `spice` binary itself is
+//! left out of the stamp: it relinks whenever the report or show code changes).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,8 +28,11 @@ pub fn inspect_run() -> Option<PathBuf> {
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let run = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("inspect-run");
     let spice = bin_dir().join("spice");
-    let meta = std::fs::metadata(&spice).expect("the spice binary");
-    let stamp = format!("{:?} {}", meta.modified().unwrap(), meta.len());
+    let mut stamp = std::fs::read_to_string(repo().join("pipelines/smoke.toml")).unwrap();
+    for bin in ["spice-chunk", "spice-challenge", "spice-verify", "spice-rollout", "spice-update"] {
+        let meta = std::fs::metadata(bin_dir().join(bin)).expect("the stage binaries");
+        stamp += &format!("\n{bin} {:?} {}", meta.modified().unwrap(), meta.len());
+    }
     if std::fs::read_to_string(run.join(STAMP)).ok().as_deref() != Some(stamp.as_str()) && run.exists() {
         std::fs::remove_dir_all(&run).unwrap();
     }

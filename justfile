@@ -47,3 +47,8 @@ run bin *args: setup
 # with their verdicts, e.g. `just show --run data/runs/smoke --iter 0 [--task ID]`.
 show *args: setup
     @target/release/spice show "$@"
+
+# Per-iteration report of a run: a table (`--format table|csv|json`), report.csv, report.json
+# and plots in <run>/report/, e.g. `just report --run data/runs/smoke`.
+report *args: setup
+    @target/release/spice report "$@"

@@ -3,6 +3,7 @@
 
 mod iterate;
 mod plan;
+mod report;
 mod show;
 mod slurm;
 mod summary;
@@ -24,6 +25,9 @@ enum Cli {
     /// Print one example of an iteration: the document, the task the Challenger wrote from it,
     /// and the Reasoner's answers with their verdicts.
     Show(show::ShowArgs),
+    /// Per-iteration report of a run: a table of its numbers (CSV and JSON too) and plots,
+    /// written into <run>/report/.
+    Report(report::ReportArgs),
     /// Print the effective run configuration (defaults + profile + overrides) as TOML.
     Config {
         /// Profile (pipelines/*.toml).
@@ -71,6 +75,7 @@ fn main() -> Result<()> {
             iterate::run(&args, &cfg)?
         }
         Cli::Slurm(cmd) => slurm::run(cmd)?,
+        Cli::Report(args) => report::run(&args)?,
         Cli::Show(args) => show::run(&args)?,
     }
     Ok(())

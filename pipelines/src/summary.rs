@@ -52,9 +52,11 @@ pub fn summarize(iter_dir: &Path, iteration: u32) -> Result<IterationSummary> {
     let read = |name: &str| -> Result<Vec<Manifest>> {
         Ok(folder_complete(&iter_dir.join(name))?.unwrap_or_default())
     };
-    let (ch, tasks, roll, scored, update, ckpt) =
-        (read("challenger")?, read("tasks")?, read("rollouts")?, read("scored")?, read("update")?, read("checkpoint")?);
-    let minutes = [&ch, &tasks, &roll, &scored, &update, &ckpt, &read("eval")?, &read("eval-checkpoint")?]
+    let (ch, tasks, roll, scored, update) =
+        (read("challenger")?, read("tasks")?, read("rollouts")?, read("scored")?, read("update")?);
+    // `checkpoint/` is written by the update stage inside its own timed span, so its
+    // manifest's seconds are already part of `update`'s and are not added again.
+    let minutes = [&ch, &tasks, &roll, &scored, &update, &read("eval")?, &read("eval-checkpoint")?]
         .iter()
         .flat_map(|ms| ms.iter().map(|m| m.seconds))
         .sum::<f64>()
@@ -108,5 +110,36 @@ impl IterationSummary {
             num(self.loss, 5),
             self.minutes
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-part folder whose manifest took `seconds`.
+    fn stage(iter_dir: &Path, folder: &str, seconds: f64) {
+        let dir = iter_dir.join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = serde_json::json!({
+            "stage": folder, "version": "0", "schema": null, "iteration": 0,
+            "shard": {"index": 0, "count": 1}, "seed": 0, "config_digest": "",
+            "inputs": [], "outputs": [], "output_digest": "", "rows": 0,
+            "started_at": "", "finished_at": "", "seconds": seconds, "host": "h",
+            "metrics": {}
+        });
+        std::fs::write(dir.join("_manifest.json"), m.to_string()).unwrap();
+    }
+
+    #[test]
+    fn minutes_count_the_checkpoint_inside_the_update_once() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        for (folder, s) in [("challenger", 60.0), ("tasks", 6.0), ("rollouts", 120.0), ("scored", 6.0)] {
+            stage(tmp.path(), folder, s);
+        }
+        stage(tmp.path(), "update", 180.0);
+        stage(tmp.path(), "checkpoint", 30.0); // written within the update's 180 s
+        let s = summarize(tmp.path(), 0).unwrap();
+        assert!((s.minutes - 372.0 / 60.0).abs() < 1e-12, "{}", s.minutes);
     }
 }

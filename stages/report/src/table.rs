@@ -38,45 +38,56 @@ struct Column {
 /// A section heading in the table.
 const HEADING: &str = "#";
 
-fn columns(reports: &[IterationReport]) -> Vec<Column> {
-    let mut cols = Vec::new();
-    let mut num = |csv: &str, label: &str, show: Show, f: &dyn Fn(&IterationReport) -> Option<f64>| {
-        let cells = reports
+/// The columns being built, with a shorthand for the numeric ones.
+struct Columns<'a> {
+    reports: &'a [IterationReport],
+    cols: Vec<Column>,
+}
+
+impl Columns<'_> {
+    /// A column of numbers, shown in the table and the CSV (`None` is an empty cell).
+    fn num(&mut self, csv: &str, label: &str, show: Show, f: &dyn Fn(&IterationReport) -> Option<f64>) {
+        let cells = self
+            .reports
             .iter()
             .map(|r| f(r).map_or(Cell::Empty, |v| Cell::Num(v, show)))
             .collect();
-        cols.push(Column {
+        self.cols.push(Column {
             csv: csv.into(),
             label: label.into(),
             cells,
             in_table: true,
             in_csv: true,
         });
-    };
+    }
+}
+
+fn columns(reports: &[IterationReport]) -> Vec<Column> {
+    let mut cols = Columns { reports, cols: Vec::new() };
     let c = |v: Option<u64>| v.map(|v| v as f64);
-    num("iteration", "", Show::Count, &|r| Some(r.iteration as f64));
-    num(HEADING, "Challenger", Show::Count, &|_| None);
-    num("documents", "documents", Show::Count, &|r| c(r.documents));
-    num("attempts", "attempts", Show::Count, &|r| c(r.attempts));
-    num("valid_tasks", "valid tasks", Show::Count, &|r| c(r.valid_tasks));
-    num("valid_task_rate", "valid-task rate", Show::Percent, &|r| {
+    cols.num("iteration", "", Show::Count, &|r| Some(r.iteration as f64));
+    cols.num(HEADING, "Challenger", Show::Count, &|_| None);
+    cols.num("documents", "documents", Show::Count, &|r| c(r.documents));
+    cols.num("attempts", "attempts", Show::Count, &|r| c(r.attempts));
+    cols.num("valid_tasks", "valid tasks", Show::Count, &|r| c(r.valid_tasks));
+    cols.num("valid_task_rate", "valid-task rate", Show::Percent, &|r| {
         r.valid_task_rate
     });
-    num("mcq_attempts", "MCQ attempts", Show::Count, &|r| c(r.mcq_attempts));
-    num("mcq_valid", "MCQ valid", Show::Count, &|r| c(r.mcq_valid));
-    num("free_form_attempts", "free-form attempts", Show::Count, &|r| {
+    cols.num("mcq_attempts", "MCQ attempts", Show::Count, &|r| c(r.mcq_attempts));
+    cols.num("mcq_valid", "MCQ valid", Show::Count, &|r| c(r.mcq_valid));
+    cols.num("free_form_attempts", "free-form attempts", Show::Count, &|r| {
         c(r.free_form_attempts)
     });
-    num("free_form_valid", "free-form valid", Show::Count, &|r| {
+    cols.num("free_form_valid", "free-form valid", Show::Count, &|r| {
         c(r.free_form_valid)
     });
-    num("distinct_questions", "distinct questions", Show::Count, &|r| {
+    cols.num("distinct_questions", "distinct questions", Show::Count, &|r| {
         c(r.distinct_questions)
     });
-    num("question_overlap", "question 3-gram overlap", Show::Fixed(3), &|r| {
+    cols.num("question_overlap", "question 3-gram overlap", Show::Fixed(3), &|r| {
         r.question_overlap
     });
-    num(
+    cols.num(
         "challenger_completion_tokens",
         "completion tokens",
         Show::Fixed(1),
@@ -94,7 +105,7 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
                 },
             )
             .collect();
-        cols.push(Column {
+        cols.cols.push(Column {
             csv: format!("invalid/{reason}"),
             label: String::new(),
             cells,
@@ -112,7 +123,7 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
             })
             .collect();
         let label = format!("invalid reason #{}", rank + 1);
-        cols.push(Column {
+        cols.cols.push(Column {
             csv: String::new(),
             label,
             cells,
@@ -120,76 +131,63 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
             in_csv: false,
         });
     }
-    let mut num = |csv: &str, label: &str, show: Show, f: &dyn Fn(&IterationReport) -> Option<f64>| {
-        let cells = reports
-            .iter()
-            .map(|r| f(r).map_or(Cell::Empty, |v| Cell::Num(v, show)))
-            .collect();
-        cols.push(Column {
-            csv: csv.into(),
-            label: label.into(),
-            cells,
-            in_table: true,
-            in_csv: true,
-        });
-    };
-    num(HEADING, "Reasoner", Show::Count, &|_| None);
-    num(
+    cols.num(HEADING, "Reasoner", Show::Count, &|_| None);
+    cols.num(
         "answered_tasks",
         "answered tasks",
         Show::Count,
         &|r| c(r.answered_tasks),
     );
-    num("reasoner_answers", "answers", Show::Count, &|r| c(r.reasoner_answers));
-    num("reasoner_accuracy", "accuracy", Show::Percent, &|r| r.reasoner_accuracy);
-    num("mean_pass_rate", "mean pass rate p̂", Show::Fixed(3), &|r| {
+    cols.num("reasoner_answers", "answers", Show::Count, &|r| c(r.reasoner_answers));
+    cols.num("reasoner_accuracy", "accuracy", Show::Percent, &|r| r.reasoner_accuracy);
+    cols.num("mean_pass_rate", "mean pass rate p̂", Show::Fixed(3), &|r| {
         r.mean_pass_rate
     });
-    num("pass_rate_zero_share", "tasks at p̂ = 0", Show::Percent, &|r| {
+    cols.num("pass_rate_zero_share", "tasks at p̂ = 0", Show::Percent, &|r| {
         r.pass_rate_zero_share
     });
-    num("pass_rate_mid_share", "tasks at 0 < p̂ < 1", Show::Percent, &|r| {
+    cols.num("pass_rate_mid_share", "tasks at 0 < p̂ < 1", Show::Percent, &|r| {
         r.pass_rate_mid_share
     });
-    num("pass_rate_one_share", "tasks at p̂ = 1", Show::Percent, &|r| {
+    cols.num("pass_rate_one_share", "tasks at p̂ = 1", Show::Percent, &|r| {
         r.pass_rate_one_share
     });
-    num("mean_challenger_reward", "mean r_C", Show::Fixed(3), &|r| {
+    cols.num("mean_challenger_reward", "mean r_C", Show::Fixed(3), &|r| {
         r.mean_challenger_reward
     });
-    num(
+    cols.num(
         "reasoner_completion_tokens",
         "completion tokens",
         Show::Fixed(1),
         &|r| r.reasoner_completion_tokens,
     );
-    num(HEADING, "update", Show::Count, &|_| None);
-    num("update_steps", "optimizer steps", Show::Count, &|r| c(r.update_steps));
-    num("loss", "loss", Show::Sci(2), &|r| r.loss);
-    num("grad_norm", "grad norm (last step)", Show::Sig(3), &|r| r.grad_norm);
-    num("update_peak_rss_mib", "peak RSS (MiB)", Show::Fixed(0), &|r| {
+    cols.num(HEADING, "update", Show::Count, &|_| None);
+    cols.num("update_steps", "optimizer steps", Show::Count, &|r| c(r.update_steps));
+    cols.num("loss", "loss", Show::Sci(2), &|r| r.loss);
+    cols.num("grad_norm", "grad norm (last step)", Show::Sig(3), &|r| r.grad_norm);
+    cols.num("update_peak_rss_mib", "peak RSS (MiB)", Show::Fixed(0), &|r| {
         r.update_peak_rss_mib
     });
-    num(HEADING, "tokens/s", Show::Count, &|_| None);
+    cols.num(HEADING, "tokens/s", Show::Count, &|_| None);
     for stage in ["challenge", "rollout", "update", "eval"] {
-        num(&format!("tokens_per_second/{stage}"), stage, Show::Fixed(1), &|r| {
+        cols.num(&format!("tokens_per_second/{stage}"), stage, Show::Fixed(1), &|r| {
             r.tokens_per_second.get(stage)
         });
     }
-    num(HEADING, "minutes", Show::Count, &|_| None);
+    cols.num(HEADING, "minutes", Show::Count, &|_| None);
     for stage in PerStage::STAGES {
-        num(&format!("minutes/{stage}"), stage, Show::Fixed(2), &|r| {
+        cols.num(&format!("minutes/{stage}"), stage, Show::Fixed(2), &|r| {
             r.minutes.get(stage)
         });
     }
-    num("minutes_total", "total", Show::Fixed(2), &|r| r.minutes_total);
+    cols.num("minutes_total", "total", Show::Fixed(2), &|r| r.minutes_total);
     let before: BTreeSet<&String> = reports.iter().flat_map(|r| r.eval_before.keys()).collect();
     let after: BTreeSet<&String> = reports.iter().flat_map(|r| r.eval_after.keys()).collect();
     if !before.is_empty() || !after.is_empty() {
-        num(HEADING, "eval accuracy", Show::Count, &|_| None);
+        cols.num(HEADING, "eval accuracy", Show::Count, &|_| None);
     }
     for b in before {
-        num(
+        cols.num(
             &format!("eval_before/{b}"),
             &format!("{b}, sampling policy"),
             Show::Percent,
@@ -197,14 +195,14 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
         );
     }
     for b in after {
-        num(
+        cols.num(
             &format!("eval_after/{b}"),
             &format!("{b}, updated policy"),
             Show::Percent,
             &|r| r.eval_after.get(b).copied(),
         );
     }
-    cols
+    cols.cols
 }
 
 /// Invalid reasons by count, most frequent first (ties by name).

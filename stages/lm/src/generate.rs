@@ -68,6 +68,29 @@ pub struct GenStats {
     pub seconds: f64,
 }
 
+/// Live rows at or below which a CPU decode step reads bf16 weights when bf16 was asked for
+/// but the CPU computes it in f32. A decode step of few rows is a matrix-vector product,
+/// bound by memory bandwidth: libtorch's bf16 GEMV reads half the bytes and runs 2–3× faster
+/// than f32 here, while from about 8 rows on its emulated bf16 GEMM falls behind f32
+/// (measured on a 2-core AVX2 machine; `just bench` shows both).
+pub const NARROW_DECODE_ROWS: usize = 4;
+
+/// The weights a decode step multiplies with: the compute dtype's, and (CPU, bf16 asked for)
+/// bf16 copies for steps of at most [`NARROW_DECODE_ROWS`] rows.
+struct StepWeights<'a> {
+    wide: &'a Weights,
+    narrow: Option<&'a Weights>,
+}
+
+impl StepWeights<'_> {
+    fn for_rows(&self, rows: usize) -> &Weights {
+        match self.narrow {
+            Some(n) if rows <= NARROW_DECODE_ROWS => n,
+            _ => self.wide,
+        }
+    }
+}
+
 /// One row being generated.
 struct Row {
     index: usize,
@@ -124,9 +147,11 @@ impl Policy {
                 // the extra copy of the weights would cost memory for little gain.)
                 w.fuse();
             }
+            let narrow = self.narrow_decode_weights();
             tracing::trace!(seconds = t0.elapsed().as_secs_f64(), "compute weights ready");
+            let weights = StepWeights { wide: &w, narrow: narrow.as_ref() };
             for chunk in order.chunks(batch_size) {
-                for row in self.run_batch(&w, requests, chunk, params, progress)? {
+                for row in self.run_batch(&weights, requests, chunk, params, progress)? {
                     stats.new_tokens += row.tokens.len();
                     let text = self.tokenizer().decode(&row.tokens, true)?;
                     out[row.index] = Some(Generation {
@@ -143,9 +168,22 @@ impl Policy {
         Ok((out.into_iter().map(|g| g.expect("every row generated")).collect(), stats))
     }
 
+    /// bf16 copies of the weights for decode steps of few rows, when bf16 was asked for on a
+    /// CPU that computes it in f32 (see [`NARROW_DECODE_ROWS`]).
+    fn narrow_decode_weights(&self) -> Option<Weights> {
+        let emulated = self.device() == Device::Cpu
+            && self.dtype() == Kind::BFloat16
+            && self.compute_kind() == Kind::Float;
+        emulated.then(|| {
+            let mut w = self.model.weights(Kind::BFloat16);
+            w.fuse();
+            w
+        })
+    }
+
     fn run_batch(
         &self,
-        w: &Weights,
+        weights: &StepWeights<'_>,
         requests: &[GenRequest],
         indices: &[usize],
         params: &SamplingParams,
@@ -201,6 +239,8 @@ impl Policy {
         let ids = Tensor::from_slice(&ids).view([b, p]).to_device(device);
         let pos = Tensor::from_slice(&pos).view([b, p]).to_device(device);
         let t0 = Instant::now();
+        // The prefill has b × p rows per GEMM: the compute dtype's weights.
+        let w = weights.wide;
         let hidden = self.model.forward_hidden(w, &ids, &pos, Attention::Cached(&mut cache));
         let mut logits = self.model.last_logits(w, &hidden); // [b, vocab]
         tracing::trace!(batch = b, prompt = p, seconds = t0.elapsed().as_secs_f64(), "prefill");
@@ -248,6 +288,7 @@ impl Policy {
             let ids = Tensor::from_slice(&next).view([bl, 1]).to_device(device);
             let pos = Tensor::from_slice(&next_pos).view([bl, 1]).to_device(device);
             let t0 = Instant::now();
+            let w = weights.for_rows(live.len());
             let hidden = self.model.forward_hidden(w, &ids, &pos, Attention::Cached(&mut cache));
             logits = self.model.last_logits(w, &hidden);
             tracing::trace!(batch = bl, seconds = t0.elapsed().as_secs_f64(), "decode step");

@@ -71,6 +71,8 @@ impl Policy {
 
     /// The dtype the weights are multiplied in: the requested one, except bf16 on a CPU
     /// without native bf16 GEMMs, where emulated bf16 is several times slower than f32.
+    /// (Generation still reads bf16 weights there for decode steps of a few rows, where
+    /// bandwidth, not arithmetic, is the limit: see `generate::NARROW_DECODE_ROWS`.)
     pub fn compute_kind(&self) -> Kind {
         if self.dtype != Kind::Float
             && self.device() == Device::Cpu

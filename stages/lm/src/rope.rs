@@ -35,23 +35,29 @@ impl Rope {
         Rope { inv_freq: inv_freq.to_device(device) }
     }
 
-    /// cos and sin for `positions` [batch, seq] (Int64): each [batch, 1, seq, head_dim], f32.
+    /// cos and signed sin for `positions` [batch, seq] (Int64): each [batch, 1, seq,
+    /// head_dim], f32. The sine's first half is negated, so [`apply`] needs no negation.
     pub fn cos_sin(&self, positions: &Tensor) -> (Tensor, Tensor) {
         // [batch, seq, head_dim / 2]
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
-        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
-        (emb.cos(), emb.sin())
+        let cos = freqs.cos();
+        let sin = freqs.sin();
+        (
+            Tensor::cat(&[&cos, &cos], -1).unsqueeze(1),
+            Tensor::cat(&[&sin.neg(), &sin], -1).unsqueeze(1),
+        )
     }
 }
 
-/// Apply the rotation to `x` [batch, heads, seq, head_dim] in f32 (the result is f32).
+/// Apply the rotation to `x` [batch, heads, seq, head_dim] in f32 (the result is f32), with
+/// `cos` and signed `sin` from [`Rope::cos_sin`]. transformers' `x·cos + rotate_half(x)·sin`
+/// with `rotate_half(x) = [-x2, x1]` is `x·cos + [x2, x1]·[-sin, sin]`: the halves swapped
+/// by one `roll`, the sign folded into the table — the same products, in 4 ops instead of 7
+/// (this runs twice per layer per decode step).
 pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
     let x = x.to_kind(Kind::Float);
     let half = x.size()[3] / 2;
-    let x1 = x.narrow(3, 0, half);
-    let x2 = x.narrow(3, half, half);
-    let rotated = Tensor::cat(&[&x2.neg(), &x1], 3);
-    &x * cos + rotated * sin
+    &x * cos + x.roll([half], [3]) * sin
 }
 
 /// Llama-3 scaling: long wavelengths slowed by `factor`, short ones kept, a smooth blend

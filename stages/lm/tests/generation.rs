@@ -62,6 +62,47 @@ fn logprobs_are_the_models_own_at_temperature_one() {
     assert!(worst < 1e-4, "{worst}");
 }
 
+/// Worst |generation log-prob − scoring log-prob| of `reqs` generated `batch` rows at a time.
+fn logprob_gap(p: &spice_lm::Policy, reqs: &[GenRequest], batch: usize) -> f32 {
+    let params = SamplingParams { max_new_tokens: 12, ..Default::default() };
+    let gens = p.generate(reqs, &params, batch, None).unwrap();
+    let rows: Vec<ScoreRow> = reqs
+        .iter()
+        .zip(&gens)
+        .map(|(r, g)| ScoreRow { prompt_ids: r.prompt_ids.clone(), completion_ids: g.token_ids.clone() })
+        .collect();
+    let scored = p.score(&rows, 4).unwrap();
+    gens.iter()
+        .zip(&scored)
+        .flat_map(|(g, s)| g.logprobs.iter().zip(s).map(|(a, b)| (a - b).abs()))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn bf16_on_a_cpu_without_it_decodes_few_rows_with_bf16_weights() {
+    let mut p = load("qwen2", Kind::BFloat16);
+    p.set_eos_ids(Vec::new());
+    let reqs = requests(6);
+    // Six rows decode together, above the narrow-decode threshold: the f32 compute that
+    // scoring uses too, so the log-probs agree to rounding.
+    let wide = logprob_gap(&p, &reqs, 6);
+    // Two rows at a time: bf16 weights where the CPU has no native bf16 (the model is the
+    // same, so the gap stays small), f32 otherwise.
+    let narrow = logprob_gap(&p, &reqs, 2);
+    let emulated = p.compute_kind() == Kind::Float;
+    println!(
+        "bf16 requested, compute {:?}: log-prob gap to scoring {wide:.2e} at 6 rows, {narrow:.2e} at 2 rows",
+        p.compute_kind()
+    );
+    assert!(spice_lm::generate::NARROW_DECODE_ROWS >= 2 && spice_lm::generate::NARROW_DECODE_ROWS < 6);
+    if emulated {
+        assert!(wide < 1e-4, "{wide}");
+        assert!(narrow > 1e-4 && narrow < 0.2, "{narrow}");
+    } else {
+        assert!(narrow < 0.2 && wide < 0.2, "{narrow} {wide}");
+    }
+}
+
 #[test]
 fn finish_reasons_eos_and_stop_strings() {
     let p = load("qwen2", Kind::Float);

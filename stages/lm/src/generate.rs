@@ -146,6 +146,7 @@ impl Policy {
                 // Fewer, larger GEMMs: per-op overhead dominates small CPU batches. (On a GPU
                 // the extra copy of the weights would cost memory for little gain.)
                 w.fuse();
+                w.to_onednn();
             }
             let narrow = self.narrow_decode_weights();
             tracing::trace!(seconds = t0.elapsed().as_secs_f64(), "compute weights ready");

@@ -145,3 +145,24 @@ fn bad_requests_are_errors() {
     let e = p.generate(&[GenRequest { prompt_ids: vec![100_000], seed: 0 }], &SamplingParams::default(), 1, None);
     assert!(format!("{:#}", e.unwrap_err()).contains("vocabulary"));
 }
+
+#[test]
+fn onednn_weights_give_the_dense_logits() {
+    let p = load("qwen2", Kind::Float);
+    let ids = spice_lm::tch::Tensor::from_slice(&[5i64, 17, 42, 99, 3, 250]).view([1, 6]);
+    spice_lm::tch::no_grad(|| {
+        let dense = p.model().weights(Kind::Float);
+        let mut dnn = p.model().weights(Kind::Float);
+        dnn.fuse();
+        let converted = dnn.to_onednn();
+        // This libtorch (the PyPI wheel) is built with oneDNN: the fast path must engage.
+        assert_eq!(converted, spice_lm::tch::utils::has_mkldnn());
+        assert!(converted, "libtorch without oneDNN: the CPU decode path is untested here");
+        let d = (p.model().logits(&dense, &ids) - p.model().logits(&dnn, &ids))
+            .abs()
+            .max()
+            .double_value(&[]);
+        println!("oneDNN vs dense f32 logits: max abs diff {d:.2e}");
+        assert!(d < 1e-4, "{d}");
+    });
+}

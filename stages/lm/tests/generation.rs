@@ -44,7 +44,14 @@ fn logprobs_are_the_models_own_at_temperature_one() {
     let reqs = requests(4);
     // Sampling at another temperature with filters must still record temperature-1 log-probs.
     let params = SamplingParams { temperature: 0.7, top_k: 50, top_p: 0.9, max_new_tokens: 16, ..Default::default() };
-    let gens = p.generate(&reqs, &params, 4, None).unwrap();
+    let worst = logprob_gap(&p, &reqs, &params, 4);
+    println!("generation vs scoring log-prob max diff {worst:.2e}");
+    assert!(worst < 1e-4, "{worst}");
+}
+
+/// Worst |generation log-prob − scoring log-prob| of `reqs` generated `batch` rows at a time.
+fn logprob_gap(p: &spice_lm::Policy, reqs: &[GenRequest], params: &SamplingParams, batch: usize) -> f32 {
+    let gens = p.generate(reqs, params, batch, None).unwrap();
     let rows: Vec<ScoreRow> = reqs
         .iter()
         .zip(&gens)
@@ -58,24 +65,7 @@ fn logprobs_are_the_models_own_at_temperature_one() {
             worst = worst.max((a - b).abs());
         }
     }
-    println!("generation vs scoring log-prob max diff {worst:.2e}");
-    assert!(worst < 1e-4, "{worst}");
-}
-
-/// Worst |generation log-prob − scoring log-prob| of `reqs` generated `batch` rows at a time.
-fn logprob_gap(p: &spice_lm::Policy, reqs: &[GenRequest], batch: usize) -> f32 {
-    let params = SamplingParams { max_new_tokens: 12, ..Default::default() };
-    let gens = p.generate(reqs, &params, batch, None).unwrap();
-    let rows: Vec<ScoreRow> = reqs
-        .iter()
-        .zip(&gens)
-        .map(|(r, g)| ScoreRow { prompt_ids: r.prompt_ids.clone(), completion_ids: g.token_ids.clone() })
-        .collect();
-    let scored = p.score(&rows, 4).unwrap();
-    gens.iter()
-        .zip(&scored)
-        .flat_map(|(g, s)| g.logprobs.iter().zip(s).map(|(a, b)| (a - b).abs()))
-        .fold(0.0, f32::max)
+    worst
 }
 
 #[test]
@@ -85,10 +75,11 @@ fn bf16_on_a_cpu_without_it_decodes_few_rows_with_bf16_weights() {
     let reqs = requests(6);
     // Six rows decode together, above the narrow-decode threshold: the f32 compute that
     // scoring uses too, so the log-probs agree to rounding.
-    let wide = logprob_gap(&p, &reqs, 6);
+    let params = SamplingParams { max_new_tokens: 12, ..Default::default() };
+    let wide = logprob_gap(&p, &reqs, &params, 6);
     // Two rows at a time: bf16 weights where the CPU has no native bf16 (the model is the
     // same, so the gap stays small), f32 otherwise.
-    let narrow = logprob_gap(&p, &reqs, 2);
+    let narrow = logprob_gap(&p, &reqs, &params, 2);
     let emulated = p.compute_kind() == Kind::Float;
     println!(
         "bf16 requested, compute {:?}: log-prob gap to scoring {wide:.2e} at 6 rows, {narrow:.2e} at 2 rows",

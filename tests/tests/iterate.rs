@@ -35,9 +35,8 @@ fn iterate(profile: &Path, run: &Path) -> Command {
 
 fn run_ok(mut c: Command) -> String {
     let out = c.output().unwrap();
-    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "spice iterate failed:\n{se}");
-    so.to_string()
+    assert!(out.status.success(), "{}", failure("spice iterate", &out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 const FOLDERS: &[&str] = &["challenger", "tasks", "rollouts", "scored", "update", "checkpoint"];

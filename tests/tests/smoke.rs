@@ -30,8 +30,8 @@ fn smoke_profile_runs_one_iteration_on_the_default_model() {
         .arg(&run)
         .output()
         .unwrap();
-    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "smoke run failed:\n{se}");
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", failure("the smoke run", &out));
     println!("smoke iteration in {:.1} min:\n{so}", t0.elapsed().as_secs_f64() / 60.0);
     let line = so.lines().find(|l| l.starts_with("iter 0000")).expect("a summary line");
     assert!(line.contains("loss") && !line.contains("loss -,") && !line.contains("NaN"), "{line}");

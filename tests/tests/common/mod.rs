@@ -18,3 +18,20 @@ pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
 }
+
+/// Why a command failed, short enough to survive a CI log that keeps only part of the output:
+/// the last lines of its stderr (the stage's own error comes last) and the free space where runs
+/// and builds are written, since a full disk fails a stage mid-write.
+pub fn failure(what: &str, out: &std::process::Output) -> String {
+    const LINES: usize = 40;
+    let se = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = se.lines().collect();
+    let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+    let df = std::process::Command::new("df")
+        .args(["-h", env!("CARGO_TARGET_TMPDIR")])
+        .arg(std::env::temp_dir())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(df: {e})"));
+    format!("{what} failed ({}); last {LINES} lines of its stderr:\n{tail}\nfree space:\n{df}", out.status)
+}

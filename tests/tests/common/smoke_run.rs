@@ -45,7 +45,7 @@ pub fn inspect_run() -> Option<PathBuf> {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(out.status.success(), "the inspection run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", super::failure("the inspection run", &out));
     std::fs::write(run.join(STAMP), stamp).unwrap();
     println!(
         "inspection run {} ready in {:.1} min:\n{}",

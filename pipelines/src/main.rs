@@ -86,27 +86,36 @@ fn main() -> Result<()> {
 /// rather than a silent change of a running experiment).
 fn freeze_config(args: &IterateArgs) -> Result<RunConfig> {
     let layout = RunLayout::new(&args.run);
+    if layout.root.exists() && !layout.root.is_dir() {
+        bail!("--run {}: is a file, not a run folder", layout.root.display());
+    }
+    // A new run reads its profile (and refuses a bad --set) before writing anything, so a
+    // typo leaves no half-made run folder behind.
+    let new = if layout.config().exists() {
+        None
+    } else {
+        Some(RunConfig::load(&args.config)?.with_overrides(&args.overrides)?)
+    };
     let prompts = layout.root.join("prompts");
     if !prompts.exists() {
         let src = spice_prompt::Prompts::locate(None)?;
         copy_dir(src.root(), &prompts)
             .with_context(|| format!("copying prompt templates into {}", prompts.display()))?;
     }
-    if layout.config().exists() {
-        let frozen = RunConfig::load(&layout.config())?;
-        let frozen_with = frozen.with_overrides(&args.overrides)?;
-        if frozen_with != frozen {
-            bail!(
-                "{} already exists with other values than --set gives; start a new --run folder \
-                 or edit run.toml deliberately",
-                layout.config().display()
-            );
-        }
-        return Ok(frozen);
+    if let Some(wanted) = new {
+        write_atomic(&layout.config(), wanted.to_toml().as_bytes())?;
+        return Ok(wanted);
     }
-    let wanted = RunConfig::load(&args.config)?.with_overrides(&args.overrides)?;
-    write_atomic(&layout.config(), wanted.to_toml().as_bytes())?;
-    Ok(wanted)
+    let frozen = RunConfig::load(&layout.config())?;
+    let frozen_with = frozen.with_overrides(&args.overrides)?;
+    if frozen_with != frozen {
+        bail!(
+            "{} already exists with other values than --set gives; start a new --run folder \
+             or edit run.toml deliberately",
+            layout.config().display()
+        );
+    }
+    Ok(frozen)
 }
 
 /// Copy a folder of template folders (`<src>/<set>/<file>`), through a temporary name.

@@ -25,7 +25,9 @@ pub fn bin_dir() -> PathBuf {
 pub fn failure(what: &str, out: &std::process::Output) -> String {
     const LINES: usize = 40;
     let se = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = se.lines().collect();
+    // With RUST_BACKTRACE set, anyhow puts a long backtrace after the error: keep it out, or
+    // the last lines would be frames rather than the error.
+    let lines: Vec<&str> = se.lines().take_while(|l| !l.starts_with("Stack backtrace:")).collect();
     let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
     let df = std::process::Command::new("df")
         .args(["-h", env!("CARGO_TARGET_TMPDIR")])

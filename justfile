@@ -52,3 +52,8 @@ show *args: setup
 # and plots in <run>/report/, e.g. `just report --run data/runs/smoke`.
 report *args: setup
     @target/release/spice report "$@"
+
+# What this machine and build give the stages: libtorch, CUDA backend, driver and GPUs, cuDNN,
+# NCCL, CPU ISA and matmul path, threads, and what `device = "auto"` picks and why.
+doctor *args: setup
+    @target/release/spice doctor "$@"

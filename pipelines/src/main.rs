@@ -1,6 +1,7 @@
 //! `spice`: the driver of a SPICE run. It runs each stage binary as its own process, so every
 //! stage can also run alone, on another machine, or as a Slurm job.
 
+mod doctor;
 mod iterate;
 mod plan;
 mod report;
@@ -28,6 +29,10 @@ enum Cli {
     /// Per-iteration report of a run: a table of its numbers (CSV and JSON too) and plots,
     /// written into <run>/report/.
     Report(report::ReportArgs),
+    /// What this machine and build give the stages: libtorch and its CUDA backend, driver,
+    /// GPUs, cuDNN, NCCL, the CPU's ISA and matmul path, threads, what `device = "auto"`
+    /// picks and why, and how each model stage binary links libtorch.
+    Doctor(doctor::DoctorArgs),
     /// Print the effective run configuration (defaults + profile + overrides) as TOML.
     Config {
         /// Profile (pipelines/*.toml).
@@ -77,6 +82,7 @@ fn main() -> Result<()> {
         Cli::Slurm(cmd) => slurm::run(cmd)?,
         Cli::Report(args) => report::run(&args)?,
         Cli::Show(args) => show::run(&args)?,
+        Cli::Doctor(args) => doctor::run(&args)?,
     }
     Ok(())
 }

@@ -82,6 +82,7 @@ pub struct StageOutput {
     inputs: Vec<InputDigest>,
     config_digest: String,
     seed: u64,
+    device: Option<String>,
     started: Instant,
     started_at: SystemTime,
 }
@@ -97,6 +98,7 @@ impl StageOutput {
             inputs: Vec::new(),
             config_digest: sha256_bytes(b""),
             seed: 0,
+            device: None,
             started: Instant::now(),
             started_at: SystemTime::now(),
         }
@@ -117,6 +119,13 @@ impl StageOutput {
 
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Record the device the stage computes on (`cpu`, `cuda:0`). Not part of what makes a
+    /// part done: a run resumed on another device keeps what it finished.
+    pub fn device(mut self, device: &str) -> Self {
+        self.device = Some(device.to_string());
         self
     }
 
@@ -249,6 +258,7 @@ impl StageOutput {
             finished_at: humantime::format_rfc3339_seconds(finished_at).to_string(),
             seconds: self.started.elapsed().as_secs_f64(),
             host: host_name(),
+            device: self.device,
             metrics,
         };
         let path = self.dir.join(self.shard.manifest_file());

@@ -42,6 +42,9 @@ pub struct Manifest {
     pub finished_at: String,
     pub seconds: f64,
     pub host: String,
+    /// The device the stage computed on (`cpu`, `cuda:0`), for stages that run the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// Stage-specific numbers (tokens/s, valid rate, skipped lines, …).
     #[serde(default)]
     pub metrics: serde_json::Map<String, serde_json::Value>,

@@ -1,3 +1,3 @@
 fn main() {
-    spice_build::rpath_to_libtorch()
+    spice_build::link_libtorch()
 }

@@ -82,6 +82,20 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
         // Evaluated as configured: the base model once, every iteration's checkpoint.
         assert!(folder_complete(&dir.join("eval-checkpoint")).unwrap().is_some());
         assert_eq!(folder_complete(&dir.join("eval")).unwrap().is_some(), iter == 0);
+        // Every stage that runs the model says where it ran; the others say nothing.
+        for (f, device) in [
+            ("challenger", Some("cpu")),
+            ("rollouts", Some("cpu")),
+            ("update", Some("cpu")),
+            ("checkpoint", Some("cpu")),
+            ("eval-checkpoint", Some("cpu")),
+            ("tasks", None),
+            ("scored", None),
+        ] {
+            for m in folder_complete(&dir.join(f)).unwrap().unwrap() {
+                assert_eq!(m.device.as_deref(), device, "{f} manifest of iteration {iter}");
+            }
+        }
         // The second iteration samples with the first one's checkpoint.
         if iter == 1 {
             assert!(ch[0].policy_id.starts_with("checkpoint@"), "{}", ch[0].policy_id);

@@ -404,6 +404,7 @@ fn manifest(dir: &Path, it: u32, spec: ShardSpec, schema: Option<String>, rows: 
         finished_at: "2026-01-01T00:01:00Z".into(),
         seconds,
         host: "test".into(),
+        device: None,
         metrics: match metrics {
             Value::Object(m) => m,
             _ => Map::new(),

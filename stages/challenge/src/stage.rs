@@ -91,6 +91,7 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
     let slots: Vec<DocSlot> = slots.into_iter().filter(|d| ctx.shard.owns(d.slot as usize)).collect();
 
     let sp = StagePolicy::load(&policy_dir, &ctx.device, &ctx.cfg.run.dtype)?;
+    out = out.device(&sp.device);
     let limits = Limits { keep: ch.num_generations, max_attempts: ch.max_attempts, per_round: ch.attempts_per_round.max(1) };
     let task_params = sampling(ch.temperature, ch.top_p, ch.top_k, ch.max_completion_length);
     let format_params = sampling(ch.temperature, ch.top_p, ch.top_k, ch.max_completion_length.min(128));

@@ -132,6 +132,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
     }
 
     let sp = StagePolicy::load(&opts.model, &opts.device, &opts.dtype)?;
+    let out = out.device(&sp.device);
     let k = opts.samples;
     // (benchmark index, question index) of each prompt, in order.
     let mut items: Vec<(usize, usize, String)> = Vec::new();

@@ -71,8 +71,27 @@ pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// Wait for the device's queued work, so the clock reads what ran.
+fn sync(device: tch::Device) {
+    if let tch::Device::Cuda(n) = device {
+        tch::Cuda::synchronize(n as i64);
+    }
+}
+
+/// Device memory in use on a CUDA device (driver order; `CUDA_VISIBLE_DEVICES` as a plain
+/// index list is followed), the context included; `None` on the CPU.
+fn gpu_used(device: tch::Device) -> Option<u64> {
+    let tch::Device::Cuda(n) = device else { return None };
+    let index = match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(v) => v.split(',').nth(n).and_then(|s| s.trim().parse().ok())?,
+        Err(_) => n as u32,
+    };
+    crate::cuda::gpu_memory_used(index)
+}
+
 pub fn run(a: &BenchArgs) -> Result<()> {
     let device = parse_device(&a.device)?;
+    let label = crate::device::device_label(device);
     if let Some(t) = a.threads {
         tch::set_num_threads(t.max(1));
     }
@@ -101,11 +120,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     .collect();
                 for r in 0..a.repeats {
                     let (_, stats) = policy.generate_with_stats(&reqs, &params, b, None)?;
+                    sync(device);
                     let line = json!({
                         "impl": "spice-lm", "bench": "generate", "dtype": dt, "batch": b,
                         "run": r, "new_tokens": stats.new_tokens, "seconds": stats.seconds,
                         "tokens_per_s": stats.new_tokens as f64 / stats.seconds,
-                        "threads": host_threads,
+                        "threads": host_threads, "device": label,
                         "compute": format!("{:?}", policy.compute_kind()),
                     });
                     println!("{line}");
@@ -140,13 +160,15 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 })?;
                 let gnorm = opt.clip_grad_norm(1.0);
                 opt.step();
+                sync(device);
                 let secs = t0.elapsed().as_secs_f64();
                 let line = json!({
                     "impl": "spice-lm", "bench": "update", "dtype": dt, "rows": a.update_rows,
                     "seq": a.update_seq, "completion": a.update_completion,
                     "micro_batch": a.micro_batch, "checkpointing": a.checkpointing, "run": r,
                     "seconds": secs, "peak_rss_bytes": peak_rss(), "loss": loss,
-                    "grad_norm": gnorm, "threads": host_threads,
+                    "grad_norm": gnorm, "threads": host_threads, "device": label,
+                    "gpu_used_bytes": gpu_used(device),
                     "compute": format!("{:?}", policy.compute_kind()),
                 });
                 println!("{line}");

@@ -91,6 +91,31 @@ impl StepWeights<'_> {
     }
 }
 
+/// How generation multiplies by the weights for `dtype` asked on `device`, on a CPU with or
+/// without native bf16: the choices `generate` makes below, in words (for `spice doctor`).
+pub fn matmul_path(device: Device, dtype: Kind, native_bf16: bool) -> String {
+    if device != Device::Cpu {
+        return format!("{dtype:?} GEMMs on {} (cuBLAS)", crate::device::device_label(device));
+    }
+    let onednn = tch::utils::has_mkldnn();
+    let packed = if onednn { "fused projections packed for oneDNN" } else { "fused projections (no oneDNN in this libtorch)" };
+    match (dtype, crate::device::compute_kind_on(device, dtype, native_bf16)) {
+        (Kind::Float, _) => format!("f32 GEMMs, {packed}"),
+        (Kind::BFloat16, Kind::BFloat16) if native_bf16 => {
+            "bf16 GEMMs on the CPU's native bf16 instructions, fused projections".into()
+        }
+        (Kind::BFloat16, Kind::BFloat16) => {
+            "bf16 GEMMs emulated in software (SPICE_LM_FORCE_BF16 is set): slow".into()
+        }
+        (Kind::BFloat16, _) => format!(
+            "no native bf16 here: f32 GEMMs with {packed} for steps of more than \
+             {NARROW_DECODE_ROWS} rows; bf16 weights (half the bytes) for decode steps of at \
+             most {NARROW_DECODE_ROWS} rows"
+        ),
+        (other, _) => format!("{other:?} GEMMs"),
+    }
+}
+
 /// One row being generated.
 struct Row {
     index: usize,

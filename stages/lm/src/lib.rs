@@ -6,13 +6,17 @@
 //! - [`Policy::sequence_logprobs`] / [`Policy::accumulate_gradients`] score completions for
 //!   training, with f32 master weights and bf16 or f32 compute;
 //! - [`AdamW`] updates the weights and saves its state for an exact resume;
-//! - [`checkpoint::save`] writes the policy back as a Hugging Face folder.
+//! - [`checkpoint::save`] writes the policy back as a Hugging Face folder;
+//! - [`doctor::Doctor`] reports what this machine and build give it (CUDA, CPU ISA, threads).
 
 pub mod bench;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu;
+pub mod cuda;
 pub mod device;
+pub mod doctor;
 pub mod folder;
 pub mod generate;
 pub mod kv_cache;
@@ -26,7 +30,7 @@ pub mod tokenizer;
 
 pub use chat::ChatMessage;
 pub use config::Config;
-pub use device::{parse_device, parse_dtype};
+pub use device::{device_label, parse_device, parse_dtype, resolve_device, DeviceChoice};
 pub use generate::{FinishReason, GenRequest, GenStats, Generation};
 pub use logprobs::{GradOptions, ScoreRow, TokenLogprobs};
 pub use optim::AdamW;

@@ -1,10 +1,10 @@
-//! `spice-lm`: a quick look at a policy model (generate), its speed (bench), and the slot for
-//! importing the default GGUF model.
+//! `spice-lm`: a quick look at a policy model (generate, logits), its speed (bench), what
+//! this machine gives it (doctor), and the slot for importing the default GGUF model.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use spice_lm::{device, ChatMessage, GenRequest, Policy, SamplingParams};
 
@@ -48,6 +48,32 @@ enum Command {
         /// Compute dtype: f32 or bf16 (weights stay f32).
         #[arg(long, default_value = "f32")]
         dtype: String,
+    },
+    /// Logits of token sequences, for comparing with another implementation: every int64
+    /// tensor `input_{i}` of --inputs becomes an f32 tensor `logits_{i}` [seq, vocab] in --out.
+    Logits {
+        #[arg(long)]
+        model: PathBuf,
+        /// A safetensors file with 1-D int64 tensors `input_0`, `input_1`, …
+        #[arg(long)]
+        inputs: PathBuf,
+        /// The safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Compute dtype: f32 or bf16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
+    /// What this machine and build give the policy: libtorch and its CUDA backend, driver,
+    /// devices, cuDNN, NCCL, the CPU's ISA and matmul path, threads, and what
+    /// `device = "auto"` picks and why.
+    Doctor {
+        /// text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
     },
     /// Measure generation tokens/s and the training step (time, peak memory); one JSON line
     /// per measurement on stdout.
@@ -117,6 +143,20 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => spice_lm::bench::run(&args),
+        Command::Logits { model, inputs, out, device: dev, dtype } => {
+            let choice = device::resolve_device(&dev)?;
+            let policy = Policy::load(&model, choice.device, device::parse_dtype(&dtype)?)?;
+            logits(&policy, &inputs, &out)
+        }
+        Command::Doctor { format } => {
+            let d = spice_lm::doctor::Doctor::probe();
+            match format.as_str() {
+                "text" => print!("{}", d.text()),
+                "json" => println!("{}", serde_json::to_string_pretty(&d)?),
+                other => bail!("--format {other:?}: use text or json"),
+            }
+            Ok(())
+        }
         Command::ImportGguf { gguf, out, force } => {
             let opts = spice_gguf::ImportOptions { force, progress: true };
             let r = spice_gguf::import_gguf_with(&gguf, &out, &opts)?;
@@ -131,4 +171,34 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `spice-lm logits`: one forward pass per `input_{i}` of `inputs`, logits in f32.
+fn logits(policy: &Policy, inputs: &Path, out: &Path) -> Result<()> {
+    use spice_lm::tch::{Kind, Tensor};
+    let tensors = Tensor::read_safetensors(inputs).with_context(|| format!("reading {}", inputs.display()))?;
+    let mut named: Vec<(String, Tensor)> = Vec::new();
+    for (name, t) in tensors {
+        let Some(i) = name.strip_prefix("input_") else { continue };
+        if t.dim() != 1 || t.kind() != Kind::Int64 {
+            bail!("{}: tensor {name} must be 1-D int64 token ids, got {:?} {:?}", inputs.display(), t.kind(), t.size());
+        }
+        let vocab = policy.config().vocab_size as i64;
+        if t.size()[0] == 0 || t.max().int64_value(&[]) >= vocab || t.min().int64_value(&[]) < 0 {
+            bail!("{}: tensor {name} is empty or holds ids outside the vocabulary ({vocab})", inputs.display());
+        }
+        let logits = spice_lm::tch::no_grad(|| {
+            let w = policy.model().weights(policy.compute_kind());
+            let ids = t.to_device(policy.device()).unsqueeze(0);
+            policy.model().logits(&w, &ids).squeeze_dim(0).to_kind(Kind::Float).to_device(spice_lm::Device::Cpu)
+        });
+        named.push((format!("logits_{i}"), logits));
+    }
+    if named.is_empty() {
+        bail!("{}: no tensor named input_<i>", inputs.display());
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&named, out).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("{} logits tensors written to {}", named.len(), out.display());
+    Ok(())
 }

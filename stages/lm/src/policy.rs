@@ -74,15 +74,7 @@ impl Policy {
     /// (Generation still reads bf16 weights there for decode steps of a few rows, where
     /// bandwidth, not arithmetic, is the limit: see `generate::NARROW_DECODE_ROWS`.)
     pub fn compute_kind(&self) -> Kind {
-        if self.dtype != Kind::Float
-            && self.device() == Device::Cpu
-            && !crate::device::cpu_has_native_bf16()
-            && std::env::var_os("SPICE_LM_FORCE_BF16").is_none()
-        {
-            Kind::Float
-        } else {
-            self.dtype
-        }
+        crate::device::compute_kind_on(self.device(), self.dtype, crate::device::cpu_has_native_bf16())
     }
 
     pub fn device(&self) -> Device {

@@ -10,25 +10,28 @@ use anyhow::{Context, Result};
 use spice_lm::{ChatMessage, GenRequest, Generation, Policy, SamplingParams};
 use spice_schemas::{digest::digest_path, layout::policy_id};
 
-/// A loaded policy and the id its rows record (`checkpoint@3fa2c0d91b7e`).
+/// A loaded policy, the id its rows record (`checkpoint@3fa2c0d91b7e`) and the device it
+/// runs on (`cpu`, `cuda:0`), which the stage's manifest records.
 pub struct StagePolicy {
     pub policy: Policy,
     pub id: String,
+    pub device: String,
 }
 
 impl StagePolicy {
     /// Load `dir` on `device` (`auto|cpu|cuda:N`) computing in `dtype` (`bf16|f32`).
     pub fn load(dir: &Path, device: &str, dtype: &str) -> Result<StagePolicy> {
         spice_lm::device::use_all_cores();
-        let dev = spice_lm::parse_device(device)?;
+        let dev = log_device(device)?;
         let kind = spice_lm::parse_dtype(dtype)?;
         let t0 = Instant::now();
         let policy = Policy::load(dir, dev, kind)
             .with_context(|| format!("loading the policy from {}", dir.display()))?;
         let digest = digest_path(dir).with_context(|| format!("digesting {}", dir.display()))?;
         let id = policy_id(dir, &digest);
-        tracing::info!(policy = %id, device = ?dev, dtype, seconds = t0.elapsed().as_secs_f64(), "policy loaded");
-        Ok(StagePolicy { policy, id })
+        let device = spice_lm::device_label(dev);
+        tracing::info!(policy = %id, device, dtype, seconds = t0.elapsed().as_secs_f64(), "policy loaded");
+        Ok(StagePolicy { policy, id, device })
     }
 
     /// The prompt text and token ids for one user message: through the chat template when
@@ -77,6 +80,14 @@ impl StagePolicy {
         tracing::info!(rows = t.rows, new_tokens = t.new_tokens, seconds = t.seconds, tokens_per_second = t.tokens_per_second(), "{what} done");
         Ok((gens, t))
     }
+}
+
+/// Resolve a stage's `--device` and say once, at its start, where it runs and why
+/// (`auto` falling back to the CPU beside an unusable GPU is a warning).
+pub fn log_device(spec: &str) -> Result<spice_lm::Device> {
+    let choice = spice_lm::resolve_device(spec)?;
+    tracing::info!("device: {} ({})", spice_lm::device_label(choice.device), choice.reason);
+    Ok(choice.device)
 }
 
 /// Totals of generation, for manifests.

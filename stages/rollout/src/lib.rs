@@ -71,6 +71,7 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
         .collect();
 
     let sp = StagePolicy::load(&policy_dir, &ctx.device, &ctx.cfg.run.dtype)?;
+    let out = out.device(&sp.device);
     let k = rs.num_generations;
     let mut reqs = Vec::with_capacity(tasks.len() * k as usize);
     let mut prompt_texts = Vec::with_capacity(tasks.len());

@@ -114,7 +114,11 @@ pub fn run_with(
     // bad input never takes a finished update away.
     let selection = read_scored(&scored, ctx.iter, train_challenger)?;
     let mut rows = selection.rows;
-    let device = spice_lm::parse_device(&ctx.device)?;
+    let choice = spice_lm::resolve_device(&ctx.device)?;
+    let device = choice.device;
+    let label = spice_lm::device_label(device);
+    tracing::info!("device: {label} ({})", choice.reason);
+    let (out_update, out_ckpt) = (out_update.device(&label), out_ckpt.device(&label));
     let t_load = Instant::now();
     let policy = Policy::load(&policy_dir, device, kind)
         .with_context(|| format!("loading the policy {}", policy_dir.display()))?;
@@ -123,7 +127,7 @@ pub fn run_with(
     let resumed = load_optimizer(&mut opt, &policy_dir, ctx.iter)?;
     tracing::info!(
         policy = %policy_dir.display(),
-        ?device,
+        device = %label,
         compute = ?policy.compute_kind(),
         sequences = rows.len(),
         frozen_challenger_rows = selection.frozen_skipped,

@@ -1,11 +1,14 @@
 """Interleave `spice-lm bench` and the transformers baseline, then print best/median tables.
 
     python stages/lm/benches/compare.py --model data/models/smollm2-135m-instruct \
-        --spice-lm target/release/spice-lm [--rounds 5] [--dtypes bf16,f32] [--what all]
+        --spice-lm target/release/spice-lm [--rounds 5] [--dtypes bf16,f32] [--what all] \
+        [--device cpu|cuda]
     python stages/lm/benches/compare.py --model ... --from-logs a.jsonl b.jsonl   # tables only
 
 Each round runs ours then theirs for each (measurement, dtype), one run each, so a noisy
 neighbour hurts both alike. Raw JSON lines go to --log (default bench-results.jsonl).
+On a GPU the update table's memory is device memory in use after the step (`gpu_used_bytes`,
+CUDA context included, on both sides) rather than the process's peak RSS.
 Uses only the standard library (plus torch/transformers inside transformers_bench.py).
 """
 
@@ -52,13 +55,16 @@ def table(rows, dtypes, batches):
                                f"| {o[0] / t[0]:.2f}× / {o[1] / t[1]:.2f}× |")
     upd = [r for r in rows if r["bench"] == "update"]
     if upd:
+        # GPU rows carry device memory; the process's RSS says little there.
+        mem_key = "gpu_used_bytes" if any(r.get("gpu_used_bytes") for r in upd) else "peak_rss_bytes"
+        mem = "GPU used GB" if mem_key == "gpu_used_bytes" else "peak GB"
         out.append("")
-        out.append("| dtype | spice-lm s best / median (runs) | peak GB | transformers s best / median (runs) | peak GB | speed-up best / median |")
+        out.append(f"| dtype | spice-lm s best / median (runs) | {mem} | transformers s best / median (runs) | {mem} | speed-up best / median |")
         out.append("| --- | --- | --- | --- | --- | --- |")
         for dt in dtypes:
             o = cell("spice-lm", "update", dt, "seconds")
             t = cell("transformers", "update", dt, "seconds")
-            peak = lambda impl: max((r["peak_rss_bytes"] or 0 for r in upd
+            peak = lambda impl: max((r.get(mem_key) or 0 for r in upd
                                      if r["impl"] == impl and r["dtype"] == dt), default=0) / 1e9
             if o and t:
                 out.append(f"| {dt} | {o[0]:.1f} / {o[1]:.1f} ({o[2]}) | {peak('spice-lm'):.2f} "
@@ -81,6 +87,7 @@ def main():
     ap.add_argument("--batches", default="1,8,32,64")
     ap.add_argument("--what", default="all", help="generate, update or all")
     ap.add_argument("--micro-batch", default="1")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
     ap.add_argument("--log", default="bench-results.jsonl")
     ap.add_argument("--threads", help="intra-op threads for both (default: every core)")
     ap.add_argument("--from-logs", nargs="+", metavar="LOG",
@@ -99,12 +106,12 @@ def main():
         for what in whats:
             for dt in dtypes:
                 common = ["--model", a.model, "--dtypes", dt, "--what", what, "--repeats", "1",
-                          "--new-tokens", a.new_tokens]
+                          "--new-tokens", a.new_tokens, "--device", a.device]
                 if what == "generate":
                     common += ["--batches", a.batches]
                 if a.threads:
                     common += ["--threads", a.threads]
-                ours = [a.spice_lm, "bench", "--device", "cpu", "--micro-batch", a.micro_batch] + common
+                ours = [a.spice_lm, "bench", "--micro-batch", a.micro_batch] + common
                 theirs = [a.python, os.path.join(HERE, "transformers_bench.py")] + common
                 rows += run(ours, a.log)
                 if rnd < baseline_rounds:

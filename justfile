@@ -57,3 +57,8 @@ report *args: setup
 # NCCL, CPU ISA and matmul path, threads, and what `device = "auto"` picks and why.
 doctor *args: setup
     @target/release/spice doctor "$@"
+
+# The GPU check (pipelines/gpu-check.sh): `--pack` here packs the release binaries into
+# .device-bin/ for a GPU machine, `--rehearse` runs the same checks on this CPU.
+gpu-check *args: setup
+    @bash pipelines/gpu-check.sh "$@"

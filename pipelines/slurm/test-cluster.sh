@@ -46,12 +46,23 @@ if [[ $(id -u) != 0 ]]; then
     echo "needs root to run munged and slurmd" >&2
     exit 3
 fi
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
-    || ! command -v munged >/dev/null; then
-    echo "installing slurmctld slurmd slurm-client munge" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >&2 \
-        || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >&2; }
+installed() {
+    command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
+        && command -v munged >/dev/null
+}
+if ! installed; then
+    # Tests start clusters in parallel: the first installs, the others wait for it (apt would
+    # refuse them its lock) and then find everything installed.
+    exec 9>"${TMPDIR:-/tmp}/spice-slurm-install.lock"
+    flock 9
+    if ! installed; then
+        echo "installing slurmctld slurmd slurm-client munge" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt=(apt-get -o DPkg::Lock::Timeout=300)
+        "${apt[@]}" install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >&2 \
+            || { "${apt[@]}" update -q >&2 && "${apt[@]}" install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >&2; }
+    fi
+    flock -u 9
 fi
 
 mkdir -p "$dir"/{state,spool,log}

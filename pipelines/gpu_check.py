@@ -320,6 +320,28 @@ class Check:
             rows[impl] = (got, None if rc == 0 else f"{impl} {what} exited {rc}: {tail(err, 8)}")
         return rows
 
+    def interleave(self, what, common, rounds):
+        """Up to `rounds` rounds of ours and transformers (order alternating), stopping when
+        another round would pass the deadline. Each process's first line is a warmup and is
+        dropped. Returns the kept lines per side, the errors and the rounds run."""
+        sides = [("spice-lm", [self.spice_lm, "bench"] + common),
+                 ("transformers", [sys.executable, TRANSFORMERS_BENCH] + common)]
+        runs = {"spice-lm": [], "transformers": []}
+        errors, done, round_secs = [], 0, 0.0
+        for r in range(rounds):
+            if r > 0 and round_secs > self.left():
+                self.say(f"{what}: stopping after {r} rounds, {self.left():.0f} s left before the deadline")
+                break
+            t = time.time()
+            for impl, (got, err) in self.bench_round(sides if r % 2 == 0 else sides[::-1], what).items():
+                runs[impl] += got[1:]
+                if err:
+                    errors.append(err)
+            round_secs = time.time() - t
+            done += 1
+            self.say(f"{what} round {r + 1}/{rounds}: {round_secs:.1f} s")
+        return runs, errors, done
+
     def generate(self, model):
         if self.a.rehearse:
             batches, rounds, new_tokens, prompt_len = [1, 2], 1, 4, 8
@@ -330,22 +352,8 @@ class Check:
         common = ["--model", model, "--device", self.device, "--what", "generate", "--dtypes", "bf16",
                   "--batches", ",".join(map(str, [batches[0]] + batches)), "--new-tokens", new_tokens,
                   "--prompt-len", prompt_len, "--repeats", 1]
-        sides = [("spice-lm", [self.spice_lm, "bench"] + common),
-                 ("transformers", [sys.executable, TRANSFORMERS_BENCH] + common)]
-        runs = {"spice-lm": [], "transformers": []}
-        errors, done, round_secs, t_all = [], 0, 0.0, time.time()
-        for r in range(rounds):
-            if r > 0 and round_secs > self.left():
-                self.say(f"generation: stopping after {r} rounds, {self.left():.0f} s left before the deadline")
-                break
-            t = time.time()
-            for impl, (got, err) in self.bench_round(sides if r % 2 == 0 else sides[::-1], "generate").items():
-                runs[impl] += got[1:]
-                if err:
-                    errors.append(err)
-            round_secs = time.time() - t
-            done += 1
-            self.say(f"generation round {r + 1}/{rounds}: {round_secs:.1f} s")
+        t_all = time.time()
+        runs, errors, done = self.interleave("generate", common, rounds)
         for b in batches:
             ours = [x["tokens_per_s"] for x in runs["spice-lm"] if x["batch"] == b]
             theirs = [x["tokens_per_s"] for x in runs["transformers"] if x["batch"] == b]
@@ -378,22 +386,8 @@ class Check:
         common = ["--model", model, "--device", self.device, "--what", "update", "--dtypes", "bf16",
                   "--update-rows", rows, "--update-seq", seq, "--update-completion", completion,
                   "--micro-batch", micro, "--repeats", 2]
-        sides = [("spice-lm", [self.spice_lm, "bench"] + common),
-                 ("transformers", [sys.executable, TRANSFORMERS_BENCH] + common)]
-        runs = {"spice-lm": [], "transformers": []}
-        errors, done, round_secs, t_all = [], 0, 0.0, time.time()
-        for r in range(rounds):
-            if r > 0 and round_secs > self.left():
-                self.say(f"update: stopping after {r} rounds, {self.left():.0f} s left before the deadline")
-                break
-            t = time.time()
-            for impl, (got, err) in self.bench_round(sides if r % 2 == 0 else sides[::-1], "update").items():
-                runs[impl] += got[1:]
-                if err:
-                    errors.append(err)
-            round_secs = time.time() - t
-            done += 1
-            self.say(f"update round {r + 1}/{rounds}: {round_secs:.1f} s")
+        t_all = time.time()
+        runs, errors, done = self.interleave("update", common, rounds)
         mem_key = "peak_rss_bytes" if self.device == "cpu" else "gpu_used_bytes"
         stat = {}
         for impl, got in runs.items():

@@ -8,7 +8,13 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// The binaries that load the model.
-const MODEL_STAGES: [&str; 5] = ["spice-lm", "spice-challenge", "spice-rollout", "spice-update", "spice-eval"];
+const MODEL_STAGES: [&str; 5] = [
+    "spice-lm",
+    "spice-challenge",
+    "spice-rollout",
+    "spice-update",
+    "spice-eval",
+];
 
 #[derive(clap::Args)]
 pub struct DoctorArgs {
@@ -31,7 +37,10 @@ struct Linkage {
 pub fn run(args: &DoctorArgs) -> Result<()> {
     let bin_dir = match &args.bin_dir {
         Some(d) => d.clone(),
-        None => std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
     };
     if !matches!(args.format.as_str(), "text" | "json") {
         bail!("--format {:?}: use text or json", args.format);
@@ -42,7 +51,11 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
         .output()
         .with_context(|| format!("running {} (build it: cargo build --release)", lm.display()))?;
     if !out.status.success() {
-        bail!("{} doctor failed:\n{}", lm.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} doctor failed:\n{}",
+            lm.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let stdout = String::from_utf8(out.stdout).context("spice-lm doctor wrote non-UTF-8")?;
     let links: Vec<Linkage> = MODEL_STAGES
@@ -58,7 +71,8 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
         })
         .collect();
     if args.format == "json" {
-        let mut v: serde_json::Value = serde_json::from_str(&stdout).context("spice-lm doctor --format json")?;
+        let mut v: serde_json::Value =
+            serde_json::from_str(&stdout).context("spice-lm doctor --format json")?;
         v["stage_binaries"] = serde_json::to_value(&links)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

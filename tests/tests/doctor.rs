@@ -7,8 +7,15 @@ use common::bin_dir;
 use std::process::Command;
 
 fn doctor(format: &str) -> String {
-    let out = Command::new(bin_dir().join("spice")).args(["doctor", "--format", format]).output().unwrap();
-    assert!(out.status.success(), "spice doctor --format {format}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin_dir().join("spice"))
+        .args(["doctor", "--format", format])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "spice doctor --format {format}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -16,11 +23,21 @@ fn doctor(format: &str) -> String {
 fn doctor_reports_the_machine_and_the_auto_choice() {
     let v: serde_json::Value = serde_json::from_str(&doctor("json")).unwrap();
     let torch = &v["torch"];
-    assert!(torch["version"].as_str().is_some_and(|s| s.starts_with("2.11")), "{torch:#}");
-    assert!(torch["libtorch_dir"].as_str().is_some_and(|d| std::path::Path::new(d).join("libtorch_cpu.so").exists()));
+    assert!(
+        torch["version"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("2.11")),
+        "{torch:#}"
+    );
+    assert!(torch["libtorch_dir"]
+        .as_str()
+        .is_some_and(|d| std::path::Path::new(d).join("libtorch_cpu.so").exists()));
     let cuda = &v["cuda"];
     // A libtorch with a CUDA backend is loaded with it, in every model stage too.
-    assert_eq!(cuda["backend_loaded"], cuda["backend_in_libtorch"], "{cuda:#}");
+    assert_eq!(
+        cuda["backend_loaded"], cuda["backend_in_libtorch"],
+        "{cuda:#}"
+    );
     let stages = v["stage_binaries"].as_array().unwrap();
     assert_eq!(stages.len(), 5, "{stages:#?}");
     for s in stages {
@@ -31,7 +48,10 @@ fn doctor_reports_the_machine_and_the_auto_choice() {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
     let cpu = &v["cpu"];
     assert_eq!(cpu["avx2"], cpuinfo.contains(" avx2"), "{cpu:#}");
-    assert_eq!(cpu["native_bf16"], cpuinfo.contains(" avx512_bf16") || cpuinfo.contains(" amx_bf16"));
+    assert_eq!(
+        cpu["native_bf16"],
+        cpuinfo.contains(" avx512_bf16") || cpuinfo.contains(" amx_bf16")
+    );
     assert!(cpu["intra_op_threads"].as_i64().unwrap() >= 1);
     let bf16 = cpu["matmul_bf16"].as_str().unwrap();
     if cpu["native_bf16"] == false {
@@ -40,15 +60,33 @@ fn doctor_reports_the_machine_and_the_auto_choice() {
     // `auto`: a GPU where libtorch sees one, else the CPU with the reason.
     let auto = &v["auto"];
     let devices = cuda["device_count"].as_u64().unwrap();
-    assert_eq!(auto["device"], if devices > 0 { "cuda:0" } else { "cpu" }, "{auto:#}");
+    assert_eq!(
+        auto["device"],
+        if devices > 0 { "cuda:0" } else { "cpu" },
+        "{auto:#}"
+    );
     if cuda["driver"].is_null() {
-        assert!(auto["reason"].as_str().unwrap().contains("no NVIDIA driver"), "{auto:#}");
+        assert!(
+            auto["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no NVIDIA driver"),
+            "{auto:#}"
+        );
         assert!(auto["warning"].is_null());
     }
     println!("auto: {} ({})", auto["device"], auto["reason"]);
 
     let text = doctor("text");
-    for part in ["libtorch", "CUDA", "CPU", "matmul, bf16", "device = \"auto\" picks", "stage binaries in", "spice-update"] {
+    for part in [
+        "libtorch",
+        "CUDA",
+        "CPU",
+        "matmul, bf16",
+        "device = \"auto\" picks",
+        "stage binaries in",
+        "spice-update",
+    ] {
         assert!(text.contains(part), "no {part:?} in:\n{text}");
     }
 }

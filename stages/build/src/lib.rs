@@ -49,7 +49,9 @@ pub fn link_libtorch() {
 /// The CUDA backend libraries present in a libtorch library folder: all of
 /// [`CUDA_LIBRARIES`], or none when any is missing (a CPU-only libtorch).
 pub fn cuda_libraries_in(dir: &Path) -> Vec<&'static str> {
-    let present = CUDA_LIBRARIES.iter().all(|l| dir.join(format!("lib{l}.so")).exists());
+    let present = CUDA_LIBRARIES
+        .iter()
+        .all(|l| dir.join(format!("lib{l}.so")).exists());
     if present {
         CUDA_LIBRARIES.to_vec()
     } else {

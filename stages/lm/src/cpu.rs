@@ -25,7 +25,9 @@ impl CpuInfo {
         INFO.get_or_init(|| {
             let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
             let mut info = CpuInfo::parse(&text);
-            info.cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            info.cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
             info
         })
     }
@@ -67,7 +69,11 @@ impl CpuInfo {
             (self.avx512_bf16, "AVX-512-BF16"),
             (self.amx_bf16, "AMX-BF16"),
         ];
-        let v: Vec<&str> = names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+        let v: Vec<&str> = names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
         if v.is_empty() {
             "none of AVX2, AVX-512, AMX".into()
         } else {

@@ -35,9 +35,16 @@ pub fn choose_device(spec: &str, facts: &CudaFacts) -> Result<DeviceChoice> {
             bail!("device {s:?} was asked for, but libtorch sees no CUDA device: {why}");
         }
         if n >= facts.device_count {
-            bail!("device cuda:{n} was asked for, but libtorch sees {} CUDA device(s)", facts.device_count);
+            bail!(
+                "device cuda:{n} was asked for, but libtorch sees {} CUDA device(s)",
+                facts.device_count
+            );
         }
-        Ok(DeviceChoice { device: Device::Cuda(n), reason: format!("{s} as asked"), warning: None })
+        Ok(DeviceChoice {
+            device: Device::Cuda(n),
+            reason: format!("{s} as asked"),
+            warning: None,
+        })
     };
     match s.as_str() {
         "auto" => match facts.why_no_device() {
@@ -110,8 +117,14 @@ pub fn compute_kind_on(device: Device, dtype: Kind, native_bf16: bool) -> Kind {
 /// Set libtorch's intra-op threads: `SPICE_LM_THREADS` when set, else every core (libtorch
 /// may default to fewer).
 pub fn use_all_cores() {
-    let from_env = std::env::var("SPICE_LM_THREADS").ok().and_then(|s| s.parse::<i32>().ok());
-    let n = from_env.or_else(|| std::thread::available_parallelism().ok().map(|n| n.get() as i32));
+    let from_env = std::env::var("SPICE_LM_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok());
+    let n = from_env.or_else(|| {
+        std::thread::available_parallelism()
+            .ok()
+            .map(|n| n.get() as i32)
+    });
     if let Some(n) = n {
         tch::set_num_threads(n.max(1));
     }
@@ -132,7 +145,12 @@ mod tests {
                 Ok(Driver {
                     version: "580.159.03".into(),
                     cuda_version: "13.0".into(),
-                    gpus: vec![Gpu { index: 0, name: "NVIDIA H200".into(), memory_total_bytes: 1 << 37, memory_used_bytes: 0 }],
+                    gpus: vec![Gpu {
+                        index: 0,
+                        name: "NVIDIA H200".into(),
+                        memory_total_bytes: 1 << 37,
+                        memory_used_bytes: 0,
+                    }],
                 })
             } else {
                 Err("NVML: not found".into())
@@ -161,8 +179,15 @@ mod tests {
         assert_eq!(c.device, Device::Cuda(0));
         assert!(c.warning.is_none());
         assert!(c.reason.contains("2 CUDA device"), "{}", c.reason);
-        assert_eq!(choose_device("cuda:1", &facts(2, true, true)).unwrap().device, Device::Cuda(1));
-        let e = choose_device("cuda:2", &facts(2, true, true)).unwrap_err().to_string();
+        assert_eq!(
+            choose_device("cuda:1", &facts(2, true, true))
+                .unwrap()
+                .device,
+            Device::Cuda(1)
+        );
+        let e = choose_device("cuda:2", &facts(2, true, true))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sees 2 CUDA device"), "{e}");
     }
 
@@ -186,9 +211,16 @@ mod tests {
 
     #[test]
     fn asking_for_cuda_without_one_is_a_clear_error() {
-        let e = choose_device("cuda", &facts(0, false, true)).unwrap_err().to_string();
-        assert!(e.contains("no CUDA device") && e.contains("no NVIDIA driver"), "{e}");
-        let e = choose_device("cuda:0", &facts(0, true, false)).unwrap_err().to_string();
+        let e = choose_device("cuda", &facts(0, false, true))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no CUDA device") && e.contains("no NVIDIA driver"),
+            "{e}"
+        );
+        let e = choose_device("cuda:0", &facts(0, true, false))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("CPU-only"), "{e}");
     }
 
@@ -197,9 +229,18 @@ mod tests {
         if std::env::var_os("SPICE_LM_FORCE_BF16").is_some() {
             return;
         }
-        assert_eq!(compute_kind_on(Device::Cpu, Kind::BFloat16, false), Kind::Float);
-        assert_eq!(compute_kind_on(Device::Cpu, Kind::BFloat16, true), Kind::BFloat16);
-        assert_eq!(compute_kind_on(Device::Cuda(0), Kind::BFloat16, false), Kind::BFloat16);
+        assert_eq!(
+            compute_kind_on(Device::Cpu, Kind::BFloat16, false),
+            Kind::Float
+        );
+        assert_eq!(
+            compute_kind_on(Device::Cpu, Kind::BFloat16, true),
+            Kind::BFloat16
+        );
+        assert_eq!(
+            compute_kind_on(Device::Cuda(0), Kind::BFloat16, false),
+            Kind::BFloat16
+        );
         assert_eq!(compute_kind_on(Device::Cpu, Kind::Float, true), Kind::Float);
     }
 }

@@ -73,10 +73,22 @@ impl Doctor {
     pub fn probe() -> Doctor {
         let facts = CudaFacts::get();
         let cpu = CpuInfo::get();
-        let (version, built_for_cuda) = facts.libtorch_dir.as_deref().map(torch_version).unwrap_or_default();
+        let (version, built_for_cuda) = facts
+            .libtorch_dir
+            .as_deref()
+            .map(torch_version)
+            .unwrap_or_default();
         let auto = match choose_device("auto", facts) {
-            Ok(c) => AutoChoice { device: device_label(c.device), reason: c.reason, warning: c.warning },
-            Err(e) => AutoChoice { device: "none".into(), reason: format!("{e:#}"), warning: None },
+            Ok(c) => AutoChoice {
+                device: device_label(c.device),
+                reason: c.reason,
+                warning: c.warning,
+            },
+            Err(e) => AutoChoice {
+                device: "none".into(),
+                reason: format!("{e:#}"),
+                warning: None,
+            },
         };
         Doctor {
             spice_version: env!("CARGO_PKG_VERSION").into(),
@@ -119,16 +131,38 @@ impl Doctor {
         let _ = writeln!(s, "spice {}", self.spice_version);
         let _ = writeln!(s, "\nlibtorch");
         let _ = writeln!(s, "  version        {}", or_unknown(&t.version));
-        let _ = writeln!(s, "  path           {}", t.libtorch_dir.as_ref().map_or("unknown".into(), |p| p.display().to_string()));
-        let _ = writeln!(s, "  built for CUDA {}", t.built_for_cuda.clone().unwrap_or_else(|| "no (CPU-only build)".into()));
-        let _ = writeln!(s, "  MKL {} · oneDNN {} · OpenMP {}", yes(t.mkl), yes(t.onednn), yes(t.openmp));
+        let _ = writeln!(
+            s,
+            "  path           {}",
+            t.libtorch_dir
+                .as_ref()
+                .map_or("unknown".into(), |p| p.display().to_string())
+        );
+        let _ = writeln!(
+            s,
+            "  built for CUDA {}",
+            t.built_for_cuda
+                .clone()
+                .unwrap_or_else(|| "no (CPU-only build)".into())
+        );
+        let _ = writeln!(
+            s,
+            "  MKL {} · oneDNN {} · OpenMP {}",
+            yes(t.mkl),
+            yes(t.onednn),
+            yes(t.openmp)
+        );
         let c = &self.cuda;
         let _ = writeln!(s, "\nCUDA");
         let _ = writeln!(s, "  backend in libtorch  {}", yes(c.backend_in_libtorch));
         let _ = writeln!(s, "  backend loaded       {}", yes(c.backend_loaded));
         match (&c.driver, &c.driver_missing) {
             (Some(d), _) => {
-                let _ = writeln!(s, "  NVIDIA driver        {} (supports CUDA {})", d.version, d.cuda_version);
+                let _ = writeln!(
+                    s,
+                    "  NVIDIA driver        {} (supports CUDA {})",
+                    d.version, d.cuda_version
+                );
                 for g in &d.gpus {
                     let _ = writeln!(
                         s,
@@ -141,7 +175,11 @@ impl Doctor {
                 }
             }
             (None, why) => {
-                let _ = writeln!(s, "  NVIDIA driver        none ({})", why.clone().unwrap_or_default());
+                let _ = writeln!(
+                    s,
+                    "  NVIDIA driver        none ({})",
+                    why.clone().unwrap_or_default()
+                );
             }
         }
         let _ = writeln!(s, "  devices libtorch sees {}", c.device_count);
@@ -151,7 +189,12 @@ impl Doctor {
         let l = &c.libraries;
         if c.backend_loaded {
             let _ = writeln!(s, "  CUDA runtime         {}", or_unknown(&l.runtime));
-            let _ = writeln!(s, "  cuDNN                {} (usable: {})", or_unknown(&l.cudnn), yes(l.cudnn_usable));
+            let _ = writeln!(
+                s,
+                "  cuDNN                {} (usable: {})",
+                or_unknown(&l.cudnn),
+                yes(l.cudnn_usable)
+            );
             let nccl = match (&l.nccl, &l.nccl_path) {
                 (Some(v), Some(p)) => format!("{v} ({})", p.display()),
                 (Some(v), None) => v.clone(),
@@ -165,7 +208,11 @@ impl Doctor {
         let _ = writeln!(s, "  cores          {}", p.info.cores);
         let _ = writeln!(s, "  ISA            {}", p.isa);
         let _ = writeln!(s, "  native bf16    {}", yes(p.native_bf16));
-        let _ = writeln!(s, "  threads        {} intra-op, {} inter-op (SPICE_LM_THREADS sets intra-op)", p.intra_op_threads, p.inter_op_threads);
+        let _ = writeln!(
+            s,
+            "  threads        {} intra-op, {} inter-op (SPICE_LM_THREADS sets intra-op)",
+            p.intra_op_threads, p.inter_op_threads
+        );
         let _ = writeln!(s, "  matmul, f32    {}", p.matmul_f32);
         let _ = writeln!(s, "  matmul, bf16   {}", p.matmul_bf16);
         let a = &self.auto;
@@ -191,8 +238,13 @@ fn torch_version(lib_dir: &Path) -> (Option<String>, Option<String>) {
         };
         return (value("__version__"), value("cuda"));
     }
-    let build = std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_string());
-    let cuda = build.as_ref().and_then(|v| v.split_once("+cu")).map(|(_, c)| c.to_string());
+    let build = std::fs::read_to_string(root.join("build-version"))
+        .ok()
+        .map(|s| s.trim().to_string());
+    let cuda = build
+        .as_ref()
+        .and_then(|v| v.split_once("+cu"))
+        .map(|(_, c)| c.to_string());
     (build, cuda)
 }
 
@@ -218,7 +270,12 @@ mod tests {
     fn probes_this_process() {
         let d = Doctor::probe();
         // Every tch binary of this workspace links the CUDA backend when libtorch has one.
-        assert_eq!(d.cuda.backend_loaded, d.cuda.backend_in_libtorch, "{}", d.text());
+        assert_eq!(
+            d.cuda.backend_loaded,
+            d.cuda.backend_in_libtorch,
+            "{}",
+            d.text()
+        );
         assert!(d.torch.libtorch_dir.is_some());
         assert!(d.text().contains("device = \"auto\" picks"));
         let json = serde_json::to_value(&d).unwrap();

@@ -21,8 +21,10 @@ fn logits_command_matches_the_reference() {
             .status()
             .unwrap();
         assert!(status.success());
-        let got: std::collections::HashMap<String, Tensor> =
-            Tensor::read_safetensors(&out).unwrap().into_iter().collect();
+        let got: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&out)
+            .unwrap()
+            .into_iter()
+            .collect();
         let want = reference(arch);
         assert_eq!(got.len(), 3, "{arch}: one logits tensor per input");
         for i in 0..3 {
@@ -48,6 +50,12 @@ fn logits_command_refuses_bad_inputs() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.safetensors") && err.contains("input_0") && err.contains("int64"), "{err}");
-    assert!(!dir.path().join("o.safetensors").exists(), "nothing is written for bad input");
+    assert!(
+        err.contains("bad.safetensors") && err.contains("input_0") && err.contains("int64"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("o.safetensors").exists(),
+        "nothing is written for bad input"
+    );
 }

@@ -70,9 +70,12 @@ pub fn choose_device(spec: &str, facts: &CudaFacts) -> Result<DeviceChoice> {
     }
 }
 
-/// [`choose_device`] on this machine, logging the choice (and any warning) once.
+/// [`choose_device`] on this machine, saying where the caller will run and why (every
+/// stage calls it once, at its start), and warning when that is probably not what the user
+/// wanted.
 pub fn resolve_device(spec: &str) -> Result<DeviceChoice> {
     let choice = choose_device(spec, CudaFacts::get())?;
+    tracing::info!("device: {} ({})", device_label(choice.device), choice.reason);
     if let Some(w) = &choice.warning {
         tracing::warn!("{w}");
     }

@@ -22,7 +22,7 @@ impl StagePolicy {
     /// Load `dir` on `device` (`auto|cpu|cuda:N`) computing in `dtype` (`bf16|f32`).
     pub fn load(dir: &Path, device: &str, dtype: &str) -> Result<StagePolicy> {
         spice_lm::device::use_all_cores();
-        let dev = log_device(device)?;
+        let dev = spice_lm::parse_device(device)?;
         let kind = spice_lm::parse_dtype(dtype)?;
         let t0 = Instant::now();
         let policy = Policy::load(dir, dev, kind)
@@ -80,14 +80,6 @@ impl StagePolicy {
         tracing::info!(rows = t.rows, new_tokens = t.new_tokens, seconds = t.seconds, tokens_per_second = t.tokens_per_second(), "{what} done");
         Ok((gens, t))
     }
-}
-
-/// Resolve a stage's `--device` and say once, at its start, where it runs and why
-/// (`auto` falling back to the CPU beside an unusable GPU is a warning).
-pub fn log_device(spec: &str) -> Result<spice_lm::Device> {
-    let choice = spice_lm::resolve_device(spec)?;
-    tracing::info!("device: {} ({})", spice_lm::device_label(choice.device), choice.reason);
-    Ok(choice.device)
 }
 
 /// Totals of generation, for manifests.

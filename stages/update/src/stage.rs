@@ -114,10 +114,8 @@ pub fn run_with(
     // bad input never takes a finished update away.
     let selection = read_scored(&scored, ctx.iter, train_challenger)?;
     let mut rows = selection.rows;
-    let choice = spice_lm::resolve_device(&ctx.device)?;
-    let device = choice.device;
+    let device = spice_lm::parse_device(&ctx.device)?;
     let label = spice_lm::device_label(device);
-    tracing::info!("device: {label} ({})", choice.reason);
     let (out_update, out_ckpt) = (out_update.device(&label), out_ckpt.device(&label));
     let t_load = Instant::now();
     let policy = Policy::load(&policy_dir, device, kind)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared check of the GPU path, for a lent GPU machine that has Python with torch and
+# One prepared check of the GPU path, for a GPU machine that has Python with torch and
 # transformers but no Rust, no network and no project venv. Only the git working tree and the
 # ignored folder .device-bin/ (our release binaries, stripped and xz-compressed) travel there.
 #

@@ -257,10 +257,11 @@ fn nccl_version() -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn driver(gpus: usize) -> Result<Driver, String> {
+    /// A driver listing `gpus` H200s, for the tests of the device choice too.
+    pub(crate) fn driver(gpus: usize) -> Result<Driver, String> {
         Ok(Driver {
             version: "580.159.03".into(),
             cuda_version: "13.0".into(),

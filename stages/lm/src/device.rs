@@ -136,7 +136,6 @@ pub fn use_all_cores() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cuda::{Driver, Gpu};
 
     fn facts(devices: usize, driver: bool, backend: bool) -> CudaFacts {
         CudaFacts {
@@ -145,16 +144,7 @@ mod tests {
             backend_loaded: backend,
             device_count: devices,
             driver: if driver {
-                Ok(Driver {
-                    version: "580.159.03".into(),
-                    cuda_version: "13.0".into(),
-                    gpus: vec![Gpu {
-                        index: 0,
-                        name: "NVIDIA H200".into(),
-                        memory_total_bytes: 1 << 37,
-                        memory_used_bytes: 0,
-                    }],
-                })
+                crate::cuda::tests::driver(1)
             } else {
                 Err("NVML: not found".into())
             },

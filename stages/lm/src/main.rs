@@ -178,17 +178,18 @@ fn logits(policy: &Policy, inputs: &Path, out: &Path) -> Result<()> {
     use spice_lm::tch::{Kind, Tensor};
     let tensors = Tensor::read_safetensors(inputs).with_context(|| format!("reading {}", inputs.display()))?;
     let mut named: Vec<(String, Tensor)> = Vec::new();
+    // Compute-dtype weights once for every input.
+    let w = spice_lm::tch::no_grad(|| policy.model().weights(policy.compute_kind()));
+    let vocab = policy.config().vocab_size as i64;
     for (name, t) in tensors {
         let Some(i) = name.strip_prefix("input_") else { continue };
         if t.dim() != 1 || t.kind() != Kind::Int64 {
             bail!("{}: tensor {name} must be 1-D int64 token ids, got {:?} {:?}", inputs.display(), t.kind(), t.size());
         }
-        let vocab = policy.config().vocab_size as i64;
         if t.size()[0] == 0 || t.max().int64_value(&[]) >= vocab || t.min().int64_value(&[]) < 0 {
             bail!("{}: tensor {name} is empty or holds ids outside the vocabulary ({vocab})", inputs.display());
         }
         let logits = spice_lm::tch::no_grad(|| {
-            let w = policy.model().weights(policy.compute_kind());
             let ids = t.to_device(policy.device()).unsqueeze(0);
             policy.model().logits(&w, &ids).squeeze_dim(0).to_kind(Kind::Float).to_device(spice_lm::Device::Cpu)
         });

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `just bench`: generation tokens/s and the update step, ours against transformers on the same
 # model in the same run (interleaved; best and median of several rounds). Extra arguments go
-# to stages/lm/benches/compare.py (--rounds, --dtypes, --batches, --what generate|update|all).
+# to stages/lib/lm/benches/compare.py (--rounds, --dtypes, --batches, --what generate|update|all).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SPICE_ROOT"
@@ -11,6 +11,6 @@ if ! "$SPICE_PYTHON" -c 'import transformers' 2>/dev/null; then
     echo "==> installing transformers into the venv (benchmark baseline only)" >&2
     "$SPICE_PYTHON" -m pip install --quiet "transformers==5.*"
 fi
-exec "$SPICE_PYTHON" stages/lm/benches/compare.py \
+exec "$SPICE_PYTHON" stages/lib/lm/benches/compare.py \
     --model data/models/smollm2-135m-instruct --spice-lm target/release/spice-lm \
     --python "$SPICE_PYTHON" "$@"

@@ -29,7 +29,7 @@ cd "$ROOT"
 
 # `spice` and the stage binaries it runs (BINARIES of pipelines/src/plan.rs, plus spice-eval
 # for eval_every), and spice-lm for logits, bench and doctor.
-BINS=(spice spice-lm spice-chunk spice-challenge spice-verify spice-rollout spice-update spice-eval)
+BINS=(spice spice-lm spice-chunk spice-challenge spice-filter spice-rollout spice-score spice-update spice-eval)
 PACK=.device-bin
 PACK_LIMIT=$((56 * 1024 * 1024))  # the whole tree travels within 64 MiB
 TREE_LIMIT=$((64 * 1024 * 1024))

@@ -10,7 +10,7 @@
 3. the update step (64 × 1024 tokens, forward + backward + AdamW), time and device memory;
 4. generation tokens/s at batches 1, 8, 64, 256;
 with 3 and 4 on a randomly initialised model of Qwen3-0.6B's shape, interleaved with
-`stages/lm/benches/transformers_bench.py`. The functional checks come first, and rounds of
+`stages/lib/lm/benches/transformers_bench.py`. The functional checks come first, and rounds of
 the measurements stop early when the next one would pass --deadline.
 
 --rehearse (CI, CPU) runs the same code on tiny shapes: the measurements are token runs that
@@ -35,11 +35,11 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(REPO, "stages", "lm", "fixtures")
-TRANSFORMERS_BENCH = os.path.join(REPO, "stages", "lm", "benches", "transformers_bench.py")
+FIXTURES = os.path.join(REPO, "stages", "lib", "lm", "fixtures")
+TRANSFORMERS_BENCH = os.path.join(REPO, "stages", "lib", "lm", "benches", "transformers_bench.py")
 ARCHS = ["qwen2", "qwen3", "llama3"]
 
-# As stages/lm/tests/tiny_reference.rs: f32 logits within 1e-4 absolute of transformers' on
+# As stages/lib/lm/tests/tiny_reference.rs: f32 logits within 1e-4 absolute of transformers' on
 # these tiny models; bf16 logits within 5% of the largest |logit| of the f32 reference (bf16
 # keeps 8 bits of mantissa). Two bf16 implementations that each keep that bound are within
 # twice it of each other: transformers' own bf16 is 2-3.5% off the reference on these models.

@@ -5,6 +5,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SPICE_ROOT"
 
+# Style first: a formatting error fails the suite before anything is built.
+t0=$SECONDS
+if ! cargo fmt --version >/dev/null 2>&1; then
+    rustup component add rustfmt
+fi
+cargo fmt --all --check
+t_lint=$((SECONDS - t0))
+
 t0=$SECONDS
 cargo test --release --workspace --no-run --quiet
 t_build=$((SECONDS - t0))
@@ -19,6 +27,7 @@ t_run=$((SECONDS - t1))
 
 echo
 echo "== where the time went =="
+echo "fmt check:   ${t_lint} s"
 echo "build tests: ${t_build} s"
 echo "run tests:   ${t_run} s"
 # Each test binary prints `Running <path>` then `finished in Ns`: list the slowest.

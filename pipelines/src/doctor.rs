@@ -8,13 +8,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// The binaries that load the model.
-const MODEL_STAGES: [&str; 5] = [
-    "spice-lm",
-    "spice-challenge",
-    "spice-rollout",
-    "spice-update",
-    "spice-eval",
-];
+const MODEL_STAGES: [&str; 5] =
+    ["spice-lm", "spice-challenge", "spice-rollout", "spice-update", "spice-eval"];
 
 #[derive(clap::Args)]
 pub struct DoctorArgs {
@@ -37,10 +32,7 @@ struct Linkage {
 pub fn run(args: &DoctorArgs) -> Result<()> {
     let bin_dir = match &args.bin_dir {
         Some(d) => d.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
+        None => std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
     if !matches!(args.format.as_str(), "text" | "json") {
         bail!("--format {:?}: use text or json", args.format);
@@ -51,11 +43,7 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
         .output()
         .with_context(|| format!("running {} (build it: cargo build --release)", lm.display()))?;
     if !out.status.success() {
-        bail!(
-            "{} doctor failed:\n{}",
-            lm.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{} doctor failed:\n{}", lm.display(), String::from_utf8_lossy(&out.stderr));
     }
     let stdout = String::from_utf8(out.stdout).context("spice-lm doctor wrote non-UTF-8")?;
     let links: Vec<Linkage> = MODEL_STAGES

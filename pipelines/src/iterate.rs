@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use spice_schemas::{commit::write_atomic, layout::RunLayout, RunConfig};
+use spice_schemas::{commit::write_atomic, layout::RunLayout, vocab::Grounding, RunConfig};
 
 use crate::plan::{chunk_call, eval_calls, iteration_calls, StageCall, BINARIES};
 use crate::summary::summarize;
@@ -43,13 +43,16 @@ pub fn run(args: &IterateArgs, cfg: &RunConfig) -> Result<()> {
         cfg.challenger.documents_per_iteration
     );
     let device = args.device.as_deref();
-    if cfg.challenger.grounding == "corpus" {
+    if cfg.challenger.grounding == Grounding::Corpus {
         run_stage(&bin_dir, &args.run, &chunk_call(&args.run), device, args.force)?;
     }
     let mut summaries = Vec::new();
     for iter in 0..iterations {
         let t0 = Instant::now();
-        for call in iteration_calls(&args.run, cfg, iter).into_iter().chain(eval_calls(&args.run, cfg, iter)) {
+        for call in iteration_calls(&args.run, cfg, iter)
+            .into_iter()
+            .chain(eval_calls(&args.run, cfg, iter))
+        {
             run_stage(&bin_dir, &args.run, &call, device, args.force)?;
         }
         let s = summarize(&layout.iter_dir(iter), iter)?;
@@ -75,7 +78,13 @@ fn write_summaries(layout: &RunLayout, upto: u32) -> Result<()> {
     write_atomic(&layout.root.join("summary.jsonl"), text.as_bytes())
 }
 
-fn run_stage(bin_dir: &Path, run: &Path, call: &StageCall, device: Option<&str>, force: bool) -> Result<()> {
+fn run_stage(
+    bin_dir: &Path,
+    run: &Path,
+    call: &StageCall,
+    device: Option<&str>,
+    force: bool,
+) -> Result<()> {
     for part in 0..call.parts {
         let bin: PathBuf = bin_dir.join(call.bin);
         let argv = call.args(run, part, device, force);
@@ -84,7 +93,8 @@ fn run_stage(bin_dir: &Path, run: &Path, call: &StageCall, device: Option<&str>,
             Some(i) => format!("iter {i:04} {}", call.name),
             None => call.name.to_string(),
         };
-        let part_note = if call.parts > 1 { format!(" part {part}/{}", call.parts) } else { String::new() };
+        let part_note =
+            if call.parts > 1 { format!(" part {part}/{}", call.parts) } else { String::new() };
         eprintln!("==> {what}{part_note}: {shown}");
         let t0 = Instant::now();
         let status = Command::new(&bin)

@@ -10,9 +10,8 @@ use spice_schemas::RunConfig;
 pub struct StageCall {
     /// Short name for logs and summaries: `chunk`, `challenge`, `filter`, …
     pub name: &'static str,
-    /// Binary and leading subcommand.
+    /// The stage's binary.
     pub bin: &'static str,
-    pub subcommand: Option<&'static str>,
     /// Iteration, or None for the run-level chunking.
     pub iter: Option<u32>,
     /// The flag that passes `iter`: `--iter`, or `--checkpoint-of` for evaluating the
@@ -27,8 +26,7 @@ pub struct StageCall {
 impl StageCall {
     /// Command-line arguments of part `part`.
     pub fn args(&self, run: &Path, part: u32, device: Option<&str>, force: bool) -> Vec<String> {
-        let mut a: Vec<String> = self.subcommand.iter().map(|s| s.to_string()).collect();
-        a.extend(["--run".to_string(), run.display().to_string()]);
+        let mut a = vec!["--run".to_string(), run.display().to_string()];
         if let Some(i) = self.iter {
             a.extend([self.iter_flag.to_string(), i.to_string()]);
         }
@@ -50,7 +48,6 @@ pub fn chunk_call(run: &Path) -> StageCall {
     StageCall {
         name: "chunk",
         bin: "spice-chunk",
-        subcommand: None,
         iter: None,
         iter_flag: "--iter",
         parts: 1,
@@ -63,21 +60,20 @@ pub fn chunk_call(run: &Path) -> StageCall {
 pub fn iteration_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall> {
     let dir = run.join(format!("iter-{iter:04}"));
     let n = cfg.run.shards.max(1);
-    let call = |name, bin, subcommand, parts, out: &str| StageCall {
+    let call = |name, bin, parts, out: &str| StageCall {
         name,
         bin,
-        subcommand,
         iter: Some(iter),
         iter_flag: "--iter",
         parts,
         output: dir.join(out),
     };
     vec![
-        call("challenge", "spice-challenge", None, n, "challenger"),
-        call("filter", "spice-verify", Some("filter"), 1, "tasks"),
-        call("rollout", "spice-rollout", None, n, "rollouts"),
-        call("score", "spice-verify", Some("score"), 1, "scored"),
-        call("update", "spice-update", None, 1, "update"),
+        call("challenge", "spice-challenge", n, "challenger"),
+        call("filter", "spice-filter", 1, "tasks"),
+        call("rollout", "spice-rollout", n, "rollouts"),
+        call("score", "spice-score", 1, "scored"),
+        call("update", "spice-update", 1, "update"),
     ]
 }
 
@@ -94,7 +90,6 @@ pub fn eval_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall> {
     let call = |iter_flag, out: &str| StageCall {
         name: "eval",
         bin: "spice-eval",
-        subcommand: None,
         iter: Some(iter),
         iter_flag,
         parts: 1,
@@ -110,7 +105,14 @@ pub fn eval_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall> {
 }
 
 /// Every stage binary a run needs.
-pub const BINARIES: &[&str] = &["spice-chunk", "spice-challenge", "spice-verify", "spice-rollout", "spice-update"];
+pub const BINARIES: &[&str] = &[
+    "spice-chunk",
+    "spice-challenge",
+    "spice-filter",
+    "spice-rollout",
+    "spice-score",
+    "spice-update",
+];
 
 #[cfg(test)]
 mod tests {
@@ -129,7 +131,8 @@ mod tests {
             calls[0].args(Path::new("r"), 1, Some("cpu"), true),
             ["--run", "r", "--iter", "2", "--shard", "1/3", "--device", "cpu", "--force"]
         );
-        assert_eq!(calls[3].args(Path::new("r"), 0, None, false), ["score", "--run", "r", "--iter", "2"]);
+        assert_eq!(calls[3].args(Path::new("r"), 0, None, false), ["--run", "r", "--iter", "2"]);
+        assert_eq!(calls[3].bin, "spice-score");
         assert_eq!(calls[4].output, Path::new("r/iter-0002/update"));
     }
 
@@ -140,7 +143,10 @@ mod tests {
         cfg.eval.eval_every = 2;
         cfg.eval.benchmarks = vec!["b.jsonl".into()];
         let args = |i| -> Vec<Vec<String>> {
-            eval_calls(Path::new("r"), &cfg, i).iter().map(|c| c.args(Path::new("r"), 0, None, false)).collect()
+            eval_calls(Path::new("r"), &cfg, i)
+                .iter()
+                .map(|c| c.args(Path::new("r"), 0, None, false))
+                .collect()
         };
         assert_eq!(args(0), vec![vec!["--run", "r", "--iter", "0"]], "the base model first");
         assert_eq!(args(1), vec![vec!["--run", "r", "--checkpoint-of", "1"]]);

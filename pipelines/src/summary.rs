@@ -31,7 +31,8 @@ pub struct IterationSummary {
 /// (`sum`), else averaged weighted by rows.
 fn metric(ms: &[Manifest], names: &[&str], sum: bool) -> Option<f64> {
     for name in names {
-        let vals: Vec<(f64, f64)> = ms.iter().filter_map(|m| Some((m.metric(name)?, m.rows as f64))).collect();
+        let vals: Vec<(f64, f64)> =
+            ms.iter().filter_map(|m| Some((m.metric(name)?, m.rows as f64))).collect();
         if vals.is_empty() {
             continue;
         }
@@ -65,7 +66,11 @@ pub fn summarize(iter_dir: &Path, iteration: u32) -> Result<IterationSummary> {
         iteration,
         documents: metric(&ch, &["documents"], true),
         attempts: metric(&ch, &["attempts"], true),
-        valid_task_rate: metric(&tasks, &["valid_rate"], false).or(metric(&ch, &["valid_rate"], false)),
+        valid_task_rate: metric(&tasks, &["valid_rate"], false).or(metric(
+            &ch,
+            &["valid_rate"],
+            false,
+        )),
         reasoner_answers: metric(&roll, &["answers"], true),
         mean_pass_rate: metric(&scored, &["mean_pass_rate"], false),
         mean_challenger_reward: metric(&scored, &["mean_challenger_reward", "mean_r_c"], false),
@@ -134,7 +139,9 @@ mod tests {
     #[test]
     fn minutes_count_the_checkpoint_inside_the_update_once() {
         let tmp = tempfile::TempDir::new().unwrap();
-        for (folder, s) in [("challenger", 60.0), ("tasks", 6.0), ("rollouts", 120.0), ("scored", 6.0)] {
+        for (folder, s) in
+            [("challenger", 60.0), ("tasks", 6.0), ("rollouts", 120.0), ("scored", 6.0)]
+        {
             stage(tmp.path(), folder, s);
         }
         stage(tmp.path(), "update", 180.0);

@@ -10,7 +10,9 @@
 //!     .input("challenger", std::path::Path::new("iter-0000/challenger"))?
 //!     .config(&cfg)
 //!     .seed(7);
-//! if out.is_done(force)? { return Ok(()); }
+//! if out.skip(force)? { return Ok(()); }
+//! // ... read and check every input ...
+//! out.begin()?;
 //! let mut w = ShardWriter::<TaskRow>::create(out.part_path())?;
 //! // ... w.write(row)? ...
 //! w.finish()?;
@@ -189,22 +191,33 @@ impl StageOutput {
         Ok(Status::Done(Box::new(m)))
     }
 
-    /// Whether the stage can be skipped. When it cannot, the part's old manifest and any
-    /// temporary files are removed first, so the folder reads as unfinished until
-    /// [`StageOutput::commit`].
-    pub fn is_done(&self, force: bool) -> Result<bool> {
-        if !force {
-            match self.status()? {
-                Status::Done(_) => return Ok(true),
-                Status::Stale(why) => tracing::info!(dir = %self.dir.display(), "redoing: {why}"),
-                Status::Missing => {}
-            }
+    /// Whether this part can be skipped: committed for the same inputs and configuration, and
+    /// not `force`d. Logs why a part that exists must be redone. Changes nothing on disk: a
+    /// stale or missing part is cleared only by [`StageOutput::begin`].
+    pub fn skip(&self, force: bool) -> Result<bool> {
+        if force {
+            return Ok(false);
         }
-        self.clear_for_rerun()?;
-        Ok(false)
+        match self.status()? {
+            Status::Done(_) => {
+                tracing::info!(
+                    "{} is done for these inputs and configuration (--force redoes it)",
+                    self.dir.display()
+                );
+                Ok(true)
+            }
+            Status::Stale(why) => {
+                tracing::info!("redoing {}: {why}", self.dir.display());
+                Ok(false)
+            }
+            Status::Missing => Ok(false),
+        }
     }
 
-    fn clear_for_rerun(&self) -> Result<()> {
+    /// Start writing this part: its old manifest and any temporary files go, so the folder
+    /// reads as unfinished until [`StageOutput::commit`]. A stage calls this only once every
+    /// input has been read and checked, so bad input never removes a finished output.
+    pub fn begin(&self) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating output folder {}", self.dir.display()))?;
         let manifest = self.manifest_path();
@@ -233,14 +246,19 @@ impl StageOutput {
         let part = self.part_path();
         if part.exists() {
             let rows = parquet_rows(&part)?;
-            outputs.push(OutputFile { file: self.shard.part_file(), rows, digest: sha256_file(&part)? });
+            outputs.push(OutputFile {
+                file: self.shard.part_file(),
+                rows,
+                digest: sha256_file(&part)?,
+            });
         }
         for (file, rows) in extra_files {
             let path = self.dir.join(file);
             let digest = digest_path(&path)?;
             outputs.push(OutputFile { file: file.to_string(), rows: *rows, digest });
         }
-        let listing: Vec<String> = outputs.iter().map(|o| format!("{}\t{}", o.file, o.digest)).collect();
+        let listing: Vec<String> =
+            outputs.iter().map(|o| format!("{}\t{}", o.file, o.digest)).collect();
         let finished_at = SystemTime::now();
         let manifest = Manifest {
             stage: self.stage,

@@ -1,4 +1,4 @@
-//! `run.toml`: every knob of the method (see SPICE.md), with the paper's values as defaults
+//! `run.toml`: every knob of the method (see METHOD.md), with the paper's values as defaults
 //! and the names TRL/verl users know (`num_generations`, `epsilon`, `beta`, …).
 //!
 //! A profile in `pipelines/*.toml` only lists what differs from these defaults. Unknown keys
@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use spice_vocab::{
+    AnswerType, ChallengerReward, ChallengerTraining, Grounding, LossType, LrSchedulerType,
+    ScaleRewards, TaskTypes,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -92,14 +96,14 @@ pub struct ChallengerSection {
     /// Prompt set in `pipelines/prompts/`: `paper` or `compact`.
     pub prompt_set: String,
     /// `both`, `mcq` or `free_form`.
-    pub task_types: String,
+    pub task_types: TaskTypes,
     /// Force the free-form answer type (`integer`, `float`, `expression`, `string`,
     /// `boolean`, `list`) instead of letting the model choose.
-    pub answer_type: Option<String>,
+    pub answer_type: Option<AnswerType>,
     /// `corpus` (SPICE) or `none` (ungrounded ablation: no document in the prompt).
-    pub grounding: String,
+    pub grounding: Grounding,
     /// `self` (SPICE) or `frozen`: the Challenger is `frozen_model`, never updated.
-    pub training: String,
+    pub training: ChallengerTraining,
     pub frozen_model: Option<PathBuf>,
     pub temperature: f64,
     pub top_p: f64,
@@ -117,10 +121,10 @@ impl Default for ChallengerSection {
             max_attempts: 1024,
             attempts_per_round: 8,
             prompt_set: "paper".into(),
-            task_types: "both".into(),
+            task_types: TaskTypes::Both,
             answer_type: None,
-            grounding: "corpus".into(),
-            training: "self".into(),
+            grounding: Grounding::Corpus,
+            training: ChallengerTraining::SelfPlay,
             frozen_model: None,
             temperature: 1.0,
             top_p: 1.0,
@@ -160,24 +164,24 @@ impl Default for ReasonerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct RewardSection {
     /// `variance` (SPICE), `absolute_zero`, `threshold` or `r_zero`.
-    pub challenger_reward: String,
+    pub challenger_reward: ChallengerReward,
     /// r_C of an invalid task (paper: −0.1).
     pub invalid_penalty: f64,
     /// Variance the Gaussian reward peaks at, and its width 2σ² (paper: 0.25 and 0.01·2).
     pub variance_target: f64,
     pub variance_width: f64,
     /// `none` (Dr. GRPO: advantages are not divided by the group's std) or `group`.
-    pub scale_rewards: String,
+    pub scale_rewards: ScaleRewards,
 }
 
 impl Default for RewardSection {
     fn default() -> Self {
         Self {
-            challenger_reward: "variance".into(),
+            challenger_reward: ChallengerReward::Variance,
             invalid_penalty: -0.1,
             variance_target: 0.25,
             variance_width: 0.01,
-            scale_rewards: "none".into(),
+            scale_rewards: ScaleRewards::None,
         }
     }
 }
@@ -186,10 +190,10 @@ impl Default for RewardSection {
 #[serde(deny_unknown_fields, default)]
 pub struct UpdateSection {
     /// `dr_grpo`: token sums divided by a constant (max_completion_length × sequences).
-    pub loss_type: String,
+    pub loss_type: LossType,
     pub learning_rate: f64,
     /// `constant` (paper).
-    pub lr_scheduler_type: String,
+    pub lr_scheduler_type: LrSchedulerType,
     /// KL coefficient to the initial policy (paper: 0, so no reference model is loaded).
     pub beta: f64,
     /// Clip range ε of the ratio.
@@ -212,9 +216,9 @@ pub struct UpdateSection {
 impl Default for UpdateSection {
     fn default() -> Self {
         Self {
-            loss_type: "dr_grpo".into(),
+            loss_type: LossType::DrGrpo,
             learning_rate: 1e-6,
-            lr_scheduler_type: "constant".into(),
+            lr_scheduler_type: LrSchedulerType::Constant,
             beta: 0.0,
             epsilon: 0.2,
             max_grad_norm: 1.0,
@@ -304,7 +308,11 @@ impl SlurmSection {
             gpus: o.gpus.or(base.gpus),
             cpus_per_task: o.cpus_per_task.or(base.cpus_per_task),
             mem: o.mem.clone().or(base.mem),
-            extra_sbatch: base.extra_sbatch.into_iter().chain(o.extra_sbatch.iter().cloned()).collect(),
+            extra_sbatch: base
+                .extra_sbatch
+                .into_iter()
+                .chain(o.extra_sbatch.iter().cloned())
+                .collect(),
             setup: base.setup.into_iter().chain(o.setup.iter().cloned()).collect(),
         }
     }
@@ -330,13 +338,17 @@ pub struct SlurmResources {
 }
 
 /// Stage names a `[slurm.stages.NAME]` table may use.
-pub const SLURM_STAGES: &[&str] = &["chunk", "challenge", "filter", "rollout", "score", "update", "eval"];
+pub const SLURM_STAGES: &[&str] =
+    &["chunk", "challenge", "filter", "rollout", "score", "update", "eval"];
 
 impl RunConfig {
     /// Parse TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let cfg: RunConfig =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim()))?;
+        // The path of a bad value (`reward.challenger_reward`) leads the message.
+        let cfg: RunConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| {
+                anyhow::anyhow!("{origin}: {}: {}", e.path(), e.inner().to_string().trim())
+            })?;
         cfg.validate().with_context(|| format!("{origin}: invalid configuration"))?;
         Ok(cfg)
     }
@@ -390,31 +402,18 @@ impl RunConfig {
             Ok(())
         }
         one_of("run.dtype", &self.run.dtype, &["bf16", "f32"])?;
-        if !(self.run.device == "auto" || self.run.device == "cpu" || self.run.device.starts_with("cuda")) {
+        if !(self.run.device == "auto"
+            || self.run.device == "cpu"
+            || self.run.device.starts_with("cuda"))
+        {
             bail!("run.device = {:?} is not auto, cpu or cuda:N", self.run.device);
         }
         one_of("challenger.prompt_set", &self.challenger.prompt_set, &["paper", "compact"])?;
-        one_of("challenger.task_types", &self.challenger.task_types, &["both", "mcq", "free_form"])?;
-        one_of("challenger.grounding", &self.challenger.grounding, &["corpus", "none"])?;
-        one_of("challenger.training", &self.challenger.training, &["self", "frozen"])?;
-        if let Some(t) = &self.challenger.answer_type {
-            one_of(
-                "challenger.answer_type",
-                t,
-                &["integer", "float", "expression", "string", "boolean", "list"],
-            )?;
-        }
-        if self.challenger.training == "frozen" && self.challenger.frozen_model.is_none() {
+        if self.challenger.training == ChallengerTraining::Frozen
+            && self.challenger.frozen_model.is_none()
+        {
             bail!("challenger.training = \"frozen\" needs challenger.frozen_model = \"<model folder>\"");
         }
-        one_of(
-            "reward.challenger_reward",
-            &self.reward.challenger_reward,
-            &["variance", "absolute_zero", "threshold", "r_zero"],
-        )?;
-        one_of("reward.scale_rewards", &self.reward.scale_rewards, &["none", "group"])?;
-        one_of("update.loss_type", &self.update.loss_type, &["dr_grpo"])?;
-        one_of("update.lr_scheduler_type", &self.update.lr_scheduler_type, &["constant"])?;
         let positive = [
             ("run.shards", self.run.shards),
             ("challenger.documents_per_iteration", self.challenger.documents_per_iteration),
@@ -444,17 +443,25 @@ impl RunConfig {
         if self.corpus.min_doc_tokens > self.corpus.max_doc_tokens {
             bail!("corpus.min_doc_tokens is larger than corpus.max_doc_tokens");
         }
-        for (key, t) in [("challenger.temperature", self.challenger.temperature), ("reasoner.temperature", self.reasoner.temperature)] {
+        for (key, t) in [
+            ("challenger.temperature", self.challenger.temperature),
+            ("reasoner.temperature", self.reasoner.temperature),
+        ] {
             if !(0.0..=10.0).contains(&t) {
                 bail!("{key} = {t} is outside 0..=10");
             }
         }
-        for (key, p) in [("challenger.top_p", self.challenger.top_p), ("reasoner.top_p", self.reasoner.top_p)] {
+        for (key, p) in
+            [("challenger.top_p", self.challenger.top_p), ("reasoner.top_p", self.reasoner.top_p)]
+        {
             if !(p > 0.0 && p <= 1.0) {
                 bail!("{key} = {p} is outside (0, 1]");
             }
         }
-        if !(self.update.learning_rate > 0.0) || !(self.update.epsilon >= 0.0) || self.update.beta < 0.0 {
+        if !(self.update.learning_rate > 0.0)
+            || !(self.update.epsilon >= 0.0)
+            || self.update.beta < 0.0
+        {
             bail!("update.learning_rate must be > 0, update.epsilon >= 0 and update.beta >= 0");
         }
         Ok(())
@@ -490,14 +497,18 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = RunConfig::from_toml("[reward]\nchallenger_reward = \"varience\"\n", "p.toml").unwrap_err();
+        let err = RunConfig::from_toml("[reward]\nchallenger_reward = \"varience\"\n", "p.toml")
+            .unwrap_err();
         assert!(format!("{err:#}").contains("reward.challenger_reward"));
     }
 
     #[test]
     fn overrides_apply_and_are_checked() {
         let c = RunConfig::default()
-            .with_overrides(&["update.learning_rate=1e-5".into(), "challenger.prompt_set=compact".into()])
+            .with_overrides(&[
+                "update.learning_rate=1e-5".into(),
+                "challenger.prompt_set=compact".into(),
+            ])
             .unwrap();
         assert_eq!(c.update.learning_rate, 1e-5);
         assert_eq!(c.challenger.prompt_set, "compact");
@@ -514,7 +525,10 @@ mod tests {
         )
         .unwrap();
         let r = c.slurm.for_stage("rollout");
-        assert_eq!((r.partition.as_deref(), r.time.as_deref(), r.gpus), (Some("gpu"), Some("4:00:00"), Some(2)));
+        assert_eq!(
+            (r.partition.as_deref(), r.time.as_deref(), r.gpus),
+            (Some("gpu"), Some("4:00:00"), Some(2))
+        );
         assert_eq!(r.setup, ["module load cuda", "export A=1"]);
         let s = c.slurm.for_stage("score");
         assert_eq!((s.time.as_deref(), s.gpus), (Some("1:00:00"), None));

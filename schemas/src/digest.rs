@@ -19,7 +19,8 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
 
 /// `sha256:<hex>` of a file's content, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("opening {} to digest it", path.display()))?;
+    let mut file =
+        File::open(path).with_context(|| format!("opening {} to digest it", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

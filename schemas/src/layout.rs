@@ -1,4 +1,4 @@
-//! Where things live in a run folder (DESIGN.md, "Run folder").
+//! Where things live in a run folder (ARCHITECTURE.md, "The run folder").
 //!
 //! ```text
 //! <run>/run.toml                     frozen config of the run (with overrides)

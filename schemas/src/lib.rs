@@ -4,11 +4,15 @@
 //!   Arrow schema is derived from the type, so the Rust struct *is* the file format.
 //! - [`parquet_io`]: zstd Parquet writing and schema-checked reading.
 //! - [`manifest`] and [`commit`]: `_manifest.json` and the write-rename-manifest-last protocol
-//!   that makes a stage's output either finished or visibly unfinished.
+//!   that makes a stage's output either finished or visibly unfinished; [`committed`]: reading
+//!   a stage's input folder only once every part has committed.
 //! - [`config`]: `run.toml`, every knob of the method with the paper's defaults.
 //! - [`layout`]: where each folder of a run lives.
 
+pub use spice_vocab as vocab;
+
 pub mod commit;
+pub mod committed;
 pub mod config;
 pub mod digest;
 pub mod layout;
@@ -18,6 +22,7 @@ pub mod rows;
 pub mod shard;
 
 pub use commit::{StageOutput, Status};
+pub use committed::{committed_files, read_committed, read_committed_rows, Located, RowAt};
 pub use config::RunConfig;
 pub use manifest::Manifest;
 pub use parquet_io::{read_folder, read_shard, ShardWriter};

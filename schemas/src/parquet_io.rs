@@ -16,7 +16,7 @@ use parquet::{
 };
 
 use crate::{
-    commit::{tmp_path, rename_into_place},
+    commit::{rename_into_place, tmp_path},
     shard::{ShardRow, SCHEMA_KEY},
 };
 
@@ -91,7 +91,8 @@ impl<T: ShardRow> ShardWriter<T> {
     pub fn finish(mut self) -> Result<u64> {
         self.flush()?;
         let writer = self.writer.take().expect("writer is open until finish");
-        let file = writer.into_inner().with_context(|| format!("closing {}", self.tmp.display()))?;
+        let file =
+            writer.into_inner().with_context(|| format!("closing {}", self.tmp.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", self.tmp.display()))?;
         drop(file);
         rename_into_place(&self.tmp, &self.path)?;
@@ -127,7 +128,8 @@ pub fn read_shard<T: ShardRow>(path: &Path) -> Result<Vec<T>> {
         .with_context(|| format!("reading {}", path.display()))?;
     let mut rows = Vec::new();
     for (i, batch) in reader.enumerate() {
-        let batch = batch.with_context(|| format!("{}: corrupt record batch {i}", path.display()))?;
+        let batch =
+            batch.with_context(|| format!("{}: corrupt record batch {i}", path.display()))?;
         let part: Vec<T> = serde_arrow::from_record_batch(&batch).with_context(|| {
             format!("{}: batch {i} does not decode as {} rows", path.display(), T::schema_id())
         })?;
@@ -154,7 +156,12 @@ pub fn check_schema<T: ShardRow>(path: &Path, found: &arrow::datatypes::Schema) 
     }
     for want in T::fields() {
         let Ok(have) = found.field_with_name(want.name()) else {
-            bail!("{}: column `{}` is missing (expected {})", path.display(), want.name(), want.data_type());
+            bail!(
+                "{}: column `{}` is missing (expected {})",
+                path.display(),
+                want.name(),
+                want.data_type()
+            );
         };
         if !same_type(have.data_type(), want.data_type()) {
             bail!(
@@ -172,7 +179,8 @@ pub fn check_schema<T: ShardRow>(path: &Path, found: &arrow::datatypes::Schema) 
 /// Types match up to the names of list item fields (readers differ on `item`/`element`).
 fn same_type(a: &DataType, b: &DataType) -> bool {
     match (a, b) {
-        (DataType::List(x), DataType::List(y)) | (DataType::LargeList(x), DataType::LargeList(y)) => {
+        (DataType::List(x), DataType::List(y))
+        | (DataType::LargeList(x), DataType::LargeList(y)) => {
             same_type(x.data_type(), y.data_type())
         }
         _ => a == b,
@@ -188,7 +196,8 @@ pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("reading shard folder {} (has its stage run?)", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
-        let is_part = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-"));
+        let is_part =
+            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-"));
         if is_part && path.extension().is_some_and(|e| e == "parquet") && path.is_file() {
             files.push(path);
         }

@@ -34,7 +34,8 @@ pub trait ShardRow: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     /// The Arrow schema, carrying the schema id as metadata.
     fn schema() -> Arc<Schema> {
         let fields: Vec<Field> = Self::fields().iter().map(|f| f.as_ref().clone()).collect();
-        let metadata: std::collections::HashMap<String, String> = [(SCHEMA_KEY.to_string(), Self::schema_id())].into_iter().collect();
+        let metadata: std::collections::HashMap<String, String> =
+            [(SCHEMA_KEY.to_string(), Self::schema_id())].into_iter().collect();
         Arc::new(Schema::new_with_metadata(fields, metadata))
     }
 }

@@ -6,11 +6,8 @@ mod common;
 use std::{path::Path, process::Command};
 
 use spice_schemas::{
-    commit::Status,
-    digest::digest_path,
-    manifest::folder_complete,
-    rows::RolloutRow,
-    ShardSpec, ShardWriter, StageOutput,
+    commit::Status, digest::digest_path, manifest::folder_complete, rows::RolloutRow, ShardSpec,
+    ShardWriter, StageOutput,
 };
 
 const DIE_ENV: &str = "SPICE_TEST_DIE_MIDWAY";
@@ -44,7 +41,8 @@ fn child_writer_that_dies() {
     let Some(dir) = std::env::var_os(DIE_ENV) else { return };
     let dir = Path::new(&dir);
     let out = stage(&dir.join("out"), &dir.join("input.txt"), 1e-6);
-    assert!(!out.is_done(false).unwrap());
+    assert!(!out.skip(false).unwrap());
+    out.begin().unwrap();
     write_rows(&out, 5000).unwrap();
     out.commit(Default::default()).unwrap();
 }
@@ -64,10 +62,17 @@ fn writer_killed_midway_leaves_nothing_finished() {
     let out = stage(&out_dir, &tmp.path().join("input.txt"), 1e-6);
     assert_eq!(out.status().unwrap(), Status::Missing);
     assert!(folder_complete(&out_dir).unwrap().is_none());
-    assert!(!out_dir.join("part-00000.parquet").exists(), "a half-written shard has the final name");
-    assert!(out_dir.join("part-00000.parquet.tmp").exists(), "the child should have died while writing");
+    assert!(
+        !out_dir.join("part-00000.parquet").exists(),
+        "a half-written shard has the final name"
+    );
+    assert!(
+        out_dir.join("part-00000.parquet.tmp").exists(),
+        "the child should have died while writing"
+    );
     // Rerunning cleans up and finishes.
-    assert!(!out.is_done(false).unwrap());
+    assert!(!out.skip(false).unwrap());
+    out.begin().unwrap();
     assert!(!out_dir.join("part-00000.parquet.tmp").exists());
     write_rows(&out, 5000).unwrap();
     let m = out.commit(Default::default()).unwrap();
@@ -83,7 +88,8 @@ fn done_follows_inputs_config_and_force() {
     let out_dir = tmp.path().join("out");
 
     let out = stage(&out_dir, &input, 1e-6);
-    assert!(!out.is_done(false).unwrap());
+    assert!(!out.skip(false).unwrap());
+    out.begin().unwrap();
     write_rows(&out, 10).unwrap();
     let first = out.commit(Default::default()).unwrap();
     assert_eq!(first.rows, 10);
@@ -91,19 +97,24 @@ fn done_follows_inputs_config_and_force() {
     // Same inputs and config: done, and the manifest says what it did.
     let again = stage(&out_dir, &input, 1e-6);
     assert!(matches!(again.status().unwrap(), Status::Done(_)));
-    assert!(again.is_done(false).unwrap());
+    assert!(again.skip(false).unwrap());
 
     // A changed config or input makes it stale.
-    assert!(matches!(stage(&out_dir, &input, 1e-5).status().unwrap(), Status::Stale(s) if s.contains("configuration")));
+    assert!(
+        matches!(stage(&out_dir, &input, 1e-5).status().unwrap(), Status::Stale(s) if s.contains("configuration"))
+    );
     std::fs::write(&input, "tasks v2").unwrap();
-    assert!(matches!(stage(&out_dir, &input, 1e-6).status().unwrap(), Status::Stale(s) if s.contains("tasks")));
+    assert!(
+        matches!(stage(&out_dir, &input, 1e-6).status().unwrap(), Status::Stale(s) if s.contains("tasks"))
+    );
     std::fs::write(&input, "tasks v1").unwrap();
 
     // A deleted output makes it stale too.
     let again = stage(&out_dir, &input, 1e-6);
-    assert!(again.is_done(false).unwrap());
+    assert!(again.skip(false).unwrap());
     // --force redoes: the manifest goes first, so the folder reads unfinished meanwhile.
-    assert!(!again.is_done(true).unwrap());
+    assert!(!again.skip(true).unwrap());
+    again.begin().unwrap();
     assert_eq!(again.status().unwrap(), Status::Missing);
 }
 
@@ -125,7 +136,9 @@ fn digests_change_when_inputs_change() {
     let d2 = digest_path(&dir).unwrap();
     std::fs::write(dir.join("x.tmp"), "partial").unwrap();
     assert_eq!(d2, digest_path(&dir).unwrap());
-    assert!(format!("{:#}", digest_path(&tmp.path().join("absent")).unwrap_err()).contains("absent"));
+    assert!(
+        format!("{:#}", digest_path(&tmp.path().join("absent")).unwrap_err()).contains("absent")
+    );
 }
 
 #[test]
@@ -139,7 +152,8 @@ fn sharded_folder_completes_when_every_part_commits() {
         let out = StageOutput::new(&out_dir, "rollout", ShardSpec { index, count: 3 })
             .input("tasks", &input)
             .unwrap();
-        assert!(!out.is_done(false).unwrap());
+        assert!(!out.skip(false).unwrap());
+        out.begin().unwrap();
         write_rows(&out, 3 + index as usize).unwrap();
         out.commit(Default::default()).unwrap();
     }
@@ -147,8 +161,11 @@ fn sharded_folder_completes_when_every_part_commits() {
     assert_eq!(manifests.iter().map(|m| m.rows).sum::<u64>(), 3 + 4 + 5);
     // A committed folder is digested from its manifests, and changes when a part is redone.
     let d0 = digest_path(&out_dir).unwrap();
-    let out = StageOutput::new(&out_dir, "rollout", ShardSpec { index: 1, count: 3 }).input("tasks", &input).unwrap();
-    assert!(!out.is_done(true).unwrap());
+    let out = StageOutput::new(&out_dir, "rollout", ShardSpec { index: 1, count: 3 })
+        .input("tasks", &input)
+        .unwrap();
+    assert!(!out.skip(true).unwrap());
+    out.begin().unwrap();
     write_rows(&out, 9).unwrap();
     out.commit(Default::default()).unwrap();
     assert_ne!(d0, digest_path(&out_dir).unwrap());

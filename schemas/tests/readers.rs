@@ -61,7 +61,11 @@ fn duckdb_and_polars_read_every_shard_type() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let mut folders: Vec<(PathBuf, Vec<arrow::datatypes::FieldRef>, usize)> = Vec::new();
-    fn add<T: ShardRow>(tmp: &std::path::Path, rows: Vec<T>, out: &mut Vec<(PathBuf, Vec<arrow::datatypes::FieldRef>, usize)>) {
+    fn add<T: ShardRow>(
+        tmp: &std::path::Path,
+        rows: Vec<T>,
+        out: &mut Vec<(PathBuf, Vec<arrow::datatypes::FieldRef>, usize)>,
+    ) {
         let dir = tmp.join(T::FOLDER);
         write_shard(&dir.join("part-00000.parquet"), &rows).unwrap();
         out.push((dir, T::fields(), rows.len()));
@@ -93,14 +97,33 @@ fn duckdb_and_polars_read_every_shard_type() {
         assert_eq!(got["polars_rows"], *rows as u64);
         for (reader, idx) in [("duckdb", 0), ("polars", 1)] {
             let cols = got[reader].as_array().unwrap();
-            assert_eq!(cols.len(), fields.len(), "{reader} sees other columns in {}", dir.display());
+            assert_eq!(
+                cols.len(),
+                fields.len(),
+                "{reader} sees other columns in {}",
+                dir.display()
+            );
             for (col, field) in cols.iter().zip(fields) {
                 let want = expected(field.data_type());
                 let want = if idx == 0 { want.0 } else { want.1 };
-                assert_eq!(col[0], field.name().as_str(), "{reader}: column order/name in {}", dir.display());
-                assert_eq!(col[1], want.as_str(), "{reader}: type of {}.{}", dir.display(), field.name());
+                assert_eq!(
+                    col[0],
+                    field.name().as_str(),
+                    "{reader}: column order/name in {}",
+                    dir.display()
+                );
+                assert_eq!(
+                    col[1],
+                    want.as_str(),
+                    "{reader}: type of {}.{}",
+                    dir.display(),
+                    field.name()
+                );
             }
         }
     }
-    println!("duckdb and polars read {} shard types with the expected names and types", folders.len());
+    println!(
+        "duckdb and polars read {} shard types with the expected names and types",
+        folders.len()
+    );
 }

@@ -58,7 +58,10 @@ fn wrong_schema_is_named() {
     let path = dir.path().join("part-00000.parquet");
     write_shard(&path, &common::tasks()).unwrap();
     let msg = err_text(read_shard::<RolloutRow>(&path));
-    assert!(msg.contains("part-00000.parquet") && msg.contains("tasks/1") && msg.contains("rollouts/1"), "{msg}");
+    assert!(
+        msg.contains("part-00000.parquet") && msg.contains("tasks/1") && msg.contains("rollouts/1"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -66,14 +69,18 @@ fn missing_or_mistyped_column_is_named() {
     use arrow::{array::*, datatypes::*, record_batch::RecordBatch};
     use std::sync::Arc;
     // A `chunks/1` shard whose `n_tokens` is a string and which lacks `text`.
-    let mut fields: Vec<Field> =
-        ChunkRow::fields().iter().map(|f| f.as_ref().clone()).filter(|f| f.name() != "text").collect();
+    let mut fields: Vec<Field> = ChunkRow::fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .filter(|f| f.name() != "text")
+        .collect();
     for f in fields.iter_mut() {
         if f.name() == "n_tokens" {
             *f = Field::new("n_tokens", DataType::Utf8, false);
         }
     }
-    let schema = Arc::new(Schema::new_with_metadata(fields.clone(), ChunkRow::schema().metadata().clone()));
+    let schema =
+        Arc::new(Schema::new_with_metadata(fields.clone(), ChunkRow::schema().metadata().clone()));
     let columns: Vec<ArrayRef> = fields
         .iter()
         .map(|f| -> ArrayRef {
@@ -88,11 +95,16 @@ fn missing_or_mistyped_column_is_named() {
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("part-00000.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None)
+            .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     let msg = err_text(read_shard::<ChunkRow>(&path));
-    assert!(msg.contains("part-00000.parquet") && msg.contains("`n_tokens`") && msg.contains("Utf8"), "{msg}");
+    assert!(
+        msg.contains("part-00000.parquet") && msg.contains("`n_tokens`") && msg.contains("Utf8"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -106,5 +118,6 @@ fn corrupt_and_absent_shards_are_named() {
     assert!(msg.contains("part-00000.parquet") && msg.contains("corrupt"), "{msg}");
     let missing = Path::new("/nonexistent/part-00000.parquet");
     assert!(err_text(read_shard::<RolloutRow>(missing)).contains("/nonexistent/part-00000.parquet"));
-    assert!(err_text(read_folder::<RolloutRow>(Path::new("/nonexistent/tasks"))).contains("/nonexistent/tasks"));
+    assert!(err_text(read_folder::<RolloutRow>(Path::new("/nonexistent/tasks")))
+        .contains("/nonexistent/tasks"));
 }

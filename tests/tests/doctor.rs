@@ -23,21 +23,13 @@ fn doctor(format: &str) -> String {
 fn doctor_reports_the_machine_and_the_auto_choice() {
     let v: serde_json::Value = serde_json::from_str(&doctor("json")).unwrap();
     let torch = &v["torch"];
-    assert!(
-        torch["version"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("2.11")),
-        "{torch:#}"
-    );
+    assert!(torch["version"].as_str().is_some_and(|s| s.starts_with("2.11")), "{torch:#}");
     assert!(torch["libtorch_dir"]
         .as_str()
         .is_some_and(|d| std::path::Path::new(d).join("libtorch_cpu.so").exists()));
     let cuda = &v["cuda"];
     // A libtorch with a CUDA backend is loaded with it, in every model stage too.
-    assert_eq!(
-        cuda["backend_loaded"], cuda["backend_in_libtorch"],
-        "{cuda:#}"
-    );
+    assert_eq!(cuda["backend_loaded"], cuda["backend_in_libtorch"], "{cuda:#}");
     let stages = v["stage_binaries"].as_array().unwrap();
     assert_eq!(stages.len(), 5, "{stages:#?}");
     for s in stages {
@@ -60,19 +52,9 @@ fn doctor_reports_the_machine_and_the_auto_choice() {
     // `auto`: a GPU where libtorch sees one, else the CPU with the reason.
     let auto = &v["auto"];
     let devices = cuda["device_count"].as_u64().unwrap();
-    assert_eq!(
-        auto["device"],
-        if devices > 0 { "cuda:0" } else { "cpu" },
-        "{auto:#}"
-    );
+    assert_eq!(auto["device"], if devices > 0 { "cuda:0" } else { "cpu" }, "{auto:#}");
     if cuda["driver"].is_null() {
-        assert!(
-            auto["reason"]
-                .as_str()
-                .unwrap()
-                .contains("no NVIDIA driver"),
-            "{auto:#}"
-        );
+        assert!(auto["reason"].as_str().unwrap().contains("no NVIDIA driver"), "{auto:#}");
         assert!(auto["warning"].is_null());
     }
     println!("auto: {} ({})", auto["device"], auto["reason"]);

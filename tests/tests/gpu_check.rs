@@ -55,25 +55,18 @@ fn gpu_check_rehearsal_passes_on_the_cpu() {
     for arch in ["qwen2", "qwen3", "llama3"] {
         for dtype in ["f32", "bf16"] {
             let name = format!("golden_logits/{arch}/{dtype}");
-            let r = *by(&name)
-                .first()
-                .unwrap_or_else(|| panic!("no {name} in results.jsonl"));
+            let r = *by(&name).first().unwrap_or_else(|| panic!("no {name} in results.jsonl"));
             for key in ["max_abs_diff", "max_rel_diff", "max_abs_logit"] {
-                let v = r[key]
-                    .as_f64()
-                    .unwrap_or_else(|| panic!("{name}: {key} is not a number: {r}"));
+                let v =
+                    r[key].as_f64().unwrap_or_else(|| panic!("{name}: {key} is not a number: {r}"));
                 assert!(v.is_finite(), "{name}: {key} = {v}");
             }
         }
     }
 
-    let it = *by("iterate")
-        .first()
-        .expect("no iterate check in results.jsonl");
+    let it = *by("iterate").first().expect("no iterate check in results.jsonl");
     assert_eq!(it["iterations"], 2, "{it}");
-    let manifests = it["manifests"]
-        .as_array()
-        .expect("iterate lists its manifests");
+    let manifests = it["manifests"].as_array().expect("iterate lists its manifests");
     let mut model_stages = std::collections::BTreeSet::new();
     for m in manifests {
         let stage = m["stage"].as_str().unwrap_or_default();
@@ -82,28 +75,16 @@ fn gpu_check_rehearsal_passes_on_the_cpu() {
             model_stages.insert(stage.to_string());
         }
     }
-    assert_eq!(
-        model_stages.len(),
-        4,
-        "manifests of every model stage: {model_stages:?}"
-    );
+    assert_eq!(model_stages.len(), 4, "manifests of every model stage: {model_stages:?}");
 
     // The unpacking path (Python's lzma, as on a machine without xz) and both measurements ran.
     assert!(!by("unpack").is_empty(), "no unpack check");
     let ran = |r: &Value, side: &str| r[side].as_u64().unwrap_or(0) >= 1;
     let update = by("update");
-    assert!(
-        update
-            .iter()
-            .any(|r| ran(r, "runs_ours") && ran(r, "runs_theirs")),
-        "{update:?}"
-    );
+    assert!(update.iter().any(|r| ran(r, "runs_ours") && ran(r, "runs_theirs")), "{update:?}");
     let generate = by("generate");
     assert_eq!(
-        generate
-            .iter()
-            .filter(|r| ran(r, "runs_ours") && ran(r, "runs_theirs"))
-            .count(),
+        generate.iter().filter(|r| ran(r, "runs_ours") && ran(r, "runs_theirs")).count(),
         2,
         "{generate:?}"
     );

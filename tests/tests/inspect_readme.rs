@@ -30,7 +30,10 @@ struct Snippet {
 
 /// Fenced ```sql and ```python blocks of the README section, with their line numbers.
 fn snippets(readme: &str) -> Vec<Snippet> {
-    let start = readme.lines().position(|l| l.trim_end() == SECTION).expect("README has an 'Inspecting a run' section");
+    let start = readme
+        .lines()
+        .position(|l| l.trim_end() == SECTION)
+        .expect("README has an 'Inspecting a run' section");
     let mut out = Vec::new();
     let mut open: Option<Snippet> = None;
     for (i, line) in readme.lines().enumerate().skip(start + 1) {
@@ -39,7 +42,11 @@ fn snippets(readme: &str) -> Vec<Snippet> {
         }
         match (&mut open, line.trim_start().strip_prefix("```")) {
             (None, Some(lang)) => {
-                open = Some(Snippet { lang: lang.trim().to_string(), code: String::new(), line: i + 2 })
+                open = Some(Snippet {
+                    lang: lang.trim().to_string(),
+                    code: String::new(),
+                    line: i + 2,
+                })
             }
             (Some(_), Some(rest)) if rest.trim().is_empty() => {
                 let s = open.take().unwrap();
@@ -71,9 +78,11 @@ print("RESULT " + json.dumps({"columns": rel.columns, "rows": rows}, default=str
 type Table = Vec<BTreeMap<String, Value>>;
 
 fn parse_result(stdout: &str) -> Table {
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("the runner's result line");
+    let line =
+        stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("the runner's result line");
     let v: Value = serde_json::from_str(line).unwrap();
-    let cols: Vec<String> = v["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let cols: Vec<String> =
+        v["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     v["rows"]
         .as_array()
         .unwrap()
@@ -92,8 +101,10 @@ fn check_against_shards(run: &Path, table: &Table) -> Vec<&'static str> {
     let Some(first) = table.first() else { return checked };
     let has = |cols: &[&str]| cols.iter().all(|c| first.contains_key(*c));
     let iters = 0..INSPECT_ITERATIONS;
-    let read_tasks = |i: u32| read_folder::<TaskRow>(&run.join(format!("iter-{i:04}/tasks"))).unwrap();
-    let read_scored = |i: u32| read_folder::<ScoredRow>(&run.join(format!("iter-{i:04}/scored"))).unwrap();
+    let read_tasks =
+        |i: u32| read_folder::<TaskRow>(&run.join(format!("iter-{i:04}/tasks"))).unwrap();
+    let read_scored =
+        |i: u32| read_folder::<ScoredRow>(&run.join(format!("iter-{i:04}/scored"))).unwrap();
     let int = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
     let iteration = |r: &BTreeMap<String, Value>| int(&r["iteration"]) as u32;
 
@@ -102,7 +113,11 @@ fn check_against_shards(run: &Path, table: &Table) -> Vec<&'static str> {
         for r in table {
             let tasks = read_tasks(iteration(r));
             assert_eq!(int(&r["tasks"]), tasks.len() as u64, "tasks: {r:?}");
-            assert_eq!(int(&r["valid_tasks"]), tasks.iter().filter(|t| t.valid).count() as u64, "valid tasks: {r:?}");
+            assert_eq!(
+                int(&r["valid_tasks"]),
+                tasks.iter().filter(|t| t.valid).count() as u64,
+                "valid tasks: {r:?}"
+            );
         }
         checked.push("tasks and valid tasks per iteration");
     }
@@ -115,20 +130,25 @@ fn check_against_shards(run: &Path, table: &Table) -> Vec<&'static str> {
         }
         let got: BTreeMap<(u32, String), u64> = table
             .iter()
-            .map(|r| ((iteration(r), r["invalid_reason"].as_str().unwrap().to_string()), int(&r["n"])))
+            .map(|r| {
+                ((iteration(r), r["invalid_reason"].as_str().unwrap().to_string()), int(&r["n"]))
+            })
             .collect();
         assert_eq!(got, want, "invalid tasks by (iteration, reason)");
         checked.push("invalid reasons per iteration");
     }
     if has(&["iteration", "role", "trajectories", "mean_reward"]) {
         for r in table {
-            let rows: Vec<ScoredRow> =
-                read_scored(iteration(r)).into_iter().filter(|s| s.role == r["role"].as_str().unwrap()).collect();
+            let rows: Vec<ScoredRow> = read_scored(iteration(r))
+                .into_iter()
+                .filter(|s| s.role == r["role"].as_str().unwrap())
+                .collect();
             assert_eq!(int(&r["trajectories"]), rows.len() as u64, "trajectories: {r:?}");
             let mean = rows.iter().map(|s| s.reward as f64).sum::<f64>() / rows.len() as f64;
             assert!(close(r["mean_reward"].as_f64().unwrap(), mean), "{r:?}: mean reward {mean}");
             if r["role"] == "reasoner" {
-                let acc = rows.iter().filter(|s| s.correct == Some(true)).count() as f64 / rows.len() as f64;
+                let acc = rows.iter().filter(|s| s.correct == Some(true)).count() as f64
+                    / rows.len() as f64;
                 assert!(close(r["accuracy"].as_f64().unwrap(), acc), "{r:?}: accuracy {acc}");
             }
         }
@@ -137,7 +157,8 @@ fn check_against_shards(run: &Path, table: &Table) -> Vec<&'static str> {
     if has(&["iteration", "step", "loss"]) {
         let mut n = 0;
         for i in iters {
-            let rows: Vec<UpdateMetricsRow> = read_folder(&run.join(format!("iter-{i:04}/update"))).unwrap();
+            let rows: Vec<UpdateMetricsRow> =
+                read_folder(&run.join(format!("iter-{i:04}/update"))).unwrap();
             for u in rows {
                 let r = table
                     .iter()
@@ -179,8 +200,13 @@ fn readme_inspection_snippets_run_as_printed() {
 
     let mut checked = Vec::new();
     for (n, s) in snippets.iter().enumerate() {
-        assert!(s.code.contains(RUN_AS_PRINTED), "README line {}: snippet does not read {RUN_AS_PRINTED}", s.line);
-        let file = root.path().join(format!("snippet{n}.{}", if s.lang == "sql" { "sql" } else { "py" }));
+        assert!(
+            s.code.contains(RUN_AS_PRINTED),
+            "README line {}: snippet does not read {RUN_AS_PRINTED}",
+            s.line
+        );
+        let file =
+            root.path().join(format!("snippet{n}.{}", if s.lang == "sql" { "sql" } else { "py" }));
         std::fs::write(&file, &s.code).unwrap();
         let mut cmd = Command::new(&python);
         if s.lang == "sql" {
@@ -188,18 +214,37 @@ fn readme_inspection_snippets_run_as_printed() {
         }
         let out = cmd.arg(&file).current_dir(root.path()).output().unwrap();
         let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "README line {} ({}) failed:\n{}\n{se}", s.line, s.lang, s.code);
-        println!("--- README line {} ({}) ---\n{}", s.line, s.lang, so.lines().filter(|l| !l.starts_with("RESULT ")).collect::<Vec<_>>().join("\n"));
+        assert!(
+            out.status.success(),
+            "README line {} ({}) failed:\n{}\n{se}",
+            s.line,
+            s.lang,
+            s.code
+        );
+        println!(
+            "--- README line {} ({}) ---\n{}",
+            s.line,
+            s.lang,
+            so.lines().filter(|l| !l.starts_with("RESULT ")).collect::<Vec<_>>().join("\n")
+        );
         if s.lang == "sql" {
             let table = parse_result(&so);
-            assert!(!table.is_empty(), "README line {}: the query returned no rows:\n{}", s.line, s.code);
+            assert!(
+                !table.is_empty(),
+                "README line {}: the query returned no rows:\n{}",
+                s.line,
+                s.code
+            );
             checked.extend(check_against_shards(&run, &table));
         } else {
             assert!(!so.trim().is_empty(), "README line {}: the snippet printed nothing", s.line);
         }
     }
     println!("checked against the shards: {checked:?}");
-    assert!(checked.len() >= 3, "the README lost the snippets whose numbers are checked: {checked:?}");
+    assert!(
+        checked.len() >= 3,
+        "the README lost the snippets whose numbers are checked: {checked:?}"
+    );
 }
 
 #[test]
@@ -207,9 +252,9 @@ fn snippets_are_found_in_the_section_only() {
     let readme = "# x\n```sql\nSELECT 0\n```\n## Inspecting a run\ntext\n```sql\nSELECT 1\n```\n\
                   ```python\nprint(2)\n```\n```\nplain\n```\n## Next\n```sql\nSELECT 3\n```\n";
     let s = snippets(readme);
-    assert_eq!(s.iter().map(|s| (s.lang.as_str(), s.code.as_str())).collect::<Vec<_>>(), [
-        ("sql", "SELECT 1\n"),
-        ("python", "print(2)\n")
-    ]);
+    assert_eq!(
+        s.iter().map(|s| (s.lang.as_str(), s.code.as_str())).collect::<Vec<_>>(),
+        [("sql", "SELECT 1\n"), ("python", "print(2)\n")]
+    );
     assert_eq!(s[0].line, 8);
 }

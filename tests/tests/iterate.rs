@@ -20,8 +20,6 @@ use spice_schemas::{
     rows::{ChallengerRow, RolloutRow, ScoredRow, TaskRow, UpdateMetricsRow},
 };
 
-
-
 fn iterate(profile: &Path, run: &Path) -> Command {
     let mut c = Command::new(bin_dir().join("spice"));
     c.current_dir(repo())
@@ -77,8 +75,13 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
         let c_rows = scored.iter().filter(|r| r.role == "challenger").count();
         assert_eq!(c_rows, ch.iter().filter(|r| r.selected).count());
         assert_eq!(scored.len() - c_rows, roll.len());
-        assert!(!upd.is_empty() && upd.iter().all(|u| u.loss.is_finite() && u.grad_norm.is_finite()));
-        assert!(dir.join("checkpoint/config.json").exists() && dir.join("checkpoint/_manifest.json").exists());
+        assert!(
+            !upd.is_empty() && upd.iter().all(|u| u.loss.is_finite() && u.grad_norm.is_finite())
+        );
+        assert!(
+            dir.join("checkpoint/config.json").exists()
+                && dir.join("checkpoint/_manifest.json").exists()
+        );
         // Evaluated as configured: the base model once, every iteration's checkpoint.
         assert!(folder_complete(&dir.join("eval-checkpoint")).unwrap().is_some());
         assert_eq!(folder_complete(&dir.join("eval")).unwrap().is_some(), iter == 0);
@@ -106,12 +109,16 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
     // 2. Done means done: a second call changes nothing.
     let before: Vec<String> = FOLDERS
         .iter()
-        .map(|f| std::fs::read_to_string(run_a.join(format!("iter-0001/{f}/_manifest.json"))).unwrap())
+        .map(|f| {
+            std::fs::read_to_string(run_a.join(format!("iter-0001/{f}/_manifest.json"))).unwrap()
+        })
         .collect();
     run_ok(iterate(&profile, &run_a));
     let after: Vec<String> = FOLDERS
         .iter()
-        .map(|f| std::fs::read_to_string(run_a.join(format!("iter-0001/{f}/_manifest.json"))).unwrap())
+        .map(|f| {
+            std::fs::read_to_string(run_a.join(format!("iter-0001/{f}/_manifest.json"))).unwrap()
+        })
         .collect();
     assert_eq!(before, after, "a finished run must be a no-op");
 
@@ -121,9 +128,14 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
     assert_eq!(a, digests(&run_b, FOLDERS), "two runs with one seed differ");
 
     // 4. Killed at several points, then resumed: identical shards again.
-    for (k, marker) in ["chunks/_manifest.json", "iter-0000/tasks/_manifest.json", "iter-0000/scored/_manifest.json", "iter-0001/challenger/_manifest.json"]
-        .iter()
-        .enumerate()
+    for (k, marker) in [
+        "chunks/_manifest.json",
+        "iter-0000/tasks/_manifest.json",
+        "iter-0000/scored/_manifest.json",
+        "iter-0001/challenger/_manifest.json",
+    ]
+    .iter()
+    .enumerate()
     {
         let run_c = tmp.path().join(format!("c{k}"));
         let mut cmd = iterate(&profile, &run_c);

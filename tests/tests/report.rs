@@ -32,11 +32,7 @@ fn spice_report(run: &Path, args: &[&str]) -> Output {
 
 fn report_json(run: &Path, out: &Path) -> Vec<Value> {
     let o = spice_report(run, &["--format", "json", "--out", out.to_str().unwrap()]);
-    assert!(
-        o.status.success(),
-        "spice report failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "spice report failed:\n{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice::<Vec<Value>>(&o.stdout).expect("--format json prints a JSON array")
 }
 
@@ -100,24 +96,14 @@ fn assert_same_numbers(report: &[Value], duck: &Value) {
     for (r, d) in report.iter().zip(duck) {
         same(&format!("iteration {}", r["iteration"]), r, d, &mut diffs);
     }
-    assert!(
-        diffs.is_empty(),
-        "the report and DuckDB disagree:\n{}",
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "the report and DuckDB disagree:\n{}", diffs.join("\n"));
 }
 
 /// Every figure as a non-trivial PNG (magic bytes) and SVG.
 fn assert_plots(dir: &Path) {
-    for name in [
-        "pass_rate",
-        "difficulty",
-        "valid_rate",
-        "loss",
-        "stage_time",
-        "diversity",
-    ] {
-        let png = std::fs::read(dir.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
+    for name in ["pass_rate", "difficulty", "valid_rate", "loss", "stage_time", "diversity"] {
+        let png = std::fs::read(dir.join(format!("{name}.png")))
+            .unwrap_or_else(|e| panic!("{name}.png: {e}"));
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}.png is not a PNG");
         assert!(png.len() > 10_000, "{name}.png has only {} bytes", png.len());
         let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap();
@@ -135,12 +121,7 @@ fn assert_plots(dir: &Path) {
 
 fn assert_files_load(duck: &Value, iterations: usize) {
     let f = &duck["files"];
-    for k in [
-        "duckdb_csv_rows",
-        "duckdb_json_rows",
-        "polars_csv_rows",
-        "polars_json_rows",
-    ] {
+    for k in ["duckdb_csv_rows", "duckdb_json_rows", "polars_csv_rows", "polars_json_rows"] {
         assert_eq!(f[k].as_u64(), Some(iterations as u64), "{k}: {f}");
     }
 }
@@ -176,19 +157,13 @@ fn synthetic_run_numbers_equal_duckdb() {
                 r["iteration"]
             );
         }
-        assert!(
-            r["invalid_reasons"].as_object().unwrap().len() >= 2,
-            "{}",
-            r["invalid_reasons"]
-        );
+        assert!(r["invalid_reasons"].as_object().unwrap().len() >= 2, "{}", r["invalid_reasons"]);
         for stage in ["challenge", "rollout", "update"] {
             assert!(r["tokens_per_second"][stage].as_f64().unwrap() > 0.0);
         }
     }
     assert!(
-        report
-            .iter()
-            .any(|r| r["distinct_questions"].as_u64() < r["valid_tasks"].as_u64()),
+        report.iter().any(|r| r["distinct_questions"].as_u64() < r["valid_tasks"].as_u64()),
         "no duplicate question"
     );
     assert_eq!(report[0]["eval_before"].as_object().unwrap().len(), 2);
@@ -197,18 +172,10 @@ fn synthetic_run_numbers_equal_duckdb() {
     assert!(report[1]["minutes"]["eval"].is_null());
     let last = &report[3];
     assert!(last["valid_tasks"].as_u64().unwrap() > 0);
-    for k in [
-        "reasoner_completion_tokens",
-        "answered_tasks",
-        "mean_pass_rate",
-        "loss",
-        "update_steps",
-    ] {
-        assert!(
-            last[k].is_null(),
-            "iteration 3 has no committed {k} yet, got {}",
-            last[k]
-        );
+    for k in
+        ["reasoner_completion_tokens", "answered_tasks", "mean_pass_rate", "loss", "update_steps"]
+    {
+        assert!(last[k].is_null(), "iteration 3 has no committed {k} yet, got {}", last[k]);
     }
 
     // The table shows the same run: a column per iteration, a row per number.
@@ -216,12 +183,7 @@ fn synthetic_run_numbers_equal_duckdb() {
     assert!(o.status.success());
     let table = String::from_utf8(o.stdout).unwrap();
     let head = table.lines().next().unwrap();
-    assert!(
-        ["iter 0", "iter 1", "iter 2", "iter 3"]
-            .iter()
-            .all(|c| head.contains(c)),
-        "{head}"
-    );
+    assert!(["iter 0", "iter 1", "iter 2", "iter 3"].iter().all(|c| head.contains(c)), "{head}");
     for label in [
         "valid-task rate",
         "invalid reason #1",
@@ -372,17 +334,30 @@ fn write_rows<T: ShardRow>(path: &Path, rows: Vec<T>) {
 }
 
 /// The folder's shard for part `part` of `parts` and its manifest (seconds and metrics given).
-fn commit<T: ShardRow>(dir: &Path, it: u32, part: u32, parts: u32, rows: Vec<T>, seconds: f64, metrics: Value) {
-    let spec = ShardSpec {
-        index: part,
-        count: parts,
-    };
+fn commit<T: ShardRow>(
+    dir: &Path,
+    it: u32,
+    part: u32,
+    parts: u32,
+    rows: Vec<T>,
+    seconds: f64,
+    metrics: Value,
+) {
+    let spec = ShardSpec { index: part, count: parts };
     let n = rows.len() as u64;
     write_rows(&dir.join(spec.part_file()), rows);
     manifest(dir, it, spec, Some(T::schema_id()), n, seconds, metrics);
 }
 
-fn manifest(dir: &Path, it: u32, spec: ShardSpec, schema: Option<String>, rows: u64, seconds: f64, metrics: Value) {
+fn manifest(
+    dir: &Path,
+    it: u32,
+    spec: ShardSpec,
+    schema: Option<String>,
+    rows: u64,
+    seconds: f64,
+    metrics: Value,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let m = Manifest {
         stage: dir.file_name().unwrap().to_string_lossy().into(),
@@ -393,11 +368,7 @@ fn manifest(dir: &Path, it: u32, spec: ShardSpec, schema: Option<String>, rows: 
         seed: 7,
         config_digest: "sha256:00".into(),
         inputs: Vec::new(),
-        outputs: vec![OutputFile {
-            file: spec.part_file(),
-            rows,
-            digest: "sha256:00".into(),
-        }],
+        outputs: vec![OutputFile { file: spec.part_file(), rows, digest: "sha256:00".into() }],
         output_digest: "sha256:00".into(),
         rows,
         started_at: "2026-01-01T00:00:00Z".into(),
@@ -538,7 +509,8 @@ fn write_synthetic_run(run: &Path) {
         }
         for (p, rows) in rollouts.into_iter().enumerate() {
             let secs = 50.0 + 3.0 * p as f64;
-            let m = json!({"new_tokens": ro_tokens / parts as u64, "generation_seconds": secs - 1.0});
+            let m =
+                json!({"new_tokens": ro_tokens / parts as u64, "generation_seconds": secs - 1.0});
             commit(&dir.join("rollouts"), it, p as u32, parts, rows, secs, m);
         }
 

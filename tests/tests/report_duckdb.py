@@ -1,5 +1,5 @@
 """The numbers of `spice report` computed independently with DuckDB SQL over a run's shards and
-manifests (the definitions of stages/report/README.md), printed as the same JSON array.
+manifests (the definitions of stages/lib/report/README.md), printed as the same JSON array.
 
     python tests/tests/report_duckdb.py RUN_DIR [REPORT_DIR]
 

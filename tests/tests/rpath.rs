@@ -10,13 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The binaries `spice iterate` and the model tools run that load the model.
-const MODEL_BINARIES: [&str; 5] = [
-    "spice-lm",
-    "spice-challenge",
-    "spice-rollout",
-    "spice-update",
-    "spice-eval",
-];
+const MODEL_BINARIES: [&str; 5] =
+    ["spice-lm", "spice-challenge", "spice-rollout", "spice-update", "spice-eval"];
 
 #[test]
 fn tch_binary_runs_without_ld_library_path() {
@@ -26,11 +21,7 @@ fn tch_binary_runs_without_ld_library_path() {
         "{} is not built (cargo build --release --workspace --bins)",
         bin.display()
     );
-    let out = Command::new(&bin)
-        .arg("--help")
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+    let out = Command::new(&bin).arg("--help").env_remove("LD_LIBRARY_PATH").output().unwrap();
     assert!(
         out.status.success(),
         "{} --help failed without LD_LIBRARY_PATH:\n{}",
@@ -44,11 +35,7 @@ fn tch_binary_runs_without_ld_library_path() {
 
 /// The `ldd` line of `libtorch_cpu.so` for a binary.
 fn libtorch_line(bin: &Path) -> String {
-    let ldd = Command::new("ldd")
-        .arg(bin)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+    let ldd = Command::new("ldd").arg(bin).env_remove("LD_LIBRARY_PATH").output().unwrap();
     let ldd = String::from_utf8_lossy(&ldd.stdout);
     ldd.lines()
         .find(|l| l.contains("libtorch_cpu.so"))
@@ -83,12 +70,7 @@ fn needed(bin: &Path) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
-        .filter_map(|l| {
-            l.split('[')
-                .nth(1)
-                .and_then(|r| r.split(']').next())
-                .map(str::to_string)
-        })
+        .filter_map(|l| l.split('[').nth(1).and_then(|r| r.split(']').next()).map(str::to_string))
         .collect()
 }
 
@@ -150,21 +132,14 @@ fn every_libtorch_binary_links_the_cuda_backend() {
         checked.push(name);
     }
     for b in MODEL_BINARIES {
-        assert!(
-            checked.iter().any(|c| c == b),
-            "{b} does not link libtorch at all"
-        );
+        assert!(checked.iter().any(|c| c == b), "{b} does not link libtorch at all");
     }
     assert!(
         missing.is_empty(),
         "these binaries link libtorch but not its CUDA backend (libtorch_cuda.so, libc10_cuda.so), so \
          they can never see a GPU: {missing:?}"
     );
-    println!(
-        "{} libtorch binaries link the CUDA backend of {}",
-        checked.len(),
-        dir.display()
-    );
+    println!("{} libtorch binaries link the CUDA backend of {}", checked.len(), dir.display());
 }
 
 #[test]
@@ -179,11 +154,7 @@ fn the_cuda_backend_is_loaded_at_run_time() {
         .args(["doctor", "--format", "json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "spice-lm doctor: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "spice-lm doctor: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["cuda"]["backend_in_libtorch"], true, "{v:#}");
     assert_eq!(

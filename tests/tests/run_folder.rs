@@ -21,7 +21,11 @@ fn iterate(run: &Path, extra: &[&str]) -> Output {
 }
 
 fn refused(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a refusal, got success:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected a refusal, got success:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -36,7 +40,10 @@ fn bad_starts_are_refused_before_anything_is_written() {
     assert!(!run.exists(), "a refused start left {}", run.display());
 
     // An unknown key in --set: the key is named, and again nothing is written.
-    let se = refused(&iterate(&run, &["--config", "pipelines/smoke.toml", "--set", "run.no_such_key=1"]));
+    let se = refused(&iterate(
+        &run,
+        &["--config", "pipelines/smoke.toml", "--set", "run.no_such_key=1"],
+    ));
     assert!(se.contains("no_such_key"), "{se}");
     assert!(!run.exists(), "a refused start left {}", run.display());
 

@@ -17,7 +17,13 @@ use spice_schemas::{
 };
 
 fn show(run: &Path, args: &[&str]) -> Output {
-    Command::new(bin_dir().join("spice")).arg("show").arg("--run").arg(run).args(args).output().unwrap()
+    Command::new(bin_dir().join("spice"))
+        .arg("show")
+        .arg("--run")
+        .arg(run)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stdout_of(out: &Output) -> String {
@@ -49,8 +55,11 @@ fn assert_has(text: &str, want: &str, what: &str) {
 #[test]
 fn show_prints_the_document_the_task_and_every_answer() {
     let Some(run) = inspect_run() else { return };
-    let chunks: BTreeMap<String, ChunkRow> =
-        read_folder::<ChunkRow>(&run.join("chunks")).unwrap().into_iter().map(|c| (c.chunk_id.clone(), c)).collect();
+    let chunks: BTreeMap<String, ChunkRow> = read_folder::<ChunkRow>(&run.join("chunks"))
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.chunk_id.clone(), c))
+        .collect();
     let mut answered_tasks = 0;
     for iter in 0..INSPECT_ITERATIONS {
         let s = shards(&run, iter);
@@ -64,11 +73,19 @@ fn show_prints_the_document_the_task_and_every_answer() {
 
         // The picked task has answers whenever some task of the iteration has.
         let mine: Vec<&RolloutRow> = s.rollouts.iter().filter(|r| r.task_id == id).collect();
-        assert_eq!(mine.is_empty(), s.rollouts.is_empty(), "picked {id} without answers though others have some");
+        assert_eq!(
+            mine.is_empty(),
+            s.rollouts.is_empty(),
+            "picked {id} without answers though others have some"
+        );
         answered_tasks += !mine.is_empty() as usize;
 
         assert_has(&out, chunks[&task.chunk_id].text.trim_end(), "the document text");
-        let attempt = s.challenger.iter().find(|c| c.doc_slot == task.doc_slot && c.attempt == task.attempt).unwrap();
+        let attempt = s
+            .challenger
+            .iter()
+            .find(|c| c.doc_slot == task.doc_slot && c.attempt == task.attempt)
+            .unwrap();
         assert_has(&out, attempt.completion.trim_end(), "the Challenger's completion");
         if let Some(q) = &task.question {
             assert_has(&out, q, "the question");
@@ -78,7 +95,11 @@ fn show_prints_the_document_the_task_and_every_answer() {
         }
         for r in &mine {
             assert_has(&out, r.completion.trim_end(), "a Reasoner answer");
-            let sc = s.scored.iter().find(|x| x.role == "reasoner" && x.task_id == id && x.sample == r.sample).unwrap();
+            let sc = s
+                .scored
+                .iter()
+                .find(|x| x.role == "reasoner" && x.task_id == id && x.sample == r.sample)
+                .unwrap();
             let verdict = if sc.correct == Some(true) { "correct" } else { "wrong" };
             assert_has(&out, &format!("answer {}: {verdict}", r.sample), "the verdict");
             if let Some(e) = &sc.extracted {
@@ -90,7 +111,9 @@ fn show_prints_the_document_the_task_and_every_answer() {
             assert_has(&out, &t.task_id, "a task id of the iteration");
         }
     }
-    println!("{answered_tasks} of {INSPECT_ITERATIONS} iterations showed a task with Reasoner answers");
+    println!(
+        "{answered_tasks} of {INSPECT_ITERATIONS} iterations showed a task with Reasoner answers"
+    );
 }
 
 #[test]
@@ -105,20 +128,35 @@ fn show_json_holds_what_the_shards_hold() {
             assert_eq!(v["task"]["task_id"], task.task_id.as_str());
             assert_eq!(v["task"]["valid"], task.valid);
             assert_eq!(v["task"]["question"], serde_json::to_value(&task.question).unwrap());
-            assert_eq!(v["task"]["invalid_reason"], serde_json::to_value(&task.invalid_reason).unwrap());
-            let attempt = s.challenger.iter().find(|c| c.doc_slot == task.doc_slot && c.attempt == task.attempt).unwrap();
+            assert_eq!(
+                v["task"]["invalid_reason"],
+                serde_json::to_value(&task.invalid_reason).unwrap()
+            );
+            let attempt = s
+                .challenger
+                .iter()
+                .find(|c| c.doc_slot == task.doc_slot && c.attempt == task.attempt)
+                .unwrap();
             assert_eq!(v["attempt"]["completion"], attempt.completion.as_str());
             assert_eq!(v["attempt"]["tokens"], attempt.completion_ids.len());
-            let score = s.scored.iter().find(|x| x.role == "challenger" && x.task_id == task.task_id);
+            let score =
+                s.scored.iter().find(|x| x.role == "challenger" && x.task_id == task.task_id);
             // f32 values travel as their shortest decimal: compare them as f32.
             let f32_of = |v: &Value| v.as_f64().map(|x| x as f32);
             assert_eq!(f32_of(&v["challenger_score"]["reward"]), score.map(|x| x.reward));
-            let mut rollouts: Vec<&RolloutRow> = s.rollouts.iter().filter(|r| r.task_id == task.task_id).collect();
+            let mut rollouts: Vec<&RolloutRow> =
+                s.rollouts.iter().filter(|r| r.task_id == task.task_id).collect();
             rollouts.sort_by_key(|r| r.sample);
             let answers = v["answers"].as_array().unwrap();
             assert_eq!(answers.len(), rollouts.len(), "{}", task.task_id);
             for (a, r) in answers.iter().zip(rollouts) {
-                let sc = s.scored.iter().find(|x| x.role == "reasoner" && x.task_id == r.task_id && x.sample == r.sample).unwrap();
+                let sc = s
+                    .scored
+                    .iter()
+                    .find(|x| {
+                        x.role == "reasoner" && x.task_id == r.task_id && x.sample == r.sample
+                    })
+                    .unwrap();
                 assert_eq!(a["completion"], r.completion.as_str());
                 assert_eq!(a["correct"], serde_json::to_value(sc.correct).unwrap());
                 assert_eq!(a["extracted"], serde_json::to_value(&sc.extracted).unwrap());
@@ -142,11 +180,19 @@ fn show_an_invalid_task_prints_its_reason_and_raw_completion() {
     let out = stdout_of(&show(&run, &["--task", &task.task_id, "--full"]));
     println!("{out}");
     assert!(out.starts_with(&format!("Task {} of iteration {iter}", task.task_id)), "{out}");
-    assert_has(&out, &format!("no: {}", task.invalid_reason.as_deref().unwrap()), "the invalid reason");
+    assert_has(
+        &out,
+        &format!("no: {}", task.invalid_reason.as_deref().unwrap()),
+        "the invalid reason",
+    );
     if let Some(d) = &task.invalid_detail {
         assert_has(&out, d, "the invalid detail");
     }
-    let attempt = s.challenger.iter().find(|c| c.doc_slot == task.doc_slot && c.attempt == task.attempt).unwrap();
+    let attempt = s
+        .challenger
+        .iter()
+        .find(|c| c.doc_slot == task.doc_slot && c.attempt == task.attempt)
+        .unwrap();
     assert_has(&out, attempt.completion.trim_end(), "the raw completion");
     assert!(!out.contains("picked:"), "a task asked for is not 'picked'");
 }
@@ -165,7 +211,15 @@ fn show_names_an_unknown_task_or_iteration_and_lists_what_exists() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let have: Vec<String> = (0..INSPECT_ITERATIONS).map(|i| i.to_string()).collect();
-    assert_has(&err, &format!("iteration 99 is not in run {}; its iterations: {}", run.display(), have.join(", ")), "the iterations");
+    assert_has(
+        &err,
+        &format!(
+            "iteration 99 is not in run {}; its iterations: {}",
+            run.display(),
+            have.join(", ")
+        ),
+        "the iterations",
+    );
 
     // --list prints one line per task of the iteration.
     let out = stdout_of(&show(&run, &["--iter", "0", "--list"]));

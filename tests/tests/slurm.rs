@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-
 /// A cluster of this test's own (private folder, free ports), stopped when dropped.
 struct Cluster {
     dir: tempfile::TempDir,
@@ -81,7 +80,10 @@ fn cluster_or_skip() -> Option<Cluster> {
 }
 
 fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 /// Generation split in two parts (so the Slurm run has job arrays), small resources.
@@ -91,7 +93,8 @@ cpus_per_task = 1
 setup = ["export SPICE_TEST_SETUP=1"]
 "#;
 
-const FOLDERS: &[&str] = &["challenger", "tasks", "rollouts", "scored", "update", "checkpoint", "eval-checkpoint"];
+const FOLDERS: &[&str] =
+    &["challenger", "tasks", "rollouts", "scored", "update", "checkpoint", "eval-checkpoint"];
 
 #[test]
 fn slurm_run_gives_the_shards_of_a_local_run() {
@@ -103,11 +106,27 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
 
     // The local run alongside the Slurm run: the same commands, one after another.
     let t0 = Instant::now();
-    let mut local_run = cluster.spice(&["iterate", "--config", profile, "--run", local.to_str().unwrap()]);
-    let local_child = local_run.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut local_run =
+        cluster.spice(&["iterate", "--config", profile, "--run", local.to_str().unwrap()]);
+    let local_child = local_run
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
 
     // A dry run writes the scripts and submits nothing.
-    let dry = cluster.spice(&["slurm", "iterate", "--config", profile, "--run", remote.to_str().unwrap(), "--dry-run"]).output().unwrap();
+    let dry = cluster
+        .spice(&[
+            "slurm",
+            "iterate",
+            "--config",
+            profile,
+            "--run",
+            remote.to_str().unwrap(),
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
     let (so, se) = text(&dry);
     assert!(dry.status.success(), "{se}");
     assert_eq!(so.lines().filter(|l| l.contains("$(sbatch --parsable")).count(), 14, "{so}");
@@ -115,21 +134,31 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
     assert!(remote.join("slurm/iter-0001/rollout.sbatch").exists());
     assert!(!remote.join("slurm/iter-0000/challenge.job").exists(), "a dry run submits nothing");
 
-    let first = cluster.spice(&["slurm", "iterate", "--config", profile, "--run", remote.to_str().unwrap()]).output().unwrap();
+    let first = cluster
+        .spice(&["slurm", "iterate", "--config", profile, "--run", remote.to_str().unwrap()])
+        .output()
+        .unwrap();
     let (_, se) = text(&first);
     assert!(first.status.success(), "spice slurm iterate failed:\n{se}");
     assert!(se.contains("0 stage(s) done, 0 already queued, 14 submitted"), "{se}");
     // Submitted again while the jobs are in the queue: nothing new goes in.
-    let out = cluster.spice(&["slurm", "iterate", "--run", remote.to_str().unwrap(), "--wait", "--poll", "0.5"]).output().unwrap();
+    let out = cluster
+        .spice(&["slurm", "iterate", "--run", remote.to_str().unwrap(), "--wait", "--poll", "0.5"])
+        .output()
+        .unwrap();
     let (so, se) = text(&out);
     println!("slurm run in {:.1} s:\n{se}\n{so}", t0.elapsed().as_secs_f64());
     assert!(out.status.success(), "spice slurm iterate --wait failed:\n{se}\n{so}");
     let counts = se.lines().find(|l| l.contains(" already queued, ")).expect("a count line");
-    let n: Vec<u32> = counts.split_whitespace().filter_map(|w| w.trim_end_matches(',').parse().ok()).collect();
+    let n: Vec<u32> =
+        counts.split_whitespace().filter_map(|w| w.trim_end_matches(',').parse().ok()).collect();
     assert_eq!((n[0] + n[1], n[2]), (14, 0), "done + queued, submitted: {counts}");
     assert!(n[1] > 0, "some jobs still queued at the second call: {counts}");
     let script = std::fs::read_to_string(remote.join("slurm/iter-0000/rollout.sbatch")).unwrap();
-    assert!(script.contains("#SBATCH --array=0-1") && script.contains("#SBATCH --time=0:10:00"), "{script}");
+    assert!(
+        script.contains("#SBATCH --array=0-1") && script.contains("#SBATCH --time=0:10:00"),
+        "{script}"
+    );
     assert!(script.contains("export SPICE_TEST_SETUP=1"), "{script}");
     // Both array tasks wrote their own log.
     let logs: Vec<_> = std::fs::read_dir(remote.join("slurm/iter-0000/logs"))
@@ -140,18 +169,39 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
     assert_eq!(logs.len(), 2, "{logs:?}");
 
     let local_out = local_child.wait_with_output().unwrap();
-    assert!(local_out.status.success(), "spice iterate failed:\n{}", String::from_utf8_lossy(&local_out.stderr));
-    assert_eq!(digests(&local, FOLDERS), digests(&remote, FOLDERS), "Slurm and local runs with one seed differ");
+    assert!(
+        local_out.status.success(),
+        "spice iterate failed:\n{}",
+        String::from_utf8_lossy(&local_out.stderr)
+    );
+    assert_eq!(
+        digests(&local, FOLDERS),
+        digests(&remote, FOLDERS),
+        "Slurm and local runs with one seed differ"
+    );
 
     // Done is done: submitting again submits nothing; status lists every stage done.
-    let again = cluster.spice(&["slurm", "iterate", "--run", remote.to_str().unwrap()]).output().unwrap();
+    let again =
+        cluster.spice(&["slurm", "iterate", "--run", remote.to_str().unwrap()]).output().unwrap();
     let (_, se) = text(&again);
-    assert!(again.status.success() && se.contains("14 stage(s) done, 0 already queued, 0 submitted"), "{se}");
-    let status = cluster.spice(&["slurm", "status", "--run", remote.to_str().unwrap()]).output().unwrap();
+    assert!(
+        again.status.success() && se.contains("14 stage(s) done, 0 already queued, 0 submitted"),
+        "{se}"
+    );
+    let status =
+        cluster.spice(&["slurm", "status", "--run", remote.to_str().unwrap()]).output().unwrap();
     let (so, se) = text(&status);
     assert!(status.status.success(), "{se}");
-    assert_eq!(so.lines().filter(|l| l.split_whitespace().nth(1) == Some("done")).count(), 14, "{so}");
-    assert_eq!(so.lines().filter(|l| l.starts_with("iter ")).count(), 2, "an iteration summary each:\n{so}");
+    assert_eq!(
+        so.lines().filter(|l| l.split_whitespace().nth(1) == Some("done")).count(),
+        14,
+        "{so}"
+    );
+    assert_eq!(
+        so.lines().filter(|l| l.starts_with("iter ")).count(),
+        2,
+        "an iteration summary each:\n{so}"
+    );
     println!("total {:.1} s", t0.elapsed().as_secs_f64());
 }
 
@@ -162,13 +212,27 @@ fn a_failed_stage_is_reported_and_its_dependants_do_not_run() {
     let profile = setup(tmp.path(), 7, "shards = 2", SLURM_TAIL);
     // The filter job fails in its setup lines, before the stage starts.
     let mut text_ = std::fs::read_to_string(&profile).unwrap();
-    text_.push_str("\n[slurm.stages.filter]\nsetup = [\"echo filter setup fails >&2\", \"exit 3\"]\n");
+    text_.push_str(
+        "\n[slurm.stages.filter]\nsetup = [\"echo filter setup fails >&2\", \"exit 3\"]\n",
+    );
     std::fs::write(&profile, text_).unwrap();
     let run = tmp.path().join("run");
     let run_s = run.to_str().unwrap();
-    let args = ["slurm", "iterate", "--config", profile.to_str().unwrap(), "--run", run_s, "--iterations", "1"];
+    let args = [
+        "slurm",
+        "iterate",
+        "--config",
+        profile.to_str().unwrap(),
+        "--run",
+        run_s,
+        "--iterations",
+        "1",
+    ];
     let t0 = Instant::now();
-    let out = cluster.spice(&[&args[..], &["--set", "eval.eval_every=0", "--wait", "--poll", "0.5"]].concat()).output().unwrap();
+    let out = cluster
+        .spice(&[&args[..], &["--set", "eval.eval_every=0", "--wait", "--poll", "0.5"]].concat())
+        .output()
+        .unwrap();
     let (so, se) = text(&out);
     println!("failing run in {:.1} s:\n{se}\n{so}", t0.elapsed().as_secs_f64());
     assert!(!out.status.success(), "a failed stage must fail --wait");
@@ -179,7 +243,8 @@ fn a_failed_stage_is_reported_and_its_dependants_do_not_run() {
     assert!(status.status.success(), "{se}");
     println!("{so}");
     let state = |key: &str| -> Vec<String> {
-        let line = so.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in\n{so}"));
+        let line =
+            so.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in\n{so}"));
         line.split_whitespace().map(String::from).collect()
     };
     assert_eq!(state("chunk")[1], "done");
@@ -188,7 +253,8 @@ fn a_failed_stage_is_reported_and_its_dependants_do_not_run() {
     for k in ["iter-0000/rollout", "iter-0000/score", "iter-0000/update"] {
         assert_eq!(state(k)[1], "cancelled", "{so}");
     }
-    let log = so.lines().find_map(|l| l.trim().strip_prefix("log: ")).expect("the failed job's log");
+    let log =
+        so.lines().find_map(|l| l.trim().strip_prefix("log: ")).expect("the failed job's log");
     let log_text = std::fs::read_to_string(log).unwrap();
     assert!(log_text.contains("filter setup fails"), "{log}: {log_text}");
     // Dependants never started: no part of their outputs exists.
@@ -199,9 +265,26 @@ fn a_failed_stage_is_reported_and_its_dependants_do_not_run() {
     // Fixed, then submitted again: only what is not done goes in, and the run completes.
     let cfg_path = run.join("run.toml");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
-    let fixed: String = cfg.lines().filter(|l| !l.contains("exit 3") && !l.contains("filter setup fails")).map(|l| format!("{l}\n")).collect();
+    let fixed: String = cfg
+        .lines()
+        .filter(|l| !l.contains("exit 3") && !l.contains("filter setup fails"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(&cfg_path, fixed).unwrap();
-    let out = cluster.spice(&["slurm", "iterate", "--run", run_s, "--iterations", "1", "--wait", "--poll", "0.5"]).output().unwrap();
+    let out = cluster
+        .spice(&[
+            "slurm",
+            "iterate",
+            "--run",
+            run_s,
+            "--iterations",
+            "1",
+            "--wait",
+            "--poll",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
     let (so, se) = text(&out);
     assert!(out.status.success(), "resubmission failed:\n{se}\n{so}");
     assert!(se.contains("2 stage(s) done, 0 already queued, 4 submitted"), "{se}");

@@ -5,13 +5,14 @@
 mod common;
 use common::*;
 
-
 use std::process::Command;
 use std::time::Instant;
 
-use spice_schemas::{manifest::folder_complete, read_folder, rows::{ChallengerRow, RolloutRow, ScoredRow, TaskRow}};
-
-
+use spice_schemas::{
+    manifest::folder_complete,
+    read_folder,
+    rows::{ChallengerRow, RolloutRow, ScoredRow, TaskRow},
+};
 
 #[test]
 fn smoke_profile_runs_one_iteration_on_the_default_model() {
@@ -47,7 +48,9 @@ fn smoke_profile_runs_one_iteration_on_the_default_model() {
     let roll: Vec<RolloutRow> = read_folder(&dir.join("rollouts")).unwrap();
     let scored: Vec<ScoredRow> = read_folder(&dir.join("scored")).unwrap();
     // The real model writes English, and its prompts carry the chunk's text.
-    assert!(ch.iter().all(|r| !r.completion_ids.is_empty() && r.completion_ids.len() == r.logprobs.len()));
+    assert!(ch
+        .iter()
+        .all(|r| !r.completion_ids.is_empty() && r.completion_ids.len() == r.logprobs.len()));
     assert!(ch.iter().all(|r| r.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0)));
     let valid = tasks.iter().filter(|t| t.valid).count();
     println!(

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use serde::Serialize;
+use spice_schemas::vocab::Role;
 use spice_schemas::{
     layout::RunLayout,
     manifest::folder_complete,
     parquet_io::shard_files,
     read_folder, read_shard,
-    rows::{ChallengerRow, ChunkRow, RolloutRow, ScoredRow, TaskRow, ROLE_CHALLENGER, ROLE_REASONER},
+    rows::{ChallengerRow, ChunkRow, RolloutRow, ScoredRow, TaskRow},
 };
 
 /// Every row of one iteration that concerns tasks (the update's rows are not needed here).
@@ -83,7 +84,7 @@ pub struct ChallengerScore {
 pub struct Answer {
     pub sample: u32,
     pub completion: String,
-    /// `None` until `spice-verify score` has run.
+    /// `None` until `spice-score` has run.
     pub extracted: Option<String>,
     pub correct: Option<bool>,
     pub reward: Option<f32>,
@@ -140,7 +141,7 @@ impl Iteration {
                 .filter(|&i| shard_files(&layout.folder(i, "tasks")).is_ok_and(|f| !f.is_empty()))
                 .collect();
             bail!(
-                "{} has no task shards yet (has `spice-verify filter` run for iteration {iteration}?); \
+                "{} has no task shards yet (has `spice-filter` run for iteration {iteration}?); \
                  iterations with tasks: {}",
                 tasks_dir.display(),
                 list_or_none(&with_tasks)
@@ -158,7 +159,8 @@ impl Iteration {
             }
             Ok(Some(dir))
         };
-        let (t, c, r, s) = (read("tasks")?, read("challenger")?, read("rollouts")?, read("scored")?);
+        let (t, c, r, s) =
+            (read("tasks")?, read("challenger")?, read("rollouts")?, read("scored")?);
         fn rows<T: spice_schemas::ShardRow>(dir: Option<PathBuf>) -> Result<Vec<T>> {
             dir.map_or(Ok(Vec::new()), |d| read_folder(&d))
         }
@@ -184,13 +186,13 @@ impl Iteration {
         let mut pass_rate: BTreeMap<&str, f32> = BTreeMap::new();
         let mut reward: BTreeMap<&str, f32> = BTreeMap::new();
         for s in &self.scored {
-            if s.role == ROLE_REASONER {
+            if s.role == Role::Reasoner.as_str() {
                 answers.entry(&s.task_id).or_default().1 += s.correct.unwrap_or(false) as usize;
             }
             if let Some(p) = s.pass_rate {
                 pass_rate.insert(&s.task_id, p);
             }
-            if s.role == ROLE_CHALLENGER {
+            if s.role == Role::Challenger.as_str() {
                 reward.insert(&s.task_id, s.reward);
             }
         }
@@ -218,11 +220,12 @@ impl Iteration {
     pub fn pick(&self) -> (String, &'static str) {
         let lines = self.lines();
         let rules: [(&str, &dyn Fn(&TaskLine) -> bool); 4] = [
-            (
-                "the first valid selected task whose answers are partly right (0 < p̂ < 1)",
-                &|l| l.valid && l.selected && l.answers > 0 && l.correct > 0 && l.correct < l.answers,
-            ),
-            ("the first valid selected task with Reasoner answers", &|l| l.valid && l.selected && l.answers > 0),
+            ("the first valid selected task whose answers are partly right (0 < p̂ < 1)", &|l| {
+                l.valid && l.selected && l.answers > 0 && l.correct > 0 && l.correct < l.answers
+            }),
+            ("the first valid selected task with Reasoner answers", &|l| {
+                l.valid && l.selected && l.answers > 0
+            }),
             ("the first valid task (none has Reasoner answers)", &|l| l.valid),
             ("the first attempt (no task of this iteration is valid)", &|_| true),
         ];
@@ -261,17 +264,23 @@ impl Iteration {
         let challenger_score = self
             .scored
             .iter()
-            .find(|s| s.role == ROLE_CHALLENGER && s.task_id == task_id)
-            .map(|s| ChallengerScore { reward: s.reward, advantage: s.advantage, pass_rate: s.pass_rate });
-        let mut rollouts: Vec<&RolloutRow> = self.rollouts.iter().filter(|r| r.task_id == task_id).collect();
+            .find(|s| s.role == Role::Challenger.as_str() && s.task_id == task_id)
+            .map(|s| ChallengerScore {
+                reward: s.reward,
+                advantage: s.advantage,
+                pass_rate: s.pass_rate,
+            });
+        let mut rollouts: Vec<&RolloutRow> =
+            self.rollouts.iter().filter(|r| r.task_id == task_id).collect();
         rollouts.sort_by_key(|r| r.sample);
         let answers = rollouts
             .iter()
             .map(|r| {
-                let s = self
-                    .scored
-                    .iter()
-                    .find(|s| s.role == ROLE_REASONER && s.task_id == task_id && s.sample == r.sample);
+                let s = self.scored.iter().find(|s| {
+                    s.role == Role::Reasoner.as_str()
+                        && s.task_id == task_id
+                        && s.sample == r.sample
+                });
                 Answer {
                     sample: r.sample,
                     completion: r.completion.clone(),
@@ -291,7 +300,14 @@ impl Iteration {
         } else {
             match find_chunk(&RunLayout::new(&self.run).chunks(), &task.chunk_id)? {
                 Some(c) => (Some(c), None),
-                None => (None, Some(format!("chunk {} is not in {}/chunks", task.chunk_id, self.run.display()))),
+                None => (
+                    None,
+                    Some(format!(
+                        "chunk {} is not in {}/chunks",
+                        task.chunk_id,
+                        self.run.display()
+                    )),
+                ),
             }
         };
         Ok(Example {
@@ -304,7 +320,11 @@ impl Iteration {
             task: task.clone(),
             challenger_score,
             answers,
-            reasoner_prompt: if prompts { rollouts.first().map(|r| r.prompt.clone()) } else { None },
+            reasoner_prompt: if prompts {
+                rollouts.first().map(|r| r.prompt.clone())
+            } else {
+                None
+            },
             unfinished: self.unfinished.clone(),
             other_tasks: self.lines().into_iter().filter(|l| l.task_id != task_id).collect(),
         })
@@ -319,7 +339,11 @@ impl Iteration {
             self.run.display(),
             ids.len(),
             ids[..ids.len().min(SHOWN)].join(", "),
-            if ids.len() > SHOWN { format!(", … ({} more)", ids.len() - SHOWN) } else { String::new() }
+            if ids.len() > SHOWN {
+                format!(", … ({} more)", ids.len() - SHOWN)
+            } else {
+                String::new()
+            }
         );
         if let Some(i) = iteration_of(task_id).filter(|&i| i != self.iteration) {
             msg.push_str(&format!(" (the id names iteration {i}: try `--iter {i}`)"));
@@ -349,7 +373,13 @@ pub fn latest_with_tasks(run: &Path) -> Result<u32> {
         .rev()
         .copied()
         .find(|&i| shard_files(&layout.folder(i, "tasks")).is_ok_and(|f| !f.is_empty()))
-        .ok_or_else(|| anyhow::anyhow!("no iteration of {} has tasks yet; {}", run.display(), iterations_phrase(&have)))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no iteration of {} has tasks yet; {}",
+                run.display(),
+                iterations_phrase(&have)
+            )
+        })
 }
 
 /// Read chunk shards one at a time and stop at the one holding `chunk_id`, so a large corpus
@@ -359,7 +389,8 @@ fn find_chunk(dir: &Path, chunk_id: &str) -> Result<Option<Document>> {
         return Ok(None);
     }
     for file in shard_files(dir)? {
-        if let Some(c) = read_shard::<ChunkRow>(&file)?.into_iter().find(|c| c.chunk_id == chunk_id) {
+        if let Some(c) = read_shard::<ChunkRow>(&file)?.into_iter().find(|c| c.chunk_id == chunk_id)
+        {
             return Ok(Some(Document {
                 chunk_id: c.chunk_id,
                 source: c.source,

@@ -35,7 +35,10 @@ pub fn render(ex: &Example, max_chars: Option<usize>) -> String {
             let _ = writeln!(o, "({note})");
         }
         (None, None) => {
-            let _ = writeln!(o, "(none: the Challenger wrote this task without a document, grounding = \"none\")");
+            let _ = writeln!(
+                o,
+                "(none: the Challenger wrote this task without a document, grounding = \"none\")"
+            );
         }
     }
 
@@ -50,7 +53,11 @@ pub fn render(ex: &Example, max_chars: Option<usize>) -> String {
                 a.prompt_set,
                 a.finish_reason,
                 a.tokens,
-                if t.selected { "selected for training (T_C)" } else { "not selected for training" },
+                if t.selected {
+                    "selected for training (T_C)"
+                } else {
+                    "not selected for training"
+                },
                 a.policy_id
             );
             if let Some(p) = &a.prompt {
@@ -64,7 +71,10 @@ pub fn render(ex: &Example, max_chars: Option<usize>) -> String {
             if a.response_prefix.is_empty() {
                 sub(&mut o, "completion");
             } else {
-                sub(&mut o, &format!("completion (the prompt wrote its start, `{}`)", a.response_prefix));
+                sub(
+                    &mut o,
+                    &format!("completion (the prompt wrote its start, `{}`)", a.response_prefix),
+                );
             }
             block(&mut o, &format!("{}{}", a.response_prefix, a.completion), max_chars);
         }
@@ -182,10 +192,18 @@ fn answer_header(a: &Answer) -> String {
 /// One line per task: id, selected, validity, answers, p̂, r_C.
 pub fn task_table(lines: &[TaskLine]) -> String {
     // `p̂` is two chars (a combining accent) in one column: pad it one wider.
-    let mut o = format!("{:<18} {:<8} {:<24} {:>7} {:>7} {:>7}\n", "task", "selected", "valid", "correct", "p̂", "r_C");
+    let mut o = format!(
+        "{:<18} {:<8} {:<24} {:>7} {:>7} {:>7}\n",
+        "task", "selected", "valid", "correct", "p̂", "r_C"
+    );
     for l in lines {
-        let valid = if l.valid { "yes".to_string() } else { format!("no: {}", l.invalid_reason.as_deref().unwrap_or("?")) };
-        let correct = if l.answers > 0 { format!("{}/{}", l.correct, l.answers) } else { "-".into() };
+        let valid = if l.valid {
+            "yes".to_string()
+        } else {
+            format!("no: {}", l.invalid_reason.as_deref().unwrap_or("?"))
+        };
+        let correct =
+            if l.answers > 0 { format!("{}/{}", l.correct, l.answers) } else { "-".into() };
         let opt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
         let _ = writeln!(
             o,
@@ -218,7 +236,8 @@ fn block(o: &mut String, text: &str, max_chars: Option<usize>) {
     match max_chars {
         Some(max) if total > max => {
             let cut: String = text.chars().take(max).collect();
-            let _ = writeln!(o, "{cut}\n[… {} more characters; --full prints everything]", total - max);
+            let _ =
+                writeln!(o, "{cut}\n[… {} more characters; --full prints everything]", total - max);
         }
         _ => {
             let _ = writeln!(o, "{}", text.trim_end_matches('\n'));

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use spice_schemas::{commit::write_atomic, manifest::folder_complete, RunConfig};
+use spice_schemas::{commit::write_atomic, manifest::folder_complete, vocab::Grounding, RunConfig};
 
 use crate::plan::{chunk_call, eval_calls, iteration_calls, StageCall};
 
@@ -32,7 +32,11 @@ pub fn plan(run: &Path, cfg: &RunConfig, iterations: u32) -> Vec<Job> {
     let mut jobs: Vec<Job> = Vec::new();
     let push = |call: StageCall, after: Option<usize>, jobs: &mut Vec<Job>| -> usize {
         let name = if call.name == "eval" {
-            call.output.file_name().expect("an output folder has a name").to_string_lossy().to_string()
+            call.output
+                .file_name()
+                .expect("an output folder has a name")
+                .to_string_lossy()
+                .to_string()
         } else {
             call.name.to_string()
         };
@@ -56,7 +60,7 @@ pub fn plan(run: &Path, cfg: &RunConfig, iterations: u32) -> Vec<Job> {
         jobs.len() - 1
     };
     let mut last = None;
-    if cfg.challenger.grounding == "corpus" {
+    if cfg.challenger.grounding == Grounding::Corpus {
         last = Some(push(chunk_call(run), None, &mut jobs));
     }
     for iter in 0..iterations {
@@ -84,7 +88,8 @@ impl Job {
         }
         let text = std::fs::read_to_string(&self.record)
             .with_context(|| format!("reading {}", self.record.display()))?;
-        let r = serde_json::from_str(&text).with_context(|| format!("parsing {}", self.record.display()))?;
+        let r = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", self.record.display()))?;
         Ok(Some(r))
     }
 
@@ -119,22 +124,38 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "chunk", "iter-0000/challenge", "iter-0000/filter", "iter-0000/rollout", "iter-0000/score",
-                "iter-0000/update", "iter-0000/eval", "iter-0000/eval-checkpoint", "iter-0001/challenge",
-                "iter-0001/filter", "iter-0001/rollout", "iter-0001/score", "iter-0001/update",
+                "chunk",
+                "iter-0000/challenge",
+                "iter-0000/filter",
+                "iter-0000/rollout",
+                "iter-0000/score",
+                "iter-0000/update",
+                "iter-0000/eval",
+                "iter-0000/eval-checkpoint",
+                "iter-0001/challenge",
+                "iter-0001/filter",
+                "iter-0001/rollout",
+                "iter-0001/score",
+                "iter-0001/update",
                 "iter-0001/eval-checkpoint"
             ]
         );
-        let after = |k: &str| jobs[jobs.iter().position(|j| j.key == k).unwrap()].after.map(|i| jobs[i].key.as_str());
+        let after = |k: &str| {
+            jobs[jobs.iter().position(|j| j.key == k).unwrap()].after.map(|i| jobs[i].key.as_str())
+        };
         assert_eq!(after("chunk"), None);
         assert_eq!(after("iter-0000/challenge"), Some("chunk"));
         assert_eq!(after("iter-0000/eval"), Some("iter-0000/update"));
-        assert_eq!(after("iter-0001/challenge"), Some("iter-0000/update"), "not after an evaluation");
+        assert_eq!(
+            after("iter-0001/challenge"),
+            Some("iter-0000/update"),
+            "not after an evaluation"
+        );
         assert_eq!(jobs[3].script, Path::new("/r/slurm/iter-0000/rollout.sbatch"));
         assert_eq!(jobs[3].log, Path::new("/r/slurm/iter-0000/logs/rollout-%A_%a.log"));
         assert_eq!(jobs[0].log, Path::new("/r/slurm/logs/chunk-%j.log"));
 
-        cfg.challenger.grounding = "none".into();
+        cfg.challenger.grounding = Grounding::None;
         let jobs = plan(Path::new("/r"), &cfg, 1);
         assert_eq!((jobs[0].key.as_str(), jobs[0].after), ("iter-0000/challenge", None));
     }

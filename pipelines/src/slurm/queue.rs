@@ -42,7 +42,8 @@ impl JobState {
     }
 }
 
-const LIVE: &[&str] = &["PENDING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"];
+const LIVE: &[&str] =
+    &["PENDING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"];
 const RUNNING: &[&str] = &["RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"];
 
 pub fn summarize(tasks: Option<&Vec<TaskState>>) -> JobState {
@@ -105,12 +106,22 @@ pub fn query(ids: &[String]) -> Result<Jobs> {
     if !out.status.success() {
         bail!("squeue failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
-    let mut jobs: Jobs = parse(&String::from_utf8_lossy(&out.stdout)).into_iter().filter(|(id, _)| ids.contains(id)).collect();
-    let missing: Vec<&str> = ids.iter().filter(|id| !jobs.contains_key(*id)).map(String::as_str).collect();
+    let mut jobs: Jobs = parse(&String::from_utf8_lossy(&out.stdout))
+        .into_iter()
+        .filter(|(id, _)| ids.contains(id))
+        .collect();
+    let missing: Vec<&str> =
+        ids.iter().filter(|id| !jobs.contains_key(*id)).map(String::as_str).collect();
     if !missing.is_empty() {
-        let out = Command::new("sacct").args(["-n", "-X", "-P", "-o", "JobID,State", "-j", &missing.join(",")]).output();
+        let out = Command::new("sacct")
+            .args(["-n", "-X", "-P", "-o", "JobID,State", "-j", &missing.join(",")])
+            .output();
         if let Some(out) = out.ok().filter(|o| o.status.success()) {
-            jobs.extend(parse(&String::from_utf8_lossy(&out.stdout)).into_iter().filter(|(id, _)| ids.contains(id)));
+            jobs.extend(
+                parse(&String::from_utf8_lossy(&out.stdout))
+                    .into_iter()
+                    .filter(|(id, _)| ids.contains(id)),
+            );
         }
     }
     Ok(jobs)
@@ -132,7 +143,10 @@ mod tests {
             JobState::Failed(t) => assert_eq!(t[0].task.as_deref(), Some("1")),
             s => panic!("{s:?}"),
         }
-        assert_eq!(summarize(jobs.get("3")), JobState::Cancelled("DependencyNeverSatisfied".into()));
+        assert_eq!(
+            summarize(jobs.get("3")),
+            JobState::Cancelled("DependencyNeverSatisfied".into())
+        );
         assert_eq!(summarize(jobs.get("4")), JobState::Queued);
         assert_eq!(summarize(jobs.get("5")), JobState::Running);
         assert_eq!(summarize(jobs.get("6")), JobState::Completed);

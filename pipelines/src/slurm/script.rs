@@ -51,15 +51,19 @@ pub fn log_path(pattern: &Path, id: &str, task: Option<&str>) -> PathBuf {
 pub fn render(template: &str, input: &ScriptInput, res: &SlurmResources) -> Result<String> {
     let call = input.call;
     let bin = input.bin_dir.join(call.bin);
-    for (what, p) in [("run folder", input.run), ("log", input.log), ("working directory", input.chdir)] {
+    for (what, p) in
+        [("run folder", input.run), ("log", input.log), ("working directory", input.chdir)]
+    {
         if p.display().to_string().contains(char::is_whitespace) {
             bail!("the {what} {} holds white space, which #SBATCH lines cannot carry; use a path without", p.display());
         }
     }
     // The shard comes from the array task; every other argument is fixed here.
-    let mut argv: Vec<String> = call.args(input.run, 0, input.device, input.force).iter().map(|a| quote(a)).collect();
+    let mut argv: Vec<String> =
+        call.args(input.run, 0, input.device, input.force).iter().map(|a| quote(a)).collect();
     if call.parts > 1 {
-        let at = argv.iter().position(|a| a == "--shard").expect("a split stage passes --shard") + 1;
+        let at =
+            argv.iter().position(|a| a == "--shard").expect("a split stage passes --shard") + 1;
         argv[at] = format!("\"${{SLURM_ARRAY_TASK_ID}}/{}\"", call.parts);
     }
     let command = format!("exec {} {}", quote(&bin.display().to_string()), argv.join(" "));
@@ -94,7 +98,8 @@ pub fn render(template: &str, input: &ScriptInput, res: &SlurmResources) -> Resu
         Some(_) => input.key.replace('/', " "),
         None => call.name.to_string(),
     };
-    let run_name = input.run.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let run_name =
+        input.run.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let job_name: String = format!("spice-{run_name}-{}", input.key.replace('/', "-"))
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
@@ -120,7 +125,8 @@ pub fn render(template: &str, input: &ScriptInput, res: &SlurmResources) -> Resu
 
 /// Quote a word for bash unless it is plainly safe.
 pub fn quote(s: &str) -> String {
-    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_./:=@%+-,".contains(c));
+    let safe =
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_./:=@%+-,".contains(c));
     if safe {
         s.to_string()
     } else {
@@ -158,8 +164,10 @@ mod tests {
         cfg.slurm.setup = vec!["module load cuda/12.4".into()];
         let calls = iteration_calls(Path::new("/runs/my-run"), &cfg, 2);
         let rollout = &calls[2];
-        let log = log_pattern(Path::new("/runs/my-run/slurm/iter-0002/logs"), "rollout", rollout.parts);
-        let text = render(TEMPLATE, &input(rollout, &log), &cfg.slurm.for_stage("rollout")).unwrap();
+        let log =
+            log_pattern(Path::new("/runs/my-run/slurm/iter-0002/logs"), "rollout", rollout.parts);
+        let text =
+            render(TEMPLATE, &input(rollout, &log), &cfg.slurm.for_stage("rollout")).unwrap();
         for want in [
             "#SBATCH --array=0-3\n",
             "#SBATCH --partition=gpu\n",
@@ -179,14 +187,15 @@ mod tests {
     }
 
     #[test]
-    fn single_stage_has_no_array_and_its_subcommand() {
+    fn single_stage_has_no_array() {
         let cfg = RunConfig::default();
         let calls = iteration_calls(Path::new("/r"), &cfg, 0);
         let log = log_pattern(Path::new("/r/slurm/iter-0000/logs"), "score", 1);
-        let text = render(TEMPLATE, &input(&calls[3], &log), &cfg.slurm.for_stage("score")).unwrap();
+        let text =
+            render(TEMPLATE, &input(&calls[3], &log), &cfg.slurm.for_stage("score")).unwrap();
         assert!(!text.contains("--array"), "{text}");
         assert!(
-            text.contains("exec '/opt/spice/my bin/spice-verify' score --run /runs/my-run --iter 0 --device cuda:0\n"),
+            text.contains("exec '/opt/spice/my bin/spice-score' --run /runs/my-run --iter 0 --device cuda:0\n"),
             "{text}"
         );
         assert_eq!(log_path(&log, "17", None), Path::new("/r/slurm/iter-0000/logs/score-17.log"));
@@ -199,12 +208,20 @@ mod tests {
         let cfg = RunConfig::default();
         let calls = iteration_calls(Path::new("/r"), &cfg, 0);
         let log = PathBuf::from("/l");
-        let err = render("{{command}}\n{{comand}}\n", &input(&calls[0], &log), &cfg.slurm.for_stage("challenge"))
-            .unwrap_err();
+        let err = render(
+            "{{command}}\n{{comand}}\n",
+            &input(&calls[0], &log),
+            &cfg.slurm.for_stage("challenge"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("{{comand}}"), "{err}");
         let spaced = PathBuf::from("/my logs/x-%j.log");
-        let err = render(TEMPLATE, &ScriptInput { log: &spaced, ..input(&calls[0], &log) }, &cfg.slurm.for_stage("challenge"))
-            .unwrap_err();
+        let err = render(
+            TEMPLATE,
+            &ScriptInput { log: &spaced, ..input(&calls[0], &log) },
+            &cfg.slurm.for_stage("challenge"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("white space"), "{err}");
         assert_eq!(quote("a'b c"), r"'a'\''b c'");
         assert_eq!(quote("cuda:0"), "cuda:0");

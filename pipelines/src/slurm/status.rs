@@ -27,7 +27,8 @@ pub struct Row {
 
 pub fn run(args: &StatusArgs) -> Result<()> {
     let layout = RunLayout::new(&args.run);
-    let cfg = RunConfig::load(&layout.config()).context("this run folder has no run.toml: submit it first")?;
+    let cfg = RunConfig::load(&layout.config())
+        .context("this run folder has no run.toml: submit it first")?;
     let run = std::fs::canonicalize(&args.run)?;
     let iterations = args.iterations.unwrap_or(cfg.run.iterations);
     let jobs = plan(&run, &cfg, iterations);
@@ -58,7 +59,14 @@ pub fn report(jobs: &[Job]) -> Result<Vec<Row>> {
     let mut unsubmitted_shown = false;
     for (job, rec) in jobs.iter().zip(&records) {
         let id = rec.as_ref().map(|r| r.job_id.clone());
-        let mut row = Row { key: job.key.clone(), done: false, job: id.clone(), state: "", note: String::new(), logs: vec![] };
+        let mut row = Row {
+            key: job.key.clone(),
+            done: false,
+            job: id.clone(),
+            state: "",
+            note: String::new(),
+            logs: vec![],
+        };
         if job.done()? {
             row.done = true;
             row.state = "done";
@@ -93,10 +101,16 @@ pub fn report(jobs: &[Job]) -> Result<Vec<Row>> {
             }
             JobState::Failed(tasks) => {
                 row.state = "failed";
-                row.note = tasks.iter().map(|t| format!("{} {}", t.state, t.reason)).collect::<Vec<_>>().join(", ");
+                row.note = tasks
+                    .iter()
+                    .map(|t| format!("{} {}", t.state, t.reason))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 row.logs = tasks
                     .iter()
-                    .map(|t| log_path(&job.log, &id, t.task.as_deref().filter(|_| job.call.parts > 1)))
+                    .map(|t| {
+                        log_path(&job.log, &id, t.task.as_deref().filter(|_| job.call.parts > 1))
+                    })
                     .collect();
             }
             JobState::Unknown => {

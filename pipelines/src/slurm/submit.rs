@@ -18,13 +18,16 @@ use crate::plan::BINARIES;
 pub fn run(args: &SlurmIterateArgs) -> Result<()> {
     let common = &args.common;
     let cfg = crate::freeze_config(common).context("preparing the run folder")?;
-    let run = std::fs::canonicalize(&common.run).with_context(|| format!("resolving {}", common.run.display()))?;
+    let run = std::fs::canonicalize(&common.run)
+        .with_context(|| format!("resolving {}", common.run.display()))?;
     let bin_dir = match &common.bin_dir {
-        Some(d) => std::fs::canonicalize(d).with_context(|| format!("resolving --bin-dir {}", d.display()))?,
+        Some(d) => std::fs::canonicalize(d)
+            .with_context(|| format!("resolving --bin-dir {}", d.display()))?,
         None => std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
     let template = match &args.template {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading the sbatch template {}", p.display()))?,
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading the sbatch template {}", p.display()))?,
         None => TEMPLATE.to_string(),
     };
     let iterations = common.iterations.unwrap_or(cfg.run.iterations);
@@ -111,8 +114,10 @@ pub fn run(args: &SlurmIterateArgs) -> Result<()> {
         if args.dry_run {
             let var = format!("JOB_{i}");
             // Printed as shell lines that can be run as they are: `$JOB_n` must expand.
-            let shown: Vec<String> =
-                argv.iter().map(|a| if a.contains("afterok:$JOB_") { a.clone() } else { quote(a) }).collect();
+            let shown: Vec<String> = argv
+                .iter()
+                .map(|a| if a.contains("afterok:$JOB_") { a.clone() } else { quote(a) })
+                .collect();
             println!("{var}=$(sbatch {})  # {}", shown.join(" "), job.key);
             waits_for[i] = Some(format!("${var}"));
             submitted.push(var);
@@ -130,9 +135,16 @@ pub fn run(args: &SlurmIterateArgs) -> Result<()> {
             job_id: id.clone(),
             parts: job.call.parts,
             after: after.clone(),
-            submitted_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            submitted_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         })?;
-        let array = if job.call.parts > 1 { format!(" (array 0-{})", job.call.parts - 1) } else { String::new() };
+        let array = if job.call.parts > 1 {
+            format!(" (array 0-{})", job.call.parts - 1)
+        } else {
+            String::new()
+        };
         let after_note = after.map(|a| format!(" after {a}")).unwrap_or_default();
         eprintln!("{}: submitted job {id}{array}{after_note}", job.key);
         waits_for[i] = Some(id.clone());
@@ -159,7 +171,8 @@ pub fn run(args: &SlurmIterateArgs) -> Result<()> {
 
 /// `sbatch --parsable …` → the job id (`123` or `123;cluster`).
 fn sbatch(argv: &[String]) -> Result<String> {
-    let out = Command::new("sbatch").args(argv).output().context("running sbatch (is Slurm on PATH?)")?;
+    let out =
+        Command::new("sbatch").args(argv).output().context("running sbatch (is Slurm on PATH?)")?;
     if !out.status.success() {
         bail!("sbatch {} failed: {}", argv.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }

@@ -35,7 +35,7 @@ pub struct ChallengerRow {
     pub finish_reason: String,
     pub seed: u64,
     pub policy_id: String,
-    /// Whether the parser already found a valid task here (`spice-verify filter` decides).
+    /// Whether the parser already found a valid task here (`spice-filter` decides).
     pub parsed_valid: bool,
     /// One of the G trajectories kept for training (valid:invalid ratio preserved).
     pub selected: bool,

@@ -1,4 +1,4 @@
-//! One row type per shard folder of an iteration (see DESIGN.md, "Run folder").
+//! One row type per shard folder of an iteration (see ARCHITECTURE.md, "The run folder").
 //!
 //! Token ids and sampling log-probs sit next to the text, so the update recomputes exactly
 //! what was sampled and an auditor sees exactly what the model saw. Every generated row
@@ -21,8 +21,6 @@ pub use task::TaskRow;
 pub use update::UpdateMetricsRow;
 
 /// The two roles one policy plays.
-pub const ROLE_CHALLENGER: &str = "challenger";
-pub const ROLE_REASONER: &str = "reasoner";
 
 /// Why generation ended: an EOS token or stop string, or the token budget.
 pub const FINISH_STOP: &str = "stop";

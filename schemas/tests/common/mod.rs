@@ -59,7 +59,12 @@ pub fn tasks() -> Vec<TaskRow> {
             invalid_detail: None,
             task_kind: "mcq".into(),
             question: Some("Which function returns the GCD?".into()),
-            options: vec!["math.gcd".into(), "math.lcm".into(), "math.fsum".into(), "math.isqrt".into()],
+            options: vec![
+                "math.gcd".into(),
+                "math.lcm".into(),
+                "math.fsum".into(),
+                "math.isqrt".into(),
+            ],
             answer: Some("A".into()),
             answer_type: None,
             raw_json: Some("{\"question\":\"…\"}".into()),

@@ -1,10 +1,9 @@
 //! The format of each attempt: multiple choice or free-form with an answer type.
 
-use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spice_prompt::FormatChoice;
-use spice_verify::{AnswerType, TaskKind};
+use spice_schemas::vocab::{AnswerType, TaskKind, TaskTypes};
 
 /// The formats the configuration allows (`challenger.task_types`, `challenger.answer_type`).
 #[derive(Debug, Clone, PartialEq)]
@@ -14,20 +13,17 @@ pub struct FormatSpace {
 }
 
 impl FormatSpace {
-    pub fn from_config(task_types: &str, answer_type: Option<&str>) -> Result<FormatSpace> {
+    pub fn from_config(task_types: TaskTypes, answer_type: Option<AnswerType>) -> FormatSpace {
         let kinds = match task_types {
-            "mcq" => vec![TaskKind::Mcq],
-            "free_form" => vec![TaskKind::FreeForm],
-            _ => vec![TaskKind::Mcq, TaskKind::FreeForm],
+            TaskTypes::Mcq => vec![TaskKind::Mcq],
+            TaskTypes::FreeForm => vec![TaskKind::FreeForm],
+            TaskTypes::Both => vec![TaskKind::Mcq, TaskKind::FreeForm],
         };
         let types = match answer_type {
-            Some(t) => vec![t
-                .parse::<AnswerType>()
-                .ok()
-                .with_context(|| format!("challenger.answer_type = {t:?} is not an answer type"))?],
+            Some(t) => vec![t],
             None => AnswerType::ALL.to_vec(),
         };
-        Ok(FormatSpace { kinds, types })
+        FormatSpace { kinds, types }
     }
 
     /// Whether there is anything for the model to choose.
@@ -70,7 +66,7 @@ mod tests {
 
     #[test]
     fn draws_stay_inside_the_space_and_cover_it() {
-        let s = FormatSpace::from_config("both", None).unwrap();
+        let s = FormatSpace::from_config(TaskTypes::Both, None);
         let mut kinds = std::collections::HashSet::new();
         let mut types = std::collections::HashSet::new();
         for seed in 0..200 {
@@ -83,21 +79,30 @@ mod tests {
         }
         assert_eq!(kinds.len(), 2);
         assert_eq!(types.len(), 6);
-        let forced = FormatSpace::from_config("free_form", Some("integer")).unwrap();
+        let forced = FormatSpace::from_config(TaskTypes::FreeForm, Some(AnswerType::Integer));
         assert!(!forced.is_open());
-        assert_eq!(forced.draw(5), FormatChoice { kind: TaskKind::FreeForm, answer_type: Some(AnswerType::Integer) });
-        assert!(FormatSpace::from_config("both", Some("colour")).is_err());
+        assert_eq!(
+            forced.draw(5),
+            FormatChoice { kind: TaskKind::FreeForm, answer_type: Some(AnswerType::Integer) }
+        );
+        // An answer type that is not one is refused where the configuration is read.
+        let bad = "[challenger]\nanswer_type = \"colour\"\n";
+        assert!(spice_schemas::RunConfig::from_toml(bad, "p.toml").is_err());
     }
 
     #[test]
     fn completes_the_models_choice() {
-        let s = FormatSpace::from_config("both", Some("float")).unwrap();
+        let s = FormatSpace::from_config(TaskTypes::Both, Some(AnswerType::Float));
         let c = s.complete(Some(FormatChoice { kind: TaskKind::FreeForm, answer_type: None }), 1);
         assert_eq!(c.answer_type, Some(AnswerType::Float));
-        let c = s.complete(Some(FormatChoice { kind: TaskKind::FreeForm, answer_type: Some(AnswerType::List) }), 1);
+        let c = s.complete(
+            Some(FormatChoice { kind: TaskKind::FreeForm, answer_type: Some(AnswerType::List) }),
+            1,
+        );
         assert_eq!(c.answer_type, Some(AnswerType::Float), "the forced type wins");
-        let only_mcq = FormatSpace::from_config("mcq", None).unwrap();
-        let c = only_mcq.complete(Some(FormatChoice { kind: TaskKind::FreeForm, answer_type: None }), 1);
+        let only_mcq = FormatSpace::from_config(TaskTypes::Mcq, None);
+        let c = only_mcq
+            .complete(Some(FormatChoice { kind: TaskKind::FreeForm, answer_type: None }), 1);
         assert_eq!(c.kind, TaskKind::Mcq);
     }
 }

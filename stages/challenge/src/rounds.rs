@@ -28,7 +28,8 @@ impl SlotState {
             return 0;
         }
         let room = l.max_attempts - self.attempts;
-        let need = if self.valid == 0 { l.per_round } else { (l.keep - self.attempts).min(l.per_round) };
+        let need =
+            if self.valid == 0 { l.per_round } else { (l.keep - self.attempts).min(l.per_round) };
         need.max(1).min(room)
     }
 }

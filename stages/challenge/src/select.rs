@@ -3,7 +3,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// Which of a document's attempts form its G training trajectories, keeping the
-/// valid:invalid ratio of all its attempts (SPICE.md step 2). `valid[i]` is attempt i's
+/// valid:invalid ratio of all its attempts (METHOD.md step 2). `valid[i]` is attempt i's
 /// validity; returns the indices chosen, ascending. With `g` or fewer attempts, all are kept.
 /// A document with any valid attempt keeps at least one.
 pub fn keep_g(valid: &[bool], g: usize, seed: u64) -> Vec<usize> {

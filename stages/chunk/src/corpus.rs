@@ -83,7 +83,10 @@ pub fn resolve(paths: &[PathBuf]) -> Result<Corpus> {
     let mut corpus = Corpus::default();
     for root in paths {
         let meta = std::fs::metadata(root).with_context(|| {
-            format!("corpus path {} does not exist (run `just setup` for the default corpus)", root.display())
+            format!(
+                "corpus path {} does not exist (run `just setup` for the default corpus)",
+                root.display()
+            )
         })?;
         if meta.is_dir() {
             let mut rel = Vec::new();
@@ -95,9 +98,13 @@ pub fn resolve(paths: &[PathBuf]) -> Result<Corpus> {
             }
         } else {
             let Some(format) = Format::of(root) else {
-                bail!("corpus file {} has no known format (expected one of {SUFFIXES})", root.display());
+                bail!(
+                    "corpus file {} has no known format (expected one of {SUFFIXES})",
+                    root.display()
+                );
             };
-            let source = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let source =
+                root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             corpus.files.push(CorpusFile { path: root.clone(), source, format });
         }
     }
@@ -105,9 +112,15 @@ pub fn resolve(paths: &[PathBuf]) -> Result<Corpus> {
     Ok(corpus)
 }
 
-fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Format)>, ignored: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(
+    root: &Path,
+    rel: &Path,
+    out: &mut Vec<(PathBuf, Format)>,
+    ignored: &mut Vec<PathBuf>,
+) -> Result<()> {
     let dir = root.join(rel);
-    let entries = std::fs::read_dir(&dir).with_context(|| format!("listing corpus folder {}", dir.display()))?;
+    let entries = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing corpus folder {}", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("listing corpus folder {}", dir.display()))?;
         let name = entry.file_name();
@@ -165,7 +178,15 @@ mod tests {
     fn folders_are_walked_sorted_and_metadata_is_left_out() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for f in ["b/z.txt", "b/a.md", "a.jsonl", "_SOURCES.md", ".hidden/x.txt", "_meta/y.txt", "notes.pdf"] {
+        for f in [
+            "b/z.txt",
+            "b/a.md",
+            "a.jsonl",
+            "_SOURCES.md",
+            ".hidden/x.txt",
+            "_meta/y.txt",
+            "notes.pdf",
+        ] {
             let p = root.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, "x").unwrap();

@@ -34,18 +34,29 @@ pub enum Record {
 }
 
 /// The records of one corpus file; `text_field` names the JSONL key or Parquet column.
-pub fn records(file: &CorpusFile, text_field: &str) -> Result<Box<dyn Iterator<Item = Record> + Send>> {
+pub fn records(
+    file: &CorpusFile,
+    text_field: &str,
+) -> Result<Box<dyn Iterator<Item = Record> + Send>> {
     let path = &file.path;
-    let open = || File::open(path).with_context(|| format!("opening corpus file {}", path.display()));
+    let open =
+        || File::open(path).with_context(|| format!("opening corpus file {}", path.display()));
     Ok(match file.format {
         Format::Text => Box::new(std::iter::once(text_file(path)?)),
-        Format::Jsonl => Box::new(JsonlRecords::new(path, BufReader::new(open()?), text_field, false)),
+        Format::Jsonl => {
+            Box::new(JsonlRecords::new(path, BufReader::new(open()?), text_field, false))
+        }
         Format::JsonlZst => {
             let reader: Box<dyn BufRead + Send> = match zstd::Decoder::new(open()?) {
                 Ok(d) => Box::new(BufReader::new(d)),
                 Err(e) => {
                     let at = path.display().to_string();
-                    return Ok(Box::new(std::iter::once(skip(SkipReason::ZstdError, 1, at, e.to_string()))));
+                    return Ok(Box::new(std::iter::once(skip(
+                        SkipReason::ZstdError,
+                        1,
+                        at,
+                        e.to_string(),
+                    ))));
                 }
             };
             Box::new(JsonlRecords::new(path, reader, text_field, true))
@@ -91,11 +102,19 @@ fn skip(reason: SkipReason, records: u64, at: String, detail: String) -> Record 
 
 /// A text file is one document.
 fn text_file(path: &Path) -> Result<Record> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading corpus file {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading corpus file {}", path.display()))?;
     let at = path.display().to_string();
     Ok(match String::from_utf8(bytes) {
-        Err(e) => skip(SkipReason::InvalidUtf8, 1, at, format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to())),
-        Ok(text) if text.trim().is_empty() => skip(SkipReason::Empty, 1, at, "the file is empty".into()),
+        Err(e) => skip(
+            SkipReason::InvalidUtf8,
+            1,
+            at,
+            format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()),
+        ),
+        Ok(text) if text.trim().is_empty() => {
+            skip(SkipReason::Empty, 1, at, "the file is empty".into())
+        }
         Ok(text) => Record::Doc { doc_index: 0, text },
     })
 }
@@ -113,7 +132,15 @@ struct JsonlRecords<R> {
 impl<R: BufRead> JsonlRecords<R> {
     fn new(path: &Path, reader: R, field: &str, compressed: bool) -> Self {
         let path = path.display().to_string();
-        Self { path, reader, field: field.to_string(), compressed, line: 0, done: false, buf: Vec::new() }
+        Self {
+            path,
+            reader,
+            field: field.to_string(),
+            compressed,
+            line: 0,
+            done: false,
+            buf: Vec::new(),
+        }
     }
 
     /// The record of line `index` (0-based), whose bytes are in `self.buf`.
@@ -125,14 +152,28 @@ impl<R: BufRead> JsonlRecords<R> {
         }
         let line = match std::str::from_utf8(bytes) {
             Ok(s) => s,
-            Err(e) => return skip(SkipReason::InvalidUtf8, 1, at, format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+            Err(e) => {
+                return skip(
+                    SkipReason::InvalidUtf8,
+                    1,
+                    at,
+                    format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                )
+            }
         };
         if line.trim().is_empty() {
             return skip(SkipReason::Empty, 1, at, "blank line".into());
         }
         let mut object = match serde_json::from_str::<Value>(line) {
             Ok(Value::Object(o)) => o,
-            Ok(other) => return skip(SkipReason::NotJson, 1, at, format!("a JSON {}, not an object", json_kind(&other))),
+            Ok(other) => {
+                return skip(
+                    SkipReason::NotJson,
+                    1,
+                    at,
+                    format!("a JSON {}, not an object", json_kind(&other)),
+                )
+            }
             Err(e) => return skip(SkipReason::NotJson, 1, at, e.to_string()),
         };
         match object.remove(&self.field) {
@@ -145,7 +186,8 @@ impl<R: BufRead> JsonlRecords<R> {
             }
             Some(Value::String(text)) => Record::Doc { doc_index: index, text },
             Some(other) => {
-                let detail = format!("field `{}` is a JSON {}, not a string", self.field, json_kind(&other));
+                let detail =
+                    format!("field `{}` is a JSON {}, not a string", self.field, json_kind(&other));
                 skip(SkipReason::NotAString, 1, at, detail)
             }
         }
@@ -173,7 +215,8 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
             Err(e) => {
                 // A corrupt stream cannot be resynchronised: the rest of the file is lost.
                 self.done = true;
-                let reason = if self.compressed { SkipReason::ZstdError } else { SkipReason::ReadError };
+                let reason =
+                    if self.compressed { SkipReason::ZstdError } else { SkipReason::ReadError };
                 let at = format!("{}:{}", self.path, index + 1);
                 Some(skip(reason, 1, at, format!("{e}; the rest of the file is not read")))
             }
@@ -192,23 +235,32 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn parquet_records(path: &Path, file: File, field: &str) -> Box<dyn Iterator<Item = Record> + Send> {
+fn parquet_records(
+    path: &Path,
+    file: File,
+    field: &str,
+) -> Box<dyn Iterator<Item = Record> + Send> {
     let name = path.display().to_string();
     let one = |reason, records, detail: String| -> Box<dyn Iterator<Item = Record> + Send> {
         Box::new(std::iter::once(skip(reason, records, name.clone(), detail)))
     };
     let builder = match ParquetRecordBatchReaderBuilder::try_new(file) {
         Ok(b) => b,
-        Err(e) => return one(SkipReason::ParquetError, 1, format!("not a readable Parquet file: {e}")),
+        Err(e) => {
+            return one(SkipReason::ParquetError, 1, format!("not a readable Parquet file: {e}"))
+        }
     };
     let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
     let schema = builder.schema().clone();
-    let Some((index, column)) = schema.fields().iter().enumerate().find(|(_, f)| f.name() == field) else {
+    let Some((index, column)) = schema.fields().iter().enumerate().find(|(_, f)| f.name() == field)
+    else {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let detail = format!("no column `{field}` (columns: {}; set corpus.text_field)", names.join(", "));
+        let detail =
+            format!("no column `{field}` (columns: {}; set corpus.text_field)", names.join(", "));
         return one(SkipReason::MissingField, rows, detail);
     };
-    let string_like = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let string_like =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     let readable = match column.data_type() {
         DataType::Dictionary(_, values) => string_like(values),
         t => string_like(t),
@@ -219,7 +271,14 @@ fn parquet_records(path: &Path, file: File, field: &str) -> Box<dyn Iterator<Ite
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
     match builder.with_projection(mask).build() {
-        Ok(reader) => Box::new(ParquetRecords { name, reader, texts: Vec::new(), next: 0, row: 0, done: false }),
+        Ok(reader) => Box::new(ParquetRecords {
+            name,
+            reader,
+            texts: Vec::new(),
+            next: 0,
+            row: 0,
+            done: false,
+        }),
         Err(e) => one(SkipReason::ParquetError, 1, format!("cannot read column `{field}`: {e}")),
     }
 }
@@ -324,7 +383,18 @@ mod tests {
         let rs = all(&f, "text");
         assert_eq!(
             reasons(&rs),
-            ["doc", "empty", "not_a_string", "not_json", "not_json", "missing_field", "missing_field", "invalid_utf8", "empty", "doc"]
+            [
+                "doc",
+                "empty",
+                "not_a_string",
+                "not_json",
+                "not_json",
+                "missing_field",
+                "missing_field",
+                "invalid_utf8",
+                "empty",
+                "doc"
+            ]
         );
         assert_eq!(rs[0], Record::Doc { doc_index: 0, text: "first".into() });
         // Line numbers survive skipped lines, so doc_index is the line whatever else is in the file.
@@ -344,13 +414,17 @@ mod tests {
         assert_eq!(count_records(&f), 10);
 
         // Two frames; the second is cut short: the first frame's lines are read, then one skip.
-        let mut bytes = zstd::encode_all(&b"{\"text\": \"a\"}\n{\"text\": \"b\"}\n"[..], 3).unwrap();
+        let mut bytes =
+            zstd::encode_all(&b"{\"text\": \"a\"}\n{\"text\": \"b\"}\n"[..], 3).unwrap();
         let second = zstd::encode_all(&b"{\"text\": \"c\"}\n".repeat(1000)[..], 3).unwrap();
         bytes.extend_from_slice(&second[..second.len() / 2]);
         let f = file(dir.path(), "cut.jsonl.zst", &bytes);
         let rs = all(&f, "text");
         assert_eq!(reasons(&rs[..2]), ["doc", "doc"]);
-        assert!(rs.iter().any(|r| matches!(r, Record::Skip { reason: SkipReason::ZstdError, .. })), "{rs:?}");
+        assert!(
+            rs.iter().any(|r| matches!(r, Record::Skip { reason: SkipReason::ZstdError, .. })),
+            "{rs:?}"
+        );
 
         let f = file(dir.path(), "junk.jsonl.zst", b"this is not zstd at all");
         assert_eq!(reasons(&all(&f, "text")), ["zstd_error"]);
@@ -360,14 +434,19 @@ mod tests {
     fn text_files_are_one_document() {
         let dir = tempfile::tempdir().unwrap();
         let f = file(dir.path(), "a.md", "# Title\n\nBody.\n".as_bytes());
-        assert_eq!(all(&f, "ignored"), [Record::Doc { doc_index: 0, text: "# Title\n\nBody.\n".into() }]);
+        assert_eq!(
+            all(&f, "ignored"),
+            [Record::Doc { doc_index: 0, text: "# Title\n\nBody.\n".into() }]
+        );
         assert_eq!(reasons(&all(&file(dir.path(), "b.txt", b"ok \xff"), "text")), ["invalid_utf8"]);
         assert_eq!(reasons(&all(&file(dir.path(), "c.rst", b" \n\n"), "text")), ["empty"]);
     }
 
     fn write_parquet(path: &PathBuf, columns: Vec<(&str, ArrayRef)>) {
         let batch = RecordBatch::try_from_iter(columns).unwrap();
-        let mut w = parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None)
+                .unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
     }
@@ -376,10 +455,12 @@ mod tests {
     fn parquet_rows_are_documents() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.parquet");
-        let text: ArrayRef = Arc::new(StringArray::from(vec![Some("one"), None, Some(" "), Some("four")]));
+        let text: ArrayRef =
+            Arc::new(StringArray::from(vec![Some("one"), None, Some(" "), Some("four")]));
         let id: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3, 4]));
         write_parquet(&path, vec![("id", id.clone()), ("text", text)]);
-        let f = CorpusFile { path: path.clone(), source: "a.parquet".into(), format: Format::Parquet };
+        let f =
+            CorpusFile { path: path.clone(), source: "a.parquet".into(), format: Format::Parquet };
         let rs = all(&f, "text");
         assert_eq!(reasons(&rs), ["doc", "missing_field", "empty", "doc"]);
         assert_eq!(rs[3], Record::Doc { doc_index: 3, text: "four".into() });
@@ -392,7 +473,10 @@ mod tests {
         assert_eq!(*records, 4);
         assert!(detail.contains("id, text"), "{detail}");
         let rs = all(&f, "id");
-        assert!(matches!(&rs[0], Record::Skip { reason: SkipReason::NotAString, records: 4, .. }), "{rs:?}");
+        assert!(
+            matches!(&rs[0], Record::Skip { reason: SkipReason::NotAString, records: 4, .. }),
+            "{rs:?}"
+        );
     }
 
     #[test]

@@ -115,7 +115,8 @@ fn choose_cut(doc: &str, a: usize, limit: usize) -> usize {
             break;
         }
         if let Some(level) = level_at(doc, p) {
-            let slot = if p >= half { &mut upper[level as usize] } else { &mut lower[level as usize] };
+            let slot =
+                if p >= half { &mut upper[level as usize] } else { &mut lower[level as usize] };
             slot.get_or_insert(p);
         }
     }
@@ -154,7 +155,8 @@ fn ends_sentence(text: &str) -> bool {
     if punct.is_empty() || punct == ".." {
         return false;
     }
-    punct.starts_with(['。', '！', '？']) || body.chars().next_back().is_some_and(|c| !c.is_whitespace())
+    punct.starts_with(['。', '！', '？'])
+        || body.chars().next_back().is_some_and(|c| !c.is_whitespace())
 }
 
 /// Whether the rest of a line is blank (or the text ends).
@@ -225,7 +227,8 @@ mod tests {
     }
 
     fn tiny_llama() -> HfTokens {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lm/fixtures/tiny-llama3/tokenizer.json");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../lib/lm/fixtures/tiny-llama3/tokenizer.json");
         HfTokens::load(&path).unwrap()
     }
 
@@ -275,7 +278,10 @@ mod tests {
     fn a_long_paragraph_is_cut_at_sentence_ends() {
         let doc = "Aa bb cc dd. Ee ff gg hh. Ii jj kk ll. Mm nn oo pp.";
         let s = check(doc, 6, &Fours);
-        assert_eq!(texts(doc, &s), ["Aa bb cc dd.", "Ee ff gg hh.", "Ii jj kk ll.", "Mm nn oo pp."]);
+        assert_eq!(
+            texts(doc, &s),
+            ["Aa bb cc dd.", "Ee ff gg hh.", "Ii jj kk ll.", "Mm nn oo pp."]
+        );
     }
 
     #[test]
@@ -306,7 +312,20 @@ mod tests {
     fn real_tokenizer_never_exceeds_the_limit() {
         let tok = tiny_llama();
         // A deterministic mix of prose, code, numbers, CJK and emoji, cut at many limits.
-        let words = ["the", "zeta", "function", "ζ(s)", "=", "Σ", "1/n^s", "日本語の文。", "🚀", "x_1", "12345", "\\frac{1}{2}"];
+        let words = [
+            "the",
+            "zeta",
+            "function",
+            "ζ(s)",
+            "=",
+            "Σ",
+            "1/n^s",
+            "日本語の文。",
+            "🚀",
+            "x_1",
+            "12345",
+            "\\frac{1}{2}",
+        ];
         let mut state = 0x2545F4914F6CDD1Du64;
         let mut doc = String::new();
         for i in 0..3000 {

@@ -1,17 +1,14 @@
 //! The stage: corpus files → `<run>/chunks/part-NNNNN.parquet`, committed with its manifest.
 
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-    time::Instant,
-};
+use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use spice_schemas::{
-    commit::tmp_path, digest::sha256_file, rows::ChunkRow, Manifest, ShardRow, ShardWriter, StageOutput,
+    commit::tmp_path, digest::sha256_file, rows::ChunkRow, Manifest, ShardRow, ShardWriter,
+    StageOutput,
 };
 use spice_stage::{progress, StageArgs, StageCtx};
 
@@ -67,7 +64,12 @@ pub fn run(args: &StageArgs, opts: &ChunkOptions) -> Result<Outcome> {
 /// Stable id of a passage: unchanged by reruns, other shards or a moved corpus folder.
 pub fn chunk_id(source: &str, doc_index: u64, byte_start: u64, byte_end: u64) -> String {
     let mut h = Sha256::new();
-    for part in [source.as_bytes(), &doc_index.to_le_bytes(), &byte_start.to_le_bytes(), &byte_end.to_le_bytes()] {
+    for part in [
+        source.as_bytes(),
+        &doc_index.to_le_bytes(),
+        &byte_start.to_le_bytes(),
+        &byte_end.to_le_bytes(),
+    ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
@@ -80,7 +82,8 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
     if !opts.corpus.is_empty() {
         section.paths = opts.corpus.clone();
     }
-    let tokenizer_path = opts.tokenizer.clone().unwrap_or_else(|| ctx.cfg.run.model.join("tokenizer.json"));
+    let tokenizer_path =
+        opts.tokenizer.clone().unwrap_or_else(|| ctx.cfg.run.model.join("tokenizer.json"));
     if !tokenizer_path.is_file() {
         bail!(
             "tokenizer {} does not exist: run `just setup` for the default model, set run.model, \
@@ -101,7 +104,7 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
     for path in &section.paths {
         out = out.input("corpus", path)?;
     }
-    if out.is_done(ctx.force)? {
+    if out.skip(ctx.force)? {
         let manifest = Manifest::read(&out.manifest_path())?;
         tracing::info!(
             "chunks in {} are up to date ({} chunks); --force redoes them",
@@ -111,7 +114,8 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
         return Ok(Outcome::UpToDate(Box::new(manifest)));
     }
     if !corpus.ignored.is_empty() {
-        let some: Vec<String> = corpus.ignored.iter().take(3).map(|p| p.display().to_string()).collect();
+        let some: Vec<String> =
+            corpus.ignored.iter().take(3).map(|p| p.display().to_string()).collect();
         tracing::warn!(
             "{} files in corpus folders have no known format ({SUFFIXES}) and are left out: {}{}",
             corpus.ignored.len(),
@@ -121,8 +125,13 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
     }
 
     let tok = HfTokens::load(&tokenizer_path)?;
-    let files: Vec<&CorpusFile> =
-        corpus.files.iter().enumerate().filter(|(i, _)| ctx.shard.owns(*i)).map(|(_, f)| f).collect();
+    let files: Vec<&CorpusFile> = corpus
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ctx.shard.owns(*i))
+        .map(|(_, f)| f)
+        .collect();
     let (max, min) = (section.max_doc_tokens as usize, section.min_doc_tokens as usize);
     tracing::info!(
         "chunking {} corpus files into passages of {min}..={max} tokens ({})",
@@ -133,6 +142,7 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
     let total: u64 = files.par_iter().map(|f| read::count_records(f)).sum();
     let bar = progress(total, "chunking", "documents");
     let part = out.part_path();
+    out.begin()?;
     let mut writer = ShardWriter::<ChunkRow>::create(&part)?;
     let mut tally = Tally::default();
     let mut skips = Skips::default();
@@ -150,7 +160,15 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
                     batch.push(Doc { file: fi, doc_index, text });
                     if batch.len() >= BATCH_DOCS || batch_bytes >= BATCH_BYTES {
                         let done = std::mem::take(&mut batch);
-                        chunk_batch(&done, &files, &tok, (max, min), &mut writer, &mut tally, &mut skips)?;
+                        chunk_batch(
+                            &done,
+                            &files,
+                            &tok,
+                            (max, min),
+                            &mut writer,
+                            &mut tally,
+                            &mut skips,
+                        )?;
                         bar.inc(done.len() as u64);
                         batch_bytes = 0;
                     }
@@ -166,7 +184,14 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
         // Nothing to commit: leave no half-written part behind either.
         drop(writer);
         let _ = std::fs::remove_file(tmp_path(&part));
-        return Err(nothing_usable(&section.paths, &files, &tally, &skips, min, &section.text_field));
+        return Err(nothing_usable(
+            &section.paths,
+            &files,
+            &tally,
+            &skips,
+            min,
+            &section.text_field,
+        ));
     }
     let rows = writer.finish()?;
     let seconds = started.elapsed().as_secs_f64();
@@ -198,7 +223,8 @@ fn nothing_usable(
         let roots: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         format!("none under {}", roots.join(", "))
     } else {
-        let mut names: Vec<String> = files.iter().take(5).map(|f| f.path.display().to_string()).collect();
+        let mut names: Vec<String> =
+            files.iter().take(5).map(|f| f.path.display().to_string()).collect();
         if files.len() > 5 {
             names.push("…".into());
         }
@@ -233,7 +259,8 @@ fn chunk_batch(
     tally: &mut Tally,
     skips: &mut Skips,
 ) -> Result<()> {
-    let splits: Vec<Result<Split>> = batch.par_iter().map(|d| split(&d.text, max, min, tok)).collect();
+    let splits: Vec<Result<Split>> =
+        batch.par_iter().map(|d| split(&d.text, max, min, tok)).collect();
     for (doc, result) in batch.iter().zip(splits) {
         let file = files[doc.file];
         let s = match result {
@@ -301,8 +328,15 @@ impl Tally {
         }
     }
 
-    fn metrics(&self, skips: &Skips, files: usize, ignored: usize, seconds: f64) -> Map<String, Value> {
-        let mean = if self.chunks > 0 { self.tokens_total as f64 / self.chunks as f64 } else { 0.0 };
+    fn metrics(
+        &self,
+        skips: &Skips,
+        files: usize,
+        ignored: usize,
+        seconds: f64,
+    ) -> Map<String, Value> {
+        let mean =
+            if self.chunks > 0 { self.tokens_total as f64 / self.chunks as f64 } else { 0.0 };
         let m = json!({
             "files": files,
             "files_ignored": ignored,

@@ -22,7 +22,7 @@ const MAX: usize = 256;
 const MIN: usize = 4;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lm/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lib/lm/fixtures").join(name)
 }
 
 /// A run folder whose run.toml reads `corpus` with the tiny Llama-3 tokenizer.
@@ -42,7 +42,14 @@ fn run_folder(root: &Path, corpus: &Path, extra: &[&str]) -> PathBuf {
 }
 
 fn args(run: &Path) -> StageArgs {
-    StageArgs { run: run.to_path_buf(), iter: 0, device: None, seed: None, shard: ShardSpec::WHOLE, force: false }
+    StageArgs {
+        run: run.to_path_buf(),
+        iter: 0,
+        device: None,
+        seed: None,
+        shard: ShardSpec::WHOLE,
+        force: false,
+    }
 }
 
 fn chunk(run: &Path) -> anyhow::Result<Outcome> {
@@ -55,7 +62,20 @@ fn rows(run: &Path) -> Vec<ChunkRow> {
 
 /// Deterministic prose: paragraphs of numbered sentences.
 fn prose(seed: u64, paragraphs: usize, sentences: usize) -> String {
-    let words = ["the", "series", "converges", "for", "every", "real", "x", "and", "its", "sum", "is", "finite"];
+    let words = [
+        "the",
+        "series",
+        "converges",
+        "for",
+        "every",
+        "real",
+        "x",
+        "and",
+        "its",
+        "sum",
+        "is",
+        "finite",
+    ];
     let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
     let mut doc = String::new();
     for p in 0..paragraphs {
@@ -79,7 +99,9 @@ fn write_parquet(path: &Path, texts: &[&str]) {
     let text: ArrayRef = Arc::new(StringArray::from(texts.to_vec()));
     let id: ArrayRef = Arc::new(Int64Array::from((0..texts.len() as i64).collect::<Vec<_>>()));
     let batch = RecordBatch::try_from_iter(vec![("id", id), ("text", text)]).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None)
+            .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -98,7 +120,8 @@ fn every_format(dir: &Path) -> BTreeMap<(String, u64), String> {
         docs.insert(("a.jsonl".into(), i as u64), d.clone());
     }
     let z: Vec<String> = (10..12).map(|i| prose(i, 6, 2)).collect();
-    std::fs::write(dir.join("b.jsonl.zst"), zstd::encode_all(jsonl(&z).as_bytes(), 3).unwrap()).unwrap();
+    std::fs::write(dir.join("b.jsonl.zst"), zstd::encode_all(jsonl(&z).as_bytes(), 3).unwrap())
+        .unwrap();
     for (i, d) in z.iter().enumerate() {
         docs.insert(("b.jsonl.zst".into(), i as u64), d.clone());
     }
@@ -129,11 +152,27 @@ fn every_format_becomes_passages_that_are_slices_of_their_documents() {
     let tok = HfTokens::load(&fixture("tiny-llama3/tokenizer.json")).unwrap();
 
     let sources: BTreeSet<&str> = rows.iter().map(|r| r.source.as_str()).collect();
-    assert_eq!(sources, BTreeSet::from(["a.jsonl", "b.jsonl.zst", "c.parquet", "f.rst", "notes/d.txt", "notes/e.md"]));
+    assert_eq!(
+        sources,
+        BTreeSet::from([
+            "a.jsonl",
+            "b.jsonl.zst",
+            "c.parquet",
+            "f.rst",
+            "notes/d.txt",
+            "notes/e.md"
+        ])
+    );
     let mut per_doc: BTreeMap<(String, u64), Vec<&ChunkRow>> = BTreeMap::new();
     for r in &rows {
         let doc = &docs[&(r.source.clone(), r.doc_index)];
-        assert_eq!(&doc[r.byte_start as usize..r.byte_end as usize], r.text, "{}:{}", r.source, r.doc_index);
+        assert_eq!(
+            &doc[r.byte_start as usize..r.byte_end as usize],
+            r.text,
+            "{}:{}",
+            r.source,
+            r.doc_index
+        );
         assert!(r.n_tokens as usize <= MAX && r.n_tokens as usize >= MIN);
         assert_eq!(r.n_tokens as usize, tok.count(&r.text).unwrap());
         per_doc.entry((r.source.clone(), r.doc_index)).or_default().push(r);
@@ -147,10 +186,14 @@ fn every_format_becomes_passages_that_are_slices_of_their_documents() {
         for (i, c) in chunks.iter().enumerate() {
             assert_eq!(c.chunk_index as usize, i);
             let rest = doc[c.byte_end as usize..].trim_start_matches(' ');
-            assert!(rest.is_empty() || rest.starts_with("\n\n"), "{source}: passage {i} ends mid-paragraph");
+            assert!(
+                rest.is_empty() || rest.starts_with("\n\n"),
+                "{source}: passage {i} ends mid-paragraph"
+            );
         }
         // Nothing but whitespace is lost.
-        let kept: String = chunks.iter().map(|c| c.text.as_str()).collect::<String>().split_whitespace().collect();
+        let kept: String =
+            chunks.iter().map(|c| c.text.as_str()).collect::<String>().split_whitespace().collect();
         assert_eq!(kept, doc.split_whitespace().collect::<String>());
     }
 
@@ -186,7 +229,9 @@ fn reruns_are_no_ops_until_the_corpus_or_settings_change() {
     assert_eq!(Manifest::read(&run.join("chunks/_manifest.json")).unwrap(), *first.manifest());
 
     // --force redoes the work and gives the same rows, ids included.
-    let forced = spice_chunk::run(&StageArgs { force: true, ..args(&run) }, &ChunkOptions::default()).unwrap();
+    let forced =
+        spice_chunk::run(&StageArgs { force: true, ..args(&run) }, &ChunkOptions::default())
+            .unwrap();
     assert!(matches!(forced, Outcome::Written(_)));
     assert_eq!(rows(&run), before);
 
@@ -194,23 +239,32 @@ fn reruns_are_no_ops_until_the_corpus_or_settings_change() {
     std::fs::write(corpus.join("f.rst"), prose(77, 8, 2)).unwrap();
     assert!(matches!(chunk(&run).unwrap(), Outcome::Written(_)));
     let after = rows(&run);
-    let unchanged = |rs: &[ChunkRow]| -> Vec<ChunkRow> { rs.iter().filter(|r| r.source != "f.rst").cloned().collect() };
+    let unchanged = |rs: &[ChunkRow]| -> Vec<ChunkRow> {
+        rs.iter().filter(|r| r.source != "f.rst").cloned().collect()
+    };
     assert_eq!(unchanged(&after), unchanged(&before));
     assert_ne!(after, before);
 
     // Tokenizers are compared by content: the same file elsewhere is no change, an edited one is.
-    let same = ChunkOptions { tokenizer: Some(fixture("tiny-qwen2/tokenizer.json")), ..Default::default() };
+    let same = ChunkOptions {
+        tokenizer: Some(fixture("tiny-qwen2/tokenizer.json")),
+        ..Default::default()
+    };
     assert!(matches!(spice_chunk::run(&args(&run), &same).unwrap(), Outcome::UpToDate(_)));
     let edited = tmp.path().join("tokenizer.json");
     let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("tiny-llama3/tokenizer.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(fixture("tiny-llama3/tokenizer.json")).unwrap())
+            .unwrap();
     std::fs::write(&edited, serde_json::to_vec(&json).unwrap()).unwrap();
     let opts = ChunkOptions { tokenizer: Some(edited), ..Default::default() };
     assert!(matches!(spice_chunk::run(&args(&run), &opts).unwrap(), Outcome::Written(_)));
     assert!(matches!(spice_chunk::run(&args(&run), &opts).unwrap(), Outcome::UpToDate(_)));
 
     // So does a changed corpus setting.
-    let cfg = RunConfig::load(&run.join("run.toml")).unwrap().with_overrides(&["corpus.max_doc_tokens=100".into()]).unwrap();
+    let cfg = RunConfig::load(&run.join("run.toml"))
+        .unwrap()
+        .with_overrides(&["corpus.max_doc_tokens=100".into()])
+        .unwrap();
     std::fs::write(run.join("run.toml"), cfg.to_toml()).unwrap();
     assert!(matches!(chunk(&run).unwrap(), Outcome::Written(_)));
     assert!(rows(&run).iter().all(|r| r.n_tokens <= 100));
@@ -242,7 +296,9 @@ fn bad_records_are_counted_not_fatal() {
     std::fs::create_dir_all(&corpus).unwrap();
     let good = prose(1, 2, 2);
     let mut lines = jsonl(&[good.clone()]).into_bytes();
-    lines.extend_from_slice(b"not json\n{\"body\": \"x\"}\n{\"text\": 5}\n\xff\xfe\n\n{\"text\": \"ok\"}\n");
+    lines.extend_from_slice(
+        b"not json\n{\"body\": \"x\"}\n{\"text\": 5}\n\xff\xfe\n\n{\"text\": \"ok\"}\n",
+    );
     lines.extend_from_slice(jsonl(&[good.clone()]).as_bytes());
     std::fs::write(corpus.join("mixed.jsonl"), &lines).unwrap();
     std::fs::write(corpus.join("junk.jsonl.zst"), b"not zstd").unwrap();
@@ -259,7 +315,12 @@ fn bad_records_are_counted_not_fatal() {
     assert_eq!(m.metrics["documents_without_chunks"], json!(1));
     assert_eq!(m.metrics["passages_dropped_short"], json!(1));
     let examples: Vec<String> = serde_json::from_value(m.metrics["skip_examples"].clone()).unwrap();
-    assert!(examples.iter().any(|e| e.ends_with("mixed.jsonl:2: not_json: expected ident at line 1 column 2")), "{examples:?}");
+    assert!(
+        examples
+            .iter()
+            .any(|e| e.ends_with("mixed.jsonl:2: not_json: expected ident at line 1 column 2")),
+        "{examples:?}"
+    );
     let rs = rows(&run);
     assert_eq!(rs.iter().map(|r| r.doc_index).collect::<BTreeSet<_>>(), BTreeSet::from([0, 7]));
 }
@@ -269,10 +330,13 @@ fn a_corpus_with_nothing_usable_is_a_clear_error_and_commits_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let corpus = tmp.path().join("corpus");
     std::fs::create_dir_all(&corpus).unwrap();
-    std::fs::write(corpus.join("bad.jsonl"), "not json\n{\"content\": \"a long text here\"}\n").unwrap();
+    std::fs::write(corpus.join("bad.jsonl"), "not json\n{\"content\": \"a long text here\"}\n")
+        .unwrap();
     let run = run_folder(tmp.path(), &corpus, &[]);
     let err = format!("{:#}", chunk(&run).unwrap_err());
-    for needle in ["no chunks", "bad.jsonl", "not_json 1", "missing_field 1", "corpus.text_field = \"text\""] {
+    for needle in
+        ["no chunks", "bad.jsonl", "not_json 1", "missing_field 1", "corpus.text_field = \"text\""]
+    {
         assert!(err.contains(needle), "`{needle}` not in: {err}");
     }
     let chunks = run.join("chunks");
@@ -293,7 +357,10 @@ fn missing_inputs_are_named() {
     assert!(err.contains("nowhere") && err.contains("does not exist"), "{err}");
     let corpus = tmp.path().join("corpus");
     every_format(&corpus);
-    let opts = ChunkOptions { corpus: vec![corpus], tokenizer: Some(tmp.path().join("no-tokenizer.json")) };
+    let opts = ChunkOptions {
+        corpus: vec![corpus],
+        tokenizer: Some(tmp.path().join("no-tokenizer.json")),
+    };
     let err = format!("{:#}", spice_chunk::run(&args(&run), &opts).unwrap_err());
     assert!(err.contains("no-tokenizer.json"), "{err}");
 }
@@ -326,7 +393,12 @@ fn the_binary_takes_corpus_and_tokenizer_flags() {
     let run = run_folder(tmp.path(), &tmp.path().join("elsewhere"), &["run.model=\"no-model\""]);
     let bin = env!("CARGO_BIN_EXE_spice-chunk");
     let out = Command::new(bin)
-        .args(["--run", run.to_str().unwrap(), "--corpus", corpus.join("a.jsonl").to_str().unwrap()])
+        .args([
+            "--run",
+            run.to_str().unwrap(),
+            "--corpus",
+            corpus.join("a.jsonl").to_str().unwrap(),
+        ])
         .arg(corpus.join("notes"))
         .arg("--tokenizer")
         .arg(fixture("tiny-llama3/tokenizer.json"))
@@ -340,7 +412,9 @@ fn the_binary_takes_corpus_and_tokenizer_flags() {
 
     let help = Command::new(bin).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--run", "--corpus", "--tokenizer", "--force", "--shard", ".jsonl.zst", "max_doc_tokens"] {
+    for flag in
+        ["--run", "--corpus", "--tokenizer", "--force", "--shard", ".jsonl.zst", "max_doc_tokens"]
+    {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }

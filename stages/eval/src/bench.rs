@@ -53,7 +53,9 @@ impl FromStr for ColumnMap {
                 .with_context(|| format!("`{part}` in --columns is not KEY=COLUMN"))?;
             let k = k.trim();
             if !["question", "answer", "options", "subject", "id"].contains(&k) {
-                bail!("unknown key `{k}` in --columns (keys: question, answer, options, subject, id)");
+                bail!(
+                    "unknown key `{k}` in --columns (keys: question, answer, options, subject, id)"
+                );
             }
             m.insert(k, v.trim().to_string());
         }
@@ -140,7 +142,8 @@ impl Preset {
     /// share a layout, so the file name decides between them.
     pub fn detect(columns: &[String], path: &Path) -> Option<Preset> {
         let found = Preset::ALL.into_iter().find(|p| p.fits(columns))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_ascii_lowercase();
+        let name =
+            path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_ascii_lowercase();
         Some(if found == Preset::Aime && name.contains("amc") { Preset::Amc } else { found })
     }
 }
@@ -200,9 +203,15 @@ pub fn load_benchmark(
     let table = read_table(path)?;
     let layout = match (columns, preset) {
         (Some(c), _) => {
-            for col in [Some(&c.question), Some(&c.answer), c.options.as_ref(), c.subject.as_ref(), c.id.as_ref()]
-                .into_iter()
-                .flatten()
+            for col in [
+                Some(&c.question),
+                Some(&c.answer),
+                c.options.as_ref(),
+                c.subject.as_ref(),
+                c.id.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if !table.columns.contains(col) {
                     bail!(
@@ -231,8 +240,10 @@ pub fn load_benchmark(
                 bail!("{}: the file has no rows", path.display())
             }
             None => {
-                let presets: Vec<String> =
-                    Preset::ALL.iter().map(|p| format!("  {}: {}", p, p.required().join(", "))).collect();
+                let presets: Vec<String> = Preset::ALL
+                    .iter()
+                    .map(|p| format!("  {}: {}", p, p.required().join(", ")))
+                    .collect();
                 bail!(
                     "{}: the columns fit no preset.\nThe file has: {}\nThe presets need (a|b = either):\n{}\n\
                      Name the columns with --columns question=COL,answer=COL[,options=COL,subject=COL,id=COL].",
@@ -247,7 +258,13 @@ pub fn load_benchmark(
     Ok(Benchmark { name: spec.name.clone(), path: path.clone(), layout, questions })
 }
 
-fn to_questions(table: &Table, layout: &Layout, path: &Path, bench: &str, limit: usize) -> Result<Vec<Question>> {
+fn to_questions(
+    table: &Table,
+    layout: &Layout,
+    path: &Path,
+    bench: &str,
+    limit: usize,
+) -> Result<Vec<Question>> {
     let take = if limit == 0 { table.rows.len() } else { limit.min(table.rows.len()) };
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::with_capacity(take);
@@ -304,7 +321,11 @@ impl RowCtx<'_> {
                 .collect(),
             // Some exports store the list as JSON text.
             Some(Value::String(s)) => serde_json::from_str::<Vec<Value>>(s)
-                .map(|v| v.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect())
+                .map(|v| {
+                    v.iter()
+                        .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                        .collect()
+                })
                 .map_err(|_| self.err(field, "not a list of options")),
             None | Some(Value::Null) => Err(self.err(field, "missing")),
             Some(_) => Err(self.err(field, "not a list of options")),
@@ -328,7 +349,8 @@ fn preset_question(p: Preset, r: &RowCtx, bench: &str) -> Result<Question> {
         },
         Preset::Gsm8k => {
             let answer = r.text("answer")?;
-            let gold = gsm8k_gold(&answer).ok_or_else(|| r.err("answer", "no final answer after `####`"))?;
+            let gold = gsm8k_gold(&answer)
+                .ok_or_else(|| r.err("answer", "no final answer after `####`"))?;
             Question {
                 id: r.id(Some("id")),
                 subject: None,
@@ -402,7 +424,14 @@ fn column_question(c: &ColumnMap, r: &RowCtx) -> Result<Question> {
         }
         None => (TaskKind::FreeForm, Vec::new(), r.text(&c.answer)?),
     };
-    Ok(Question { id: r.id(c.id.as_deref()), subject: c.subject.as_deref().and_then(|s| r.opt(s)), kind, question, options, gold })
+    Ok(Question {
+        id: r.id(c.id.as_deref()),
+        subject: c.subject.as_deref().and_then(|s| r.opt(s)),
+        kind,
+        question,
+        options,
+        gold,
+    })
 }
 
 /// GSM8K's gold: the text after the last `####`, without thousands separators.
@@ -482,13 +511,20 @@ mod tests {
         assert_eq!(c.question, "q");
         assert_eq!(c.options.as_deref(), Some("opts"));
         assert!("question=q".parse::<ColumnMap>().unwrap_err().to_string().contains("answer"));
-        assert!("question=q,answer=a,gold=g".parse::<ColumnMap>().unwrap_err().to_string().contains("gold"));
+        assert!("question=q,answer=a,gold=g"
+            .parse::<ColumnMap>()
+            .unwrap_err()
+            .to_string()
+            .contains("gold"));
     }
 
     #[test]
     fn bench_spec_takes_a_name_or_the_file_stem() {
         let b: BenchSpec = "data/bench/math500.test.jsonl".parse().unwrap();
-        assert_eq!((b.name.as_str(), b.path.as_path()), ("math500", Path::new("data/bench/math500.test.jsonl")));
+        assert_eq!(
+            (b.name.as_str(), b.path.as_path()),
+            ("math500", Path::new("data/bench/math500.test.jsonl"))
+        );
         let b: BenchSpec = "mine=x/y.parquet".parse().unwrap();
         assert_eq!((b.name.as_str(), b.path.as_path()), ("mine", Path::new("x/y.parquet")));
     }
@@ -512,12 +548,24 @@ mod tests {
     fn detection_prefers_the_most_specific_preset() {
         let cols = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let p = Path::new("x.jsonl");
-        assert_eq!(Preset::detect(&cols(&["problem", "answer", "subject", "unique_id"]), p), Some(Preset::Math500));
+        assert_eq!(
+            Preset::detect(&cols(&["problem", "answer", "subject", "unique_id"]), p),
+            Some(Preset::Math500)
+        );
         assert_eq!(Preset::detect(&cols(&["problem", "answer", "id"]), p), Some(Preset::Aime));
-        assert_eq!(Preset::detect(&cols(&["problem", "answer"]), Path::new("amc23.jsonl")), Some(Preset::Amc));
+        assert_eq!(
+            Preset::detect(&cols(&["problem", "answer"]), Path::new("amc23.jsonl")),
+            Some(Preset::Amc)
+        );
         assert_eq!(Preset::detect(&cols(&["question", "answer"]), p), Some(Preset::Gsm8k));
-        assert_eq!(Preset::detect(&cols(&["question", "options", "answer", "category"]), p), Some(Preset::MmluPro));
-        assert_eq!(Preset::detect(&cols(&["question", "options", "answer_letter", "answer"]), p), Some(Preset::Supergpqa));
+        assert_eq!(
+            Preset::detect(&cols(&["question", "options", "answer", "category"]), p),
+            Some(Preset::MmluPro)
+        );
+        assert_eq!(
+            Preset::detect(&cols(&["question", "options", "answer_letter", "answer"]), p),
+            Some(Preset::Supergpqa)
+        );
         assert_eq!(Preset::detect(&cols(&["text", "label"]), p), None);
     }
 }

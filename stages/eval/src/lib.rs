@@ -21,7 +21,10 @@ use serde::Serialize;
 use spice_lm::{FinishReason, GenRequest};
 use spice_policy::{sampling, StagePolicy};
 use spice_prompt::Prompts;
-use spice_schemas::{parquet_io::write_shard, read_shard, rows::EvalRow, ShardRow, ShardSpec, ShardWriter, StageOutput};
+use spice_schemas::{
+    parquet_io::write_shard, read_shard, rows::EvalRow, ShardRow, ShardSpec, ShardWriter,
+    StageOutput,
+};
 use spice_stage::derive_seed;
 use spice_verify::{check_with_letters, TaskKind};
 
@@ -86,7 +89,10 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
         bail!("--samples must be at least 1");
     }
     if opts.samples > 1 && opts.temperature == 0.0 {
-        tracing::warn!("{} samples at temperature 0 are identical greedy answers; set --temperature for avg@k", opts.samples);
+        tracing::warn!(
+            "{} samples at temperature 0 are identical greedy answers; set --temperature for avg@k",
+            opts.samples
+        );
     }
     for (i, b) in opts.benches.iter().enumerate() {
         if opts.benches[..i].iter().any(|o| o.name == b.name) {
@@ -125,7 +131,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
     for b in &benches {
         out = out.input(&format!("bench/{}", b.name), &b.path)?;
     }
-    if out.is_done(opts.force)? {
+    if out.skip(opts.force)? {
         let summary = read_shard::<EvalSummaryRow>(&opts.out.join(SUMMARY_FILE))?;
         tracing::info!(dir = %opts.out.display(), "eval: already done (--force redoes it)");
         return Ok(EvalReport { summary, ran: false, seconds: 0.0 });
@@ -139,18 +145,22 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
     let mut reqs = Vec::new();
     for (bi, b) in benches.iter().enumerate() {
         for (qi, q) in b.questions.iter().enumerate() {
-            let msg = prompts
-                .reasoner(q.kind, &q.question, &q.options)
-                .with_context(|| format!("{}: rendering the prompt of question {}", b.path.display(), q.id))?;
+            let msg = prompts.reasoner(q.kind, &q.question, &q.options).with_context(|| {
+                format!("{}: rendering the prompt of question {}", b.path.display(), q.id)
+            })?;
             let (text, ids) = sp.chat_prompt(&msg)?;
             for s in 0..k {
-                reqs.push(GenRequest { prompt_ids: ids.clone(), seed: sample_seed(opts.seed, &b.name, &q.id, s) });
+                reqs.push(GenRequest {
+                    prompt_ids: ids.clone(),
+                    seed: sample_seed(opts.seed, &b.name, &q.id, s),
+                });
             }
             items.push((bi, qi, text));
         }
     }
     let params = sampling(opts.temperature, 1.0, 0, opts.max_new_tokens);
-    let (gens, thr) = sp.generate(&reqs, &params, opts.batch_size.max(1) as usize, "eval answers")?;
+    let (gens, thr) =
+        sp.generate(&reqs, &params, opts.batch_size.max(1) as usize, "eval answers")?;
 
     let mut rows = Vec::with_capacity(gens.len());
     for (i, (g, req)) in gens.into_iter().zip(&reqs).enumerate() {
@@ -175,7 +185,9 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
             policy_id: sp.id.clone(),
         });
     }
-    let length_cut = rows.iter().filter(|r| r.finish_reason == FinishReason::Length.as_str()).count();
+    let length_cut =
+        rows.iter().filter(|r| r.finish_reason == FinishReason::Length.as_str()).count();
+    out.begin()?;
     let mut w = ShardWriter::<EvalRow>::create(out.part_path())?;
     w.write_all(rows.iter().cloned())?;
     let n_rows = w.finish()?;
@@ -243,7 +255,9 @@ pub fn run_options(ctx: &spice_stage::StageCtx, target: RunTarget) -> Result<Eva
         .benchmarks
         .iter()
         .map(|p| {
-            let s = p.to_str().with_context(|| format!("benchmark path {} is not UTF-8", p.display()))?;
+            let s = p
+                .to_str()
+                .with_context(|| format!("benchmark path {} is not UTF-8", p.display()))?;
             s.parse::<BenchSpec>()
         })
         .collect::<Result<Vec<_>>>()?;

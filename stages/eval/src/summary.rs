@@ -50,7 +50,8 @@ pub fn summarize(rows: &[EvalRow], greedy: bool) -> Vec<EvalSummaryRow> {
     for bench in order {
         let of_bench: Vec<&EvalRow> = rows.iter().filter(|r| r.benchmark == bench).collect();
         out.push(line(bench, None, &of_bench, greedy));
-        let subjects: BTreeSet<&str> = of_bench.iter().filter_map(|r| r.subject.as_deref()).collect();
+        let subjects: BTreeSet<&str> =
+            of_bench.iter().filter_map(|r| r.subject.as_deref()).collect();
         for s in subjects {
             let of_subject: Vec<&EvalRow> =
                 of_bench.iter().copied().filter(|r| r.subject.as_deref() == Some(s)).collect();

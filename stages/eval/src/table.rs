@@ -28,7 +28,8 @@ pub fn read_table(path: &Path) -> Result<Table> {
 }
 
 fn read_jsonl(path: &Path) -> Result<Table> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut columns: Vec<String> = Vec::new();
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {

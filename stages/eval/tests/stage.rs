@@ -18,7 +18,8 @@ fn rows_of(out: &Path) -> Vec<EvalRow> {
 
 /// Accuracy per benchmark and per (benchmark, subject), counted here from the rows alone.
 fn recount(rows: &[EvalRow]) -> BTreeMap<(String, Option<String>), (usize, usize, usize)> {
-    let mut m: BTreeMap<(String, Option<String>), (HashSet<String>, usize, usize)> = BTreeMap::new();
+    let mut m: BTreeMap<(String, Option<String>), (HashSet<String>, usize, usize)> =
+        BTreeMap::new();
     for r in rows {
         let mut keys = vec![(r.benchmark.clone(), None)];
         if r.subject.is_some() {
@@ -63,7 +64,11 @@ fn rows_and_summary_agree_and_reruns_are_no_ops() {
         assert_eq!(r.sample, 0);
         assert_eq!(r.seed, sample_seed(5, &r.benchmark, &r.question_id, 0));
         assert!(r.completion_tokens >= 1 && r.completion_tokens <= 12, "{}", r.completion_tokens);
-        assert!(r.prompt.contains(if kind == TaskKind::Mcq { "Which choice is right?" } else { "What is" }));
+        assert!(r.prompt.contains(if kind == TaskKind::Mcq {
+            "Which choice is right?"
+        } else {
+            "What is"
+        }));
         // The verdict stored is the verifier's verdict on the stored completion.
         let max = if kind == TaskKind::Mcq { 'J' } else { 'D' };
         let c = check_with_letters(&r.gold, &r.completion, kind, None, max);
@@ -127,7 +132,11 @@ fn avg_at_k_has_k_samples_per_question_and_their_mean() {
     let dir = tempfile::tempdir().unwrap();
     let (sums, mmlu) = write_benches(dir.path());
     let out = dir.path().join("eval");
-    let opts = spice_eval::EvalOptions { samples: 3, temperature: 1.0, ..options(&tiny_model(), &[&sums, &mmlu], &out) };
+    let opts = spice_eval::EvalOptions {
+        samples: 3,
+        temperature: 1.0,
+        ..options(&tiny_model(), &[&sums, &mmlu], &out)
+    };
     let report = evaluate(&opts).unwrap();
     let rows = rows_of(&out);
     assert_eq!(rows.len(), 3 * 11);
@@ -165,23 +174,38 @@ fn run_mode_and_cli() {
             format!("run.model={:?}", tiny_model().display().to_string()),
             "run.device=\"cpu\"".into(),
             "run.dtype=\"f32\"".into(),
-            format!("eval.benchmarks=[{:?}, {:?}]", sums.display().to_string(), mmlu.display().to_string()),
+            format!(
+                "eval.benchmarks=[{:?}, {:?}]",
+                sums.display().to_string(),
+                mmlu.display().to_string()
+            ),
             "eval.max_completion_length=8".into(),
             "eval.limit=3".into(),
         ])
         .unwrap();
     std::fs::write(run.join("run.toml"), cfg.to_toml()).unwrap();
     let bin = env!("CARGO_BIN_EXE_spice-eval");
-    let o = std::process::Command::new(bin).args(["--run", run.to_str().unwrap(), "--iter", "0"]).output().unwrap();
+    let o = std::process::Command::new(bin)
+        .args(["--run", run.to_str().unwrap(), "--iter", "0"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.contains("gsm_like") && table.contains("mmlu_pro") && table.contains("accuracy"), "{table}");
+    assert!(
+        table.contains("gsm_like") && table.contains("mmlu_pro") && table.contains("accuracy"),
+        "{table}"
+    );
     let rows = rows_of(&run.join("iter-0000/eval"));
     assert_eq!(rows.len(), 6, "limit 3 of each benchmark");
-    assert!(rows.iter().all(|r| r.completion_tokens <= 8 && r.policy_id.starts_with("tiny-llama3@")));
+    assert!(rows
+        .iter()
+        .all(|r| r.completion_tokens <= 8 && r.policy_id.starts_with("tiny-llama3@")));
 
     // The checkpoint of an unfinished iteration is refused with a clear message.
-    let o = std::process::Command::new(bin).args(["--run", run.to_str().unwrap(), "--checkpoint-of", "0"]).output().unwrap();
+    let o = std::process::Command::new(bin)
+        .args(["--run", run.to_str().unwrap(), "--checkpoint-of", "0"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("iteration 0's update"));
 
@@ -190,8 +214,18 @@ fn run_mode_and_cli() {
     let sums2 = dir.path().join("sums.jsonl");
     write_jsonl(&sums2, &arithmetic_rows(2));
     let o = std::process::Command::new(bin)
-        .args(["--model", tiny_model().to_str().unwrap(), "--bench", &format!("arith={}", sums2.display())])
-        .args(["--out", out.to_str().unwrap(), "--columns", "question=q,answer=a,subject=topic,id=key"])
+        .args([
+            "--model",
+            tiny_model().to_str().unwrap(),
+            "--bench",
+            &format!("arith={}", sums2.display()),
+        ])
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--columns",
+            "question=q,answer=a,subject=topic,id=key",
+        ])
         .args(["--max-new-tokens", "6", "--device", "cpu", "--dtype", "f32"])
         .output()
         .unwrap();

@@ -1,18 +1,17 @@
-//! The Reasoner stage (SPICE.md, step 4): K answers for each valid task the Challenger kept
+//! The Reasoner stage (METHOD.md, step 4): K answers for each valid task the Challenger kept
 //! for training, from a prompt that shows the question (and options) but never the document.
 //!
 //! Each answer's seed comes from (run seed, iteration, task id, answer number), so a task's
 //! answers do not depend on which shard or batch produced them.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use spice_lm::GenRequest;
 use spice_policy::{sampling, StagePolicy};
 use spice_prompt::Prompts;
 use spice_schemas::{
     config::ReasonerSection,
-    manifest::folder_complete,
-    read_folder,
+    read_committed_rows,
     rows::{RolloutRow, TaskRow},
     ShardRow, ShardWriter, StageOutput,
 };
@@ -51,19 +50,10 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
         .config(&StageConfig { reasoner: rs, dtype: &ctx.cfg.run.dtype, prompts: prompts.digest() })
         .input("tasks", &tasks_dir)?
         .input("policy", &policy_dir)?;
-    if out.is_done(ctx.force)? {
-        tracing::info!(dir = %out.dir().display(), shard = %ctx.shard, "rollouts: already done");
+    if out.skip(ctx.force)? {
         return Ok(());
     }
-    if folder_complete(&tasks_dir)?.is_none() {
-        bail!(
-            "{} is not complete: run `spice-verify filter --run {} --iter {}` first",
-            tasks_dir.display(),
-            ctx.layout.root.display(),
-            ctx.iter
-        );
-    }
-    let tasks: Vec<TaskRow> = tasks_to_answer(read_folder(&tasks_dir)?)
+    let tasks: Vec<TaskRow> = tasks_to_answer(read_committed_rows(&tasks_dir, "spice-filter")?)
         .into_iter()
         .enumerate()
         .filter(|(i, _)| ctx.shard.owns(*i))
@@ -76,19 +66,19 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
     let mut reqs = Vec::with_capacity(tasks.len() * k as usize);
     let mut prompt_texts = Vec::with_capacity(tasks.len());
     for t in &tasks {
-        let kind: TaskKind = t
-            .task_kind
-            .parse()
-            .ok()
-            .with_context(|| format!("{}: task {} has task_kind {:?}", tasks_dir.display(), t.task_id, t.task_kind))?;
-        let question = t
-            .question
-            .as_deref()
-            .with_context(|| format!("{}: valid task {} has no question", tasks_dir.display(), t.task_id))?;
+        let kind: TaskKind = t.task_kind.parse().ok().with_context(|| {
+            format!("{}: task {} has task_kind {:?}", tasks_dir.display(), t.task_id, t.task_kind)
+        })?;
+        let question = t.question.as_deref().with_context(|| {
+            format!("{}: valid task {} has no question", tasks_dir.display(), t.task_id)
+        })?;
         let msg = prompts.reasoner(kind, question, &t.options)?;
         let (text, ids) = sp.chat_prompt(&msg)?;
         for s in 0..k {
-            reqs.push(GenRequest { prompt_ids: ids.clone(), seed: answer_seed(ctx.seed, ctx.iter, &t.task_id, s) });
+            reqs.push(GenRequest {
+                prompt_ids: ids.clone(),
+                seed: answer_seed(ctx.seed, ctx.iter, &t.task_id, s),
+            });
         }
         prompt_texts.push(text);
     }

@@ -64,8 +64,9 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&root)?;
     std::fs::write(root.join("run.toml"), cfg.to_toml())?;
 
-    let vocab = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(model.join("config.json"))?)?
-        ["vocab_size"]
+    let vocab = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(
+        model.join("config.json"),
+    )?)?["vocab_size"]
         .as_u64()
         .unwrap_or(32000) as u32;
     let mut state = 12345u64;
@@ -100,14 +101,22 @@ fn main() -> Result<()> {
         })
         .collect();
     let scored = root.join("iter-0000").join(ScoredRow::FOLDER);
-    let out = StageOutput::new(&scored, "verify-score", ShardSpec::WHOLE).schema(ScoredRow::schema_id());
-    out.is_done(true)?;
+    let out =
+        StageOutput::new(&scored, "verify-score", ShardSpec::WHOLE).schema(ScoredRow::schema_id());
+    out.begin()?;
     let mut w = ShardWriter::<ScoredRow>::create(out.part_path())?;
     w.write_all(rows)?;
     w.finish()?;
     out.commit(Default::default())?;
 
-    let ctx = StageCtx::load(&StageArgs { run: root, iter: 0, device: None, seed: None, shard: ShardSpec::WHOLE, force: false })?;
+    let ctx = StageCtx::load(&StageArgs {
+        run: root,
+        iter: 0,
+        device: None,
+        seed: None,
+        shard: ShardSpec::WHOLE,
+        force: false,
+    })?;
     let Outcome::Updated(m) = spice_update::run(&ctx, &UpdateOptions::default())? else {
         anyhow::bail!("the update did not run");
     };

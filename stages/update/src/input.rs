@@ -1,28 +1,11 @@
 //! Reading `scored/`: only a folder whose every part has committed, only the files its
 //! manifests list, and every row checked before any training starts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use spice_lm::ScoreRow;
-use spice_schemas::{read_shard, rows::ScoredRow, Manifest, ShardSpec};
-
-/// The two roles one policy plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Challenger,
-    Reasoner,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "challenger" => Some(Role::Challenger),
-            "reasoner" => Some(Role::Reasoner),
-            _ => None,
-        }
-    }
-}
+use spice_schemas::{committed_files, read_shard, rows::ScoredRow, vocab::Role};
 
 /// One trajectory of the training batch, with the log-probs the loss compares against.
 #[derive(Debug, Clone)]
@@ -42,7 +25,13 @@ pub struct TrainRow {
 }
 
 impl TrainRow {
-    pub fn new(role: Role, reward: f32, advantage: f32, tokens: ScoreRow, sampling_logprobs: Vec<f32>) -> TrainRow {
+    pub fn new(
+        role: Role,
+        reward: f32,
+        advantage: f32,
+        tokens: ScoreRow,
+        sampling_logprobs: Vec<f32>,
+    ) -> TrainRow {
         TrainRow {
             role,
             reward,
@@ -64,62 +53,6 @@ impl TrainRow {
     }
 }
 
-/// The Parquet files of a committed shard folder, in part order. Refuses, naming what is
-/// missing, a folder that does not exist, has no manifest, or lacks some of its parts.
-pub fn committed_files(dir: &Path, producer: &str) -> Result<Vec<PathBuf>> {
-    if !dir.is_dir() {
-        bail!("{} does not exist: run `{producer}` for this iteration first", dir.display());
-    }
-    let manifests = Manifest::read_all(dir)?;
-    let Some(first) = manifests.first() else {
-        bail!(
-            "{} has no _manifest.json: `{producer}` has not finished there (or was killed); \
-             run it again",
-            dir.display()
-        );
-    };
-    let count = first.shard.count;
-    if let Some(other) = manifests.iter().find(|m| m.shard.count != count) {
-        bail!(
-            "{}: parts of two different splittings ({} and {} parts); rerun `{producer}` with \
-             --force",
-            dir.display(),
-            count,
-            other.shard.count
-        );
-    }
-    let missing: Vec<String> = (0..count)
-        .filter(|i| !manifests.iter().any(|m| m.shard.index == *i))
-        .map(|index| ShardSpec { index, count }.manifest_file())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "{} is incomplete: {} of {count} part(s) have not committed (missing {}); run \
-             `{producer}` for those parts",
-            dir.display(),
-            missing.len(),
-            missing.join(", ")
-        );
-    }
-    let mut files = Vec::new();
-    for m in &manifests {
-        for out in m.outputs.iter().filter(|o| o.file.ends_with(".parquet")) {
-            let path = dir.join(&out.file);
-            if !path.is_file() {
-                bail!(
-                    "{}: its manifest lists {} but the file is gone; rerun `{producer}` with \
-                     --force",
-                    dir.display(),
-                    out.file
-                );
-            }
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// What the update trains on, and what it left out.
 #[derive(Debug, Default)]
 pub struct Selection {
@@ -134,7 +67,7 @@ pub struct Selection {
 /// Challenger only when it trains (`train_challenger`).
 pub fn read_scored(dir: &Path, iteration: u32, train_challenger: bool) -> Result<Selection> {
     let mut sel = Selection::default();
-    for file in committed_files(dir, "spice-verify score")? {
+    for file in committed_files(dir, "spice-score")? {
         let rows: Vec<ScoredRow> = read_shard(&file)?;
         for (i, row) in rows.into_iter().enumerate() {
             sel.read += 1;
@@ -163,7 +96,7 @@ pub fn read_scored(dir: &Path, iteration: u32, train_challenger: bool) -> Result
 
 /// The checks a row must pass before it can be trained on; errors name the field.
 fn check_row(row: &ScoredRow, iteration: u32) -> Result<Role> {
-    let Some(role) = Role::parse(&row.role) else {
+    let Ok(role) = row.role.parse::<Role>() else {
         bail!("field `role` is {:?}, expected \"challenger\" or \"reasoner\"", row.role);
     };
     if row.iteration != iteration {
@@ -195,7 +128,9 @@ fn check_row(row: &ScoredRow, iteration: u32) -> Result<Role> {
 /// names the row rather than a batch deep inside the model).
 pub fn check_vocab(rows: &[TrainRow], vocab: usize) -> Result<()> {
     for r in rows {
-        for (field, ids) in [("prompt_ids", &r.tokens.prompt_ids), ("completion_ids", &r.tokens.completion_ids)] {
+        for (field, ids) in
+            [("prompt_ids", &r.tokens.prompt_ids), ("completion_ids", &r.tokens.completion_ids)]
+        {
             if let Some(&t) = ids.iter().find(|&&t| t as usize >= vocab) {
                 bail!(
                     "{}: field `{field}` holds token id {t}, outside the policy's vocabulary of \

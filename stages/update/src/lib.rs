@@ -1,4 +1,4 @@
-//! `spice-update`: the policy-gradient step of SPICE (SPICE.md, step 9). One model, one
+//! `spice-update`: the policy-gradient step of SPICE (METHOD.md, step 9). One model, one
 //! optimizer, both roles' trajectories in the same Dr. GRPO step.
 //!
 //! - [`input`]: reading `scored/` (committed parts only, rows checked) into [`TrainRow`]s;
@@ -13,8 +13,9 @@ pub mod save;
 pub mod stage;
 pub mod train;
 
-pub use input::{Role, TrainRow};
+pub use input::TrainRow;
 pub use loss::{dr_grpo_loss, LossParts, LossSettings};
 pub use save::SavePoint;
+pub use spice_schemas::vocab::Role;
 pub use stage::{run, run_with, Outcome, UpdateOptions};
 pub use train::{run_epochs, score_old, score_reference, train_step, UpdateSettings};

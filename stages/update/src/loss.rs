@@ -1,4 +1,4 @@
-//! The Dr. GRPO objective of one micro-batch (SPICE.md, step 9).
+//! The Dr. GRPO objective of one micro-batch (METHOD.md, step 9).
 //!
 //! Per completion token t of sequence i, with ρ = exp(log πθ − log πθ_old):
 //!
@@ -156,10 +156,22 @@ mod tests {
         let cur = t2(&[-1.0, -2.0, 0.0, 0.0], 1);
         let old = t2(&[-1.1, -1.9, 5.0, -5.0], 1);
         let adv = t2(&[0.7], 1);
-        let padded = dr_grpo_loss(&TokenLogprobs { logprobs: cur.shallow_clone(), mask }, &old, &adv, None, &settings(0.0, 1.0));
+        let padded = dr_grpo_loss(
+            &TokenLogprobs { logprobs: cur.shallow_clone(), mask },
+            &old,
+            &adv,
+            None,
+            &settings(0.0, 1.0),
+        );
         let cur2 = t2(&[-1.0, -2.0], 1);
         let old2 = t2(&[-1.1, -1.9], 1);
-        let plain = dr_grpo_loss(&TokenLogprobs { logprobs: cur2, mask: t2(&[1.0, 1.0], 1) }, &old2, &adv, None, &settings(0.0, 1.0));
+        let plain = dr_grpo_loss(
+            &TokenLogprobs { logprobs: cur2, mask: t2(&[1.0, 1.0], 1) },
+            &old2,
+            &adv,
+            None,
+            &settings(0.0, 1.0),
+        );
         assert!((padded.pg_sum - plain.pg_sum).abs() < 1e-6);
         assert_eq!(padded.tokens, 2.0);
     }

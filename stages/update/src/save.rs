@@ -40,14 +40,16 @@ pub fn save_checkpoint(
     // copies every small file: this folder's manifest must only ever be the one written below.
     for name in files_in(&tmp)? {
         if name.starts_with("_manifest") {
-            std::fs::remove_file(tmp.join(&name)).with_context(|| format!("removing {name} from {}", tmp.display()))?;
+            std::fs::remove_file(tmp.join(&name))
+                .with_context(|| format!("removing {name} from {}", tmp.display()))?;
         }
     }
     interrupt(SavePoint::WeightsWritten)?;
     opt.save(&tmp)?;
     interrupt(SavePoint::OptimizerWritten)?;
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing the unfinished {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the unfinished {}", dir.display()))?;
     }
     rename_into_place(&tmp, &dir)?;
     interrupt(SavePoint::FolderRenamed)?;
@@ -61,13 +63,16 @@ pub fn save_checkpoint(
 fn remove_leftovers(dir: &Path) -> Result<()> {
     let tmp = tmp_path(dir);
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing leftover {}", tmp.display()))?;
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("removing leftover {}", tmp.display()))?;
     }
     let Some(parent) = dir.parent() else { return Ok(()) };
     let Ok(entries) = std::fs::read_dir(parent) else { return Ok(()) };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if (name.starts_with(".checkpoint-") || name == ".old-checkpoint.tmp") && entry.path().is_dir() {
+        if (name.starts_with(".checkpoint-") || name == ".old-checkpoint.tmp")
+            && entry.path().is_dir()
+        {
             std::fs::remove_dir_all(entry.path())
                 .with_context(|| format!("removing leftover {}", entry.path().display()))?;
         }

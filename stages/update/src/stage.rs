@@ -10,17 +10,22 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use spice_lm::optim::{META_FILE, STATE_FILE};
-use spice_lm::{AdamW, Policy};
+use spice_lm::{AdamW, Device, Kind, Policy};
+use spice_schemas::vocab::{ChallengerTraining, Role};
 use spice_schemas::{
+    committed_files,
     config::UpdateSection,
     rows::{ScoredRow, UpdateMetricsRow},
     Manifest, ShardRow, ShardSpec, ShardWriter, StageOutput, Status,
 };
 use spice_stage::StageCtx;
 
-use crate::input::{check_vocab, committed_files, read_scored};
+use crate::input::{check_vocab, read_scored, TrainRow};
 use crate::save::{save_checkpoint, SavePoint};
-use crate::train::{adamw_config, peak_rss_mib, run_epochs, score_old, score_reference, single_step, UpdateSettings};
+use crate::train::{
+    adamw_config, peak_rss_mib, run_epochs, score_old, score_reference, single_step, Mismatch,
+    UpdateSettings,
+};
 
 /// Stage name in the manifests.
 pub const STAGE: &str = "update";
@@ -45,7 +50,7 @@ pub enum Outcome {
 #[derive(Serialize)]
 struct ConfigRecord<'a> {
     update: &'a UpdateSection,
-    challenger_training: &'a str,
+    challenger_training: ChallengerTraining,
     max_completion_length: usize,
     dtype: &'a str,
     reference: Option<&'a Path>,
@@ -73,16 +78,16 @@ pub fn run_with(
     let cfg = &ctx.cfg;
     let scored = ctx.folder(ScoredRow::FOLDER);
     // Refuse an unfinished folder before digesting anything, with the reason.
-    committed_files(&scored, "spice-verify score")?;
+    committed_files(&scored, "spice-score")?;
     let policy_dir = ctx.policy_dir()?;
     let settings = UpdateSettings::from_config(cfg, ctx.iter, ctx.seed);
     let dtype = opts.dtype.clone().unwrap_or_else(|| cfg.run.dtype.clone());
     let kind = spice_lm::parse_dtype(&dtype)?;
-    let train_challenger = cfg.challenger.training == "self";
+    let train_challenger = cfg.challenger.training == ChallengerTraining::SelfPlay;
     let reference = (settings.beta > 0.0).then(|| cfg.run.model.clone());
     let record = ConfigRecord {
         update: &cfg.update,
-        challenger_training: &cfg.challenger.training,
+        challenger_training: cfg.challenger.training,
         max_completion_length: settings.max_completion_length,
         dtype: &dtype,
         reference: reference.as_deref(),
@@ -100,13 +105,17 @@ pub fn run_with(
         }
         Ok(out)
     };
-    let out_update = output(ctx.folder(UpdateMetricsRow::FOLDER))?.schema(UpdateMetricsRow::schema_id());
+    let out_update =
+        output(ctx.folder(UpdateMetricsRow::FOLDER))?.schema(UpdateMetricsRow::schema_id());
     let out_ckpt = output(ctx.layout.checkpoint(ctx.iter))?;
     if !ctx.force
         && matches!(out_update.status()?, Status::Done(_))
         && matches!(out_ckpt.status()?, Status::Done(_))
     {
-        tracing::info!(iteration = ctx.iter, "update and checkpoint are already done (--force redoes them)");
+        tracing::info!(
+            iteration = ctx.iter,
+            "update and checkpoint are already done (--force redoes them)"
+        );
         return Ok(Outcome::AlreadyDone);
     }
 
@@ -134,29 +143,13 @@ pub fn run_with(
         "update: policy loaded"
     );
     // Both folders read as unfinished from here until their manifests are written.
-    out_update.is_done(true)?;
-    out_ckpt.is_done(true)?;
+    out_update.begin()?;
+    out_ckpt.begin()?;
 
     let micro = settings.micro_batch_size;
     let single = single_step(rows.len(), &settings);
-    let t_score = Instant::now();
-    let mut mismatch = None;
-    if !single {
-        let bar = spice_stage::progress(rows.len() as u64, "scoring πθ_old", "sequences");
-        mismatch = Some(score_old(&policy, &mut rows, micro, Some(&bar))?);
-        bar.finish();
-    }
-    let score_seconds = t_score.elapsed().as_secs_f64();
-
-    let t_ref = Instant::now();
-    if let Some(r) = &reference {
-        let ref_policy = Policy::load(r, device, kind)
-            .with_context(|| format!("loading the reference model {}", r.display()))?;
-        let bar = spice_stage::progress(rows.len() as u64, "scoring π_ref", "sequences");
-        score_reference(&ref_policy, &mut rows, micro, Some(&bar))?;
-        bar.finish();
-    }
-    let reference_seconds = t_ref.elapsed().as_secs_f64();
+    let (mismatch, score_seconds, reference_seconds) =
+        score_old_and_reference(&policy, &mut rows, reference.as_deref(), single, micro, kind)?;
 
     let t_train = Instant::now();
     let total = rows.len() as u64 * settings.ppo_epochs as u64;
@@ -165,8 +158,13 @@ pub fn run_with(
     bar.finish();
     let train_seconds = t_train.elapsed().as_secs_f64();
     // A single step measured πθ_old against the sampling log-probs in its own forward pass.
-    let mismatch = mismatch.or_else(|| run.first().map(|s| s.sampling_mismatch)).unwrap_or_default();
-    tracing::info!(mean_abs = mismatch.mean_abs, max_abs = mismatch.max_abs, "|πθ_old − sampling| log-prob difference");
+    let mismatch =
+        mismatch.or_else(|| run.first().map(|s| s.sampling_mismatch)).unwrap_or_default();
+    tracing::info!(
+        mean_abs = mismatch.mean_abs,
+        max_abs = mismatch.max_abs,
+        "|πθ_old − sampling| log-prob difference"
+    );
     let steps: Vec<UpdateMetricsRow> = run.into_iter().map(|s| s.metrics).collect();
 
     let mut writer = ShardWriter::<UpdateMetricsRow>::create(out_update.part_path())?;
@@ -183,52 +181,141 @@ pub fn run_with(
     save_checkpoint(&policy, &opt, out_ckpt, ckpt_metrics, interrupt)?;
     let save_seconds = t_save.elapsed().as_secs_f64();
 
-    let n = steps.len().max(1) as f64;
-    let tokens: u64 = steps.iter().map(|s| s.tokens).sum();
-    let mean = |f: fn(&UpdateMetricsRow) -> f64| steps.iter().map(f).sum::<f64>() / n;
-    let count = |role| rows.iter().filter(|r| r.role == role).count();
-    let metrics: Map<String, Value> = [
-        ("steps", json!(steps.len())),
-        ("rows_read", json!(selection.read)),
-        ("sequences", json!(rows.len())),
-        ("challenger_sequences", json!(count(crate::Role::Challenger))),
-        ("reasoner_sequences", json!(count(crate::Role::Reasoner))),
-        ("frozen_challenger_rows_skipped", json!(selection.frozen_skipped)),
-        ("tokens", json!(tokens)),
-        ("mean_loss", json!(mean(|s| s.loss))),
-        ("mean_pg_loss", json!(mean(|s| s.pg_loss))),
-        ("mean_kl", json!(mean(|s| s.kl))),
-        ("mean_clip_fraction", json!(mean(|s| s.clip_fraction))),
-        ("final_grad_norm", json!(steps.last().map(|s| s.grad_norm).unwrap_or(0.0))),
-        ("learning_rate", json!(opt.config.lr)),
-        ("optimizer_step", json!(opt.step)),
-        ("optimizer_resumed", json!(resumed)),
-        ("logprob_mismatch_mean_abs", json!(mismatch.mean_abs)),
-        ("logprob_mismatch_max_abs", json!(mismatch.max_abs)),
-        ("old_logprobs", json!(if single { "step forward pass" } else { "scored before the first step" })),
-        ("score_seconds", json!(score_seconds)),
-        ("reference_seconds", json!(reference_seconds)),
-        ("train_seconds", json!(train_seconds)),
-        ("save_seconds", json!(save_seconds)),
-        ("seconds", json!(t_start.elapsed().as_secs_f64())),
-        ("tokens_per_second", json!(if train_seconds > 0.0 { tokens as f64 / train_seconds } else { 0.0 })),
-        ("peak_rss_mib", json!(peak_rss_mib())),
-        ("device", json!(format!("{device:?}"))),
-        ("compute_dtype", json!(format!("{:?}", policy.compute_kind()))),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let timings = Timings {
+        score: score_seconds,
+        reference: reference_seconds,
+        train: train_seconds,
+        save: save_seconds,
+        total: t_start.elapsed().as_secs_f64(),
+    };
+    let report = UpdateReport {
+        steps: &steps,
+        rows: &rows,
+        selection: (selection.read, selection.frozen_skipped),
+        opt: &opt,
+        resumed,
+        mismatch,
+        single,
+        timings,
+        device,
+        compute: policy.compute_kind(),
+    };
+    let metrics = report.metrics();
     let manifest = out_update.commit(metrics)?;
     tracing::info!(
         steps = steps.len(),
         sequences = rows.len(),
-        tokens,
-        mean_loss = mean(|s| s.loss),
+        tokens = report.tokens(),
+        mean_loss = report.mean(|s| s.loss),
         seconds = t_start.elapsed().as_secs_f64(),
         "update done"
     );
     Ok(Outcome::Updated(Box::new(manifest)))
+}
+
+/// πθ_old for every row, unless a single step measures it in its own forward pass, and π_ref
+/// (the run's initial model) when β > 0. Returns the πθ_old mismatch when it was scored here,
+/// and the seconds each took.
+fn score_old_and_reference(
+    policy: &Policy,
+    rows: &mut [TrainRow],
+    reference: Option<&Path>,
+    single: bool,
+    micro: usize,
+    kind: Kind,
+) -> Result<(Option<Mismatch>, f64, f64)> {
+    let t_score = Instant::now();
+    let mut mismatch = None;
+    if !single {
+        let bar = spice_stage::progress(rows.len() as u64, "scoring πθ_old", "sequences");
+        mismatch = Some(score_old(policy, rows, micro, Some(&bar))?);
+        bar.finish();
+    }
+    let score_seconds = t_score.elapsed().as_secs_f64();
+    let t_ref = Instant::now();
+    if let Some(r) = reference {
+        let ref_policy = Policy::load(r, policy.device(), kind)
+            .with_context(|| format!("loading the reference model {}", r.display()))?;
+        let bar = spice_stage::progress(rows.len() as u64, "scoring π_ref", "sequences");
+        score_reference(&ref_policy, rows, micro, Some(&bar))?;
+        bar.finish();
+    }
+    Ok((mismatch, score_seconds, t_ref.elapsed().as_secs_f64()))
+}
+
+/// Wall time of each phase of the update, in seconds.
+struct Timings {
+    score: f64,
+    reference: f64,
+    train: f64,
+    save: f64,
+    total: f64,
+}
+
+/// What one update did, for its manifest.
+struct UpdateReport<'a> {
+    steps: &'a [UpdateMetricsRow],
+    rows: &'a [TrainRow],
+    /// Rows read from `scored/`, and Challenger rows left out because the Challenger is frozen.
+    selection: (usize, usize),
+    opt: &'a AdamW,
+    resumed: bool,
+    mismatch: Mismatch,
+    /// Whether πθ_old came from the step's own forward pass.
+    single: bool,
+    timings: Timings,
+    device: Device,
+    compute: Kind,
+}
+
+impl UpdateReport<'_> {
+    fn tokens(&self) -> u64 {
+        self.steps.iter().map(|s| s.tokens).sum()
+    }
+
+    fn mean(&self, f: fn(&UpdateMetricsRow) -> f64) -> f64 {
+        self.steps.iter().map(f).sum::<f64>() / self.steps.len().max(1) as f64
+    }
+
+    fn metrics(&self) -> Map<String, Value> {
+        let (steps, t) = (self.steps, &self.timings);
+        let tokens = self.tokens();
+        let count = |role| self.rows.iter().filter(|r| r.role == role).count();
+        let old = if self.single { "step forward pass" } else { "scored before the first step" };
+        let tokens_per_second = if t.train > 0.0 { tokens as f64 / t.train } else { 0.0 };
+        [
+            ("steps", json!(steps.len())),
+            ("rows_read", json!(self.selection.0)),
+            ("sequences", json!(self.rows.len())),
+            ("challenger_sequences", json!(count(Role::Challenger))),
+            ("reasoner_sequences", json!(count(Role::Reasoner))),
+            ("frozen_challenger_rows_skipped", json!(self.selection.1)),
+            ("tokens", json!(tokens)),
+            ("mean_loss", json!(self.mean(|s| s.loss))),
+            ("mean_pg_loss", json!(self.mean(|s| s.pg_loss))),
+            ("mean_kl", json!(self.mean(|s| s.kl))),
+            ("mean_clip_fraction", json!(self.mean(|s| s.clip_fraction))),
+            ("final_grad_norm", json!(steps.last().map(|s| s.grad_norm).unwrap_or(0.0))),
+            ("learning_rate", json!(self.opt.config.lr)),
+            ("optimizer_step", json!(self.opt.step)),
+            ("optimizer_resumed", json!(self.resumed)),
+            ("logprob_mismatch_mean_abs", json!(self.mismatch.mean_abs)),
+            ("logprob_mismatch_max_abs", json!(self.mismatch.max_abs)),
+            ("old_logprobs", json!(old)),
+            ("score_seconds", json!(t.score)),
+            ("reference_seconds", json!(t.reference)),
+            ("train_seconds", json!(t.train)),
+            ("save_seconds", json!(t.save)),
+            ("seconds", json!(t.total)),
+            ("tokens_per_second", json!(tokens_per_second)),
+            ("peak_rss_mib", json!(peak_rss_mib())),
+            ("device", json!(format!("{:?}", self.device))),
+            ("compute_dtype", json!(format!("{:?}", self.compute))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
 }
 
 /// Restore AdamW's moments from the previous iteration's checkpoint. Iteration 0 (the

@@ -18,13 +18,16 @@ use spice_lm::tch::{Device, Tensor};
 use spice_lm::{AdamW, GradOptions, Policy, ScoreRow};
 use spice_schemas::{rows::UpdateMetricsRow, RunConfig};
 
-use crate::input::{Role, TrainRow};
+use crate::input::TrainRow;
 use crate::loss::{dr_grpo_loss, LossSettings};
+use spice_schemas::vocab::{LossType, LrSchedulerType, Role};
 
 /// The knobs of one iteration's update (from `run.toml`'s `[update]`, `[challenger]` and
 /// `[reasoner]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdateSettings {
+    /// The objective (`update.loss_type`).
+    pub loss_type: LossType,
     pub epsilon: f64,
     pub beta: f64,
     /// Clip the gradient norm to this (no clipping when ≤ 0).
@@ -47,6 +50,7 @@ impl UpdateSettings {
     pub fn from_config(cfg: &RunConfig, iteration: u32, seed: u64) -> UpdateSettings {
         let u = &cfg.update;
         UpdateSettings {
+            loss_type: u.loss_type,
             epsilon: u.epsilon,
             beta: u.beta,
             max_grad_norm: u.max_grad_norm,
@@ -57,7 +61,8 @@ impl UpdateSettings {
             max_completion_length: cfg
                 .challenger
                 .max_completion_length
-                .max(cfg.reasoner.max_completion_length) as usize,
+                .max(cfg.reasoner.max_completion_length)
+                as usize,
             iteration,
             seed,
         }
@@ -68,7 +73,10 @@ impl UpdateSettings {
 pub fn adamw_config(cfg: &RunConfig) -> AdamWConfig {
     let u = &cfg.update;
     AdamWConfig {
-        lr: u.learning_rate,
+        // `constant` (the paper): the same rate at every iteration.
+        lr: match u.lr_scheduler_type {
+            LrSchedulerType::Constant => u.learning_rate,
+        },
         beta1: u.adam_beta1,
         beta2: u.adam_beta2,
         eps: u.adam_epsilon,
@@ -112,7 +120,12 @@ fn score_rows(
 
 /// Recompute πθ_old with the iteration's policy, as verl does, and measure its distance to
 /// the sampling log-probs.
-pub fn score_old(policy: &Policy, rows: &mut [TrainRow], micro_batch: usize, bar: Option<&ProgressBar>) -> Result<Mismatch> {
+pub fn score_old(
+    policy: &Policy,
+    rows: &mut [TrainRow],
+    micro_batch: usize,
+    bar: Option<&ProgressBar>,
+) -> Result<Mismatch> {
     let (mut sum, mut max, mut n) = (0.0f64, 0.0f64, 0u64);
     score_rows(policy, rows, micro_batch, bar, |row, lp| {
         for (a, b) in lp.iter().zip(&row.sampling_logprobs) {
@@ -127,7 +140,12 @@ pub fn score_old(policy: &Policy, rows: &mut [TrainRow], micro_batch: usize, bar
 }
 
 /// Score π_ref (the run's initial model) for the KL term.
-pub fn score_reference(reference: &Policy, rows: &mut [TrainRow], micro_batch: usize, bar: Option<&ProgressBar>) -> Result<()> {
+pub fn score_reference(
+    reference: &Policy,
+    rows: &mut [TrainRow],
+    micro_batch: usize,
+    bar: Option<&ProgressBar>,
+) -> Result<()> {
     score_rows(reference, rows, micro_batch, bar, |row, lp| row.ref_logprobs = Some(lp))
 }
 
@@ -219,7 +237,8 @@ pub fn train_step(
     let (mut mis_sum, mut mis_max, mut mis_n) = (0.0f64, 0.0f64, 0u64);
 
     opt.zero_grad();
-    let grad = GradOptions { micro_batch: s.micro_batch_size, checkpointing: s.gradient_checkpointing };
+    let grad =
+        GradOptions { micro_batch: s.micro_batch_size, checkpointing: s.gradient_checkpointing };
     let loss = policy.accumulate_gradients(&batch, grad, &mut |idx, lp| {
         let c = lp.logprobs.size()[1] as usize;
         let mb: Vec<&TrainRow> = idx.iter().map(|&k| &rows[members[k]]).collect();
@@ -243,10 +262,13 @@ pub fn train_step(
         let adv: Vec<f32> = mb.iter().map(|r| r.advantage).collect();
         let adv = Tensor::from_slice(&adv).unsqueeze(1).to_device(device); // [b, 1]
         let reference = (s.beta > 0.0).then(|| {
-            let r: Vec<&[f32]> = mb.iter().map(|r| r.ref_logprobs.as_deref().unwrap_or(&[])).collect();
+            let r: Vec<&[f32]> =
+                mb.iter().map(|r| r.ref_logprobs.as_deref().unwrap_or(&[])).collect();
             padded(&r, c, device)
         });
-        let parts = dr_grpo_loss(lp, &old, &adv, reference.as_ref(), &settings);
+        let parts = match s.loss_type {
+            LossType::DrGrpo => dr_grpo_loss(lp, &old, &adv, reference.as_ref(), &settings),
+        };
         pg_sum += parts.pg_sum;
         kl_sum += parts.kl_sum;
         clipped += parts.clipped;
@@ -262,10 +284,15 @@ pub fn train_step(
     let seconds = t0.elapsed().as_secs_f64();
 
     let role_stats = |role: Role| {
-        let of: Vec<&TrainRow> = members.iter().map(|&i| &rows[i]).filter(|r| r.role == role).collect();
+        let of: Vec<&TrainRow> =
+            members.iter().map(|&i| &rows[i]).filter(|r| r.role == role).collect();
         let n = of.len();
         let mean = |f: fn(&TrainRow) -> f32| {
-            if n == 0 { 0.0 } else { of.iter().map(|r| f(r) as f64).sum::<f64>() / n as f64 }
+            if n == 0 {
+                0.0
+            } else {
+                of.iter().map(|r| f(r) as f64).sum::<f64>() / n as f64
+            }
         };
         (n as u32, mean(|r| r.reward), mean(|r| r.advantage))
     };
@@ -323,13 +350,33 @@ pub fn run_epochs(
         return Ok(steps);
     }
     let all_scored = rows.iter().all(|r| r.old_logprobs.len() == r.completion_len());
-    let old_from = if single_step(rows.len(), s) && !all_scored { OldLogprobs::Current } else { OldLogprobs::Scored };
+    let old_from = if single_step(rows.len(), s) && !all_scored {
+        OldLogprobs::Current
+    } else {
+        OldLogprobs::Scored
+    };
     let mut step = 0;
     for epoch in 0..s.ppo_epochs {
         for members in mini_batches(rows, s, epoch) {
-            let out = train_step(policy, opt, rows, &members, s, old_from, StepIndex { epoch, step }, bar)?;
+            let out = train_step(
+                policy,
+                opt,
+                rows,
+                &members,
+                s,
+                old_from,
+                StepIndex { epoch, step },
+                bar,
+            )?;
             let m = &out.metrics;
-            tracing::debug!(epoch, step, loss = m.loss, grad_norm = m.grad_norm, clip_fraction = m.clip_fraction, "optimizer step");
+            tracing::debug!(
+                epoch,
+                step,
+                loss = m.loss,
+                grad_norm = m.grad_norm,
+                clip_fraction = m.clip_fraction,
+                "optimizer step"
+            );
             steps.push(out);
             step += 1;
         }

@@ -35,7 +35,9 @@ fn writes_metrics_and_a_committed_checkpoint_and_a_rerun_is_a_no_op() {
     assert_eq!(m.metric("sequences"), Some(14.0));
     assert_eq!(m.metric("rows_read"), Some(15.0));
     assert_eq!(m.metric("final_grad_norm"), Some(steps[3].grad_norm));
-    for key in ["mean_loss", "seconds", "tokens_per_second", "peak_rss_mib", "logprob_mismatch_mean_abs"] {
+    for key in
+        ["mean_loss", "seconds", "tokens_per_second", "peak_rss_mib", "logprob_mismatch_mean_abs"]
+    {
         assert!(m.metric(key).is_some(), "manifest metric {key}");
     }
     assert_eq!(m.outputs.len(), 1);
@@ -45,7 +47,13 @@ fn writes_metrics_and_a_committed_checkpoint_and_a_rerun_is_a_no_op() {
     let ckpt = run.checkpoint(0);
     let cm = Manifest::read(&ckpt.join("_manifest.json")).unwrap();
     let files: Vec<&str> = cm.outputs.iter().map(|o| o.file.as_str()).collect();
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors", "optimizer.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "optimizer.safetensors",
+        "optimizer.json",
+    ] {
         assert!(files.contains(&f), "{f} missing from {files:?}");
     }
     assert!(!files.iter().any(|f| f.starts_with("_manifest")));
@@ -58,7 +66,10 @@ fn writes_metrics_and_a_committed_checkpoint_and_a_rerun_is_a_no_op() {
     let ckpt_before = std::fs::read(ckpt.join("_manifest.json")).unwrap();
     let again = spice_update::run(&run.ctx(0, false), &UpdateOptions::default()).unwrap();
     assert!(matches!(again, Outcome::AlreadyDone));
-    assert_eq!(before, std::fs::read(run.layout().folder(0, "update").join("_manifest.json")).unwrap());
+    assert_eq!(
+        before,
+        std::fs::read(run.layout().folder(0, "update").join("_manifest.json")).unwrap()
+    );
     assert_eq!(ckpt_before, std::fs::read(ckpt.join("_manifest.json")).unwrap());
 
     // Changed input: redone.
@@ -71,7 +82,8 @@ fn writes_metrics_and_a_committed_checkpoint_and_a_rerun_is_a_no_op() {
 fn a_save_killed_at_any_point_leaves_nothing_that_looks_done() {
     let run = make_run(&[]);
     run.write_scored(0, &scored_rows(0, 1));
-    for point in [SavePoint::WeightsWritten, SavePoint::OptimizerWritten, SavePoint::FolderRenamed] {
+    for point in [SavePoint::WeightsWritten, SavePoint::OptimizerWritten, SavePoint::FolderRenamed]
+    {
         let r = spice_update::run_with(&run.ctx(0, true), &UpdateOptions::default(), &mut |p| {
             if p == point {
                 anyhow::bail!("killed at {p:?}")
@@ -121,7 +133,8 @@ fn missing_or_unfinished_scored_folder_is_refused_by_name() {
 
     // Rows written, manifest not (the scoring stage died).
     std::fs::create_dir_all(&dir).unwrap();
-    spice_schemas::parquet_io::write_shard(dir.join("part-00000.parquet"), &scored_rows(0, 1)).unwrap();
+    spice_schemas::parquet_io::write_shard(dir.join("part-00000.parquet"), &scored_rows(0, 1))
+        .unwrap();
     let msg = err_text(spice_update::run(&run.ctx(0, false), &UpdateOptions::default()));
     assert!(msg.contains(&dir.display().to_string()) && msg.contains("no _manifest.json"), "{msg}");
 
@@ -133,7 +146,10 @@ fn missing_or_unfinished_scored_folder_is_refused_by_name() {
     w.finish().unwrap();
     out.commit(Default::default()).unwrap();
     let msg = err_text(spice_update::run(&run.ctx(0, false), &UpdateOptions::default()));
-    assert!(msg.contains("_manifest.part-00001-of-00002.json") && msg.contains("incomplete"), "{msg}");
+    assert!(
+        msg.contains("_manifest.part-00001-of-00002.json") && msg.contains("incomplete"),
+        "{msg}"
+    );
     println!("{msg}");
 }
 
@@ -158,7 +174,10 @@ fn bad_rows_are_named_and_never_undo_a_finished_update() {
         let msg = err_text(spice_update::run(&run.ctx(0, false), &UpdateOptions::default()));
         assert!(msg.contains(want) && msg.contains("part-00000.parquet row 4"), "{msg}");
         println!("{msg}");
-        assert!(update_manifest.exists() && ckpt_manifest.exists(), "bad input removed a finished output");
+        assert!(
+            update_manifest.exists() && ckpt_manifest.exists(),
+            "bad input removed a finished output"
+        );
     }
 }
 
@@ -181,7 +200,10 @@ fn binary_updates_and_reports_errors() {
     }
 
     let run = make_run(&[]);
-    let out = std::process::Command::new(bin).args(["--run", run.root.to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["--run", run.root.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&run.scored_dir(0).display().to_string()), "{stderr}");

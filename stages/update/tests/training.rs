@@ -80,7 +80,8 @@ fn pg_loss_is_the_token_sum_over_a_constant_and_scales_the_gradient() {
     let rows = scored_rows(0, 3);
     let trained: Vec<_> = rows.iter().filter(|r| r.in_batch).collect();
     let n = trained.len() as f64;
-    let weighted: f64 = trained.iter().map(|r| r.advantage as f64 * r.completion_ids.len() as f64).sum();
+    let weighted: f64 =
+        trained.iter().map(|r| r.advantage as f64 * r.completion_ids.len() as f64).sum();
 
     let run = make_run(&[]);
     run.write_scored(0, &rows);
@@ -99,7 +100,10 @@ fn pg_loss_is_the_token_sum_over_a_constant_and_scales_the_gradient() {
     let m2 = update(&run2, 0);
     assert!((m2.pg_loss * 2.0 - m.pg_loss).abs() < 1e-6 * m.pg_loss.abs().max(1e-3));
     let ratio = m.grad_norm / m2.grad_norm;
-    println!("grad norm with L = 64: {:.6e}, L = 128: {:.6e} (ratio {ratio:.6})", m.grad_norm, m2.grad_norm);
+    println!(
+        "grad norm with L = 64: {:.6e}, L = 128: {:.6e} (ratio {ratio:.6})",
+        m.grad_norm, m2.grad_norm
+    );
     assert!((ratio - 2.0).abs() < 1e-4, "grad norm ratio {ratio}");
 }
 
@@ -111,7 +115,10 @@ fn beta_adds_a_nonnegative_kl_to_the_initial_model() {
     let steps = run.update_rows(0);
     assert_eq!(steps.len(), 3);
     for s in &steps {
-        println!("step {}: loss {:.6e}, pg_loss {:.6e}, kl {:.3e}", s.step, s.loss, s.pg_loss, s.kl);
+        println!(
+            "step {}: loss {:.6e}, pg_loss {:.6e}, kl {:.3e}",
+            s.step, s.loss, s.pg_loss, s.kl
+        );
         assert!(s.kl >= 0.0, "k3 is never negative ({})", s.kl);
         // loss = pg_loss + β·Σkl/(L·N), with kl the per-token mean.
         let kl_part = 0.1 * s.kl * s.tokens as f64 / (64.0 * s.sequences as f64);
@@ -154,7 +161,10 @@ fn recomputed_old_logprobs_match_the_sampling_ones_of_the_same_policy() {
     let policy = load(&run.model);
     let score: Vec<spice_lm::ScoreRow> = rows
         .iter()
-        .map(|r| spice_lm::ScoreRow { prompt_ids: r.prompt_ids.clone(), completion_ids: r.completion_ids.clone() })
+        .map(|r| spice_lm::ScoreRow {
+            prompt_ids: r.prompt_ids.clone(),
+            completion_ids: r.completion_ids.clone(),
+        })
         .collect();
     for (r, lp) in rows.iter_mut().zip(policy.score(&score, 1).unwrap()) {
         r.logprobs = lp;
@@ -191,7 +201,10 @@ fn a_single_step_needs_no_separate_old_logprob_pass() {
     };
     let ((current, _), (scored, mismatch)) = (step(false), step(true));
     let (a, b) = (&current.metrics, &scored.metrics);
-    println!("pg_loss {:.9e} / {:.9e}, grad norm {:.9e} / {:.9e}", a.pg_loss, b.pg_loss, a.grad_norm, b.grad_norm);
+    println!(
+        "pg_loss {:.9e} / {:.9e}, grad norm {:.9e} / {:.9e}",
+        a.pg_loss, b.pg_loss, a.grad_norm, b.grad_norm
+    );
     assert!((a.pg_loss - b.pg_loss).abs() < 1e-6 * a.pg_loss.abs());
     assert!((a.grad_norm - b.grad_norm).abs() < 1e-5 * a.grad_norm);
     assert_eq!((a.clip_fraction, b.clip_fraction), (0.0, 0.0));

@@ -35,5 +35,8 @@ pub fn failure(what: &str, out: &std::process::Output) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_else(|e| format!("(df: {e})"));
-    format!("{what} failed ({}); last {LINES} lines of its stderr:\n{tail}\nfree space:\n{df}", out.status)
+    format!(
+        "{what} failed ({}); last {LINES} lines of its stderr:\n{tail}\nfree space:\n{df}",
+        out.status
+    )
 }

@@ -29,11 +29,20 @@ pub fn inspect_run() -> Option<PathBuf> {
     let run = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("inspect-run");
     let spice = bin_dir().join("spice");
     let mut stamp = std::fs::read_to_string(repo().join("pipelines/smoke.toml")).unwrap();
-    for bin in ["spice-chunk", "spice-challenge", "spice-verify", "spice-rollout", "spice-update"] {
+    for bin in [
+        "spice-chunk",
+        "spice-challenge",
+        "spice-filter",
+        "spice-rollout",
+        "spice-score",
+        "spice-update",
+    ] {
         let meta = std::fs::metadata(bin_dir().join(bin)).expect("the stage binaries");
         stamp += &format!("\n{bin} {:?} {}", meta.modified().unwrap(), meta.len());
     }
-    if std::fs::read_to_string(run.join(STAMP)).ok().as_deref() != Some(stamp.as_str()) && run.exists() {
+    if std::fs::read_to_string(run.join(STAMP)).ok().as_deref() != Some(stamp.as_str())
+        && run.exists()
+    {
         std::fs::remove_dir_all(&run).unwrap();
     }
     let t0 = Instant::now();

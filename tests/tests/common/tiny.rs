@@ -30,7 +30,7 @@ pub fn setup(dir: &Path, seed: u64, run_extra: &str, tail: &str) -> PathBuf {
     }
     let model = dir.join("model");
     std::fs::create_dir_all(&model).unwrap();
-    for f in std::fs::read_dir(repo().join("stages/lm/fixtures/tiny-llama3")).unwrap() {
+    for f in std::fs::read_dir(repo().join("stages/lib/lm/fixtures/tiny-llama3")).unwrap() {
         let f = f.unwrap().path();
         if f.file_name().unwrap() != "reference.safetensors" {
             std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
@@ -39,7 +39,11 @@ pub fn setup(dir: &Path, seed: u64, run_extra: &str, tail: &str) -> PathBuf {
     let bench = dir.join("arith.jsonl");
     std::fs::write(
         &bench,
-        (0..4).map(|i| format!("{{\"problem\": \"What is {i} + {i}?\", \"answer\": \"{}\"}}\n", 2 * i)).collect::<String>(),
+        (0..4)
+            .map(|i| {
+                format!("{{\"problem\": \"What is {i} + {i}?\", \"answer\": \"{}\"}}\n", 2 * i)
+            })
+            .collect::<String>(),
     )
     .unwrap();
     let profile = dir.join("tiny.toml");
@@ -105,7 +109,9 @@ pub fn digests(run: &Path, folders: &[&str]) -> Vec<(String, String)> {
     for iter in 0..2 {
         for f in folders {
             let dir = run.join(format!("iter-{iter:04}/{f}"));
-            let mut ms = folder_complete(&dir).unwrap().unwrap_or_else(|| panic!("{} not committed", dir.display()));
+            let mut ms = folder_complete(&dir)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{} not committed", dir.display()));
             if *f == "update" {
                 let rows: Vec<UpdateMetricsRow> = read_folder(&dir).unwrap();
                 for mut r in rows {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use spice_eval::{BenchSpec, EvalOptions};
 
 pub fn tiny_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lm/fixtures/tiny-llama3")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lib/lm/fixtures/tiny-llama3")
 }
 
 pub fn write_jsonl(path: &Path, rows: &[Value]) {
@@ -51,7 +51,8 @@ pub fn string_lists(v: &[Vec<&str>]) -> ArrayRef {
 }
 
 pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
-    let batch = RecordBatch::try_from_iter(columns.into_iter().map(|(n, a)| (n.to_string(), a))).unwrap();
+    let batch =
+        RecordBatch::try_from_iter(columns.into_iter().map(|(n, a)| (n.to_string(), a))).unwrap();
     let file = std::fs::File::create(path).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
@@ -61,18 +62,37 @@ pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
 /// Six MMLU-Pro questions with 4 to 10 options; gold given as a letter.
 pub fn write_mmlu_pro(path: &Path) -> Vec<String> {
     let n_opts = [4usize, 10, 5, 6, 4, 10];
-    let opts: Vec<Vec<String>> = n_opts.iter().map(|&n| (0..n).map(|j| format!("choice {j}")).collect()).collect();
-    let golds: Vec<String> = n_opts.iter().enumerate().map(|(i, &n)| ((b'A' + (i % n) as u8) as char).to_string()).collect();
-    let opt_refs: Vec<Vec<&str>> = opts.iter().map(|o| o.iter().map(String::as_str).collect()).collect();
+    let opts: Vec<Vec<String>> =
+        n_opts.iter().map(|&n| (0..n).map(|j| format!("choice {j}")).collect()).collect();
+    let golds: Vec<String> = n_opts
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| ((b'A' + (i % n) as u8) as char).to_string())
+        .collect();
+    let opt_refs: Vec<Vec<&str>> =
+        opts.iter().map(|o| o.iter().map(String::as_str).collect()).collect();
     write_parquet(
         path,
         vec![
             ("question_id", ints(&[70, 71, 72, 73, 74, 75])),
-            ("question", strings(&(0..6).map(|_| Some("Which choice is right?")).collect::<Vec<_>>())),
+            (
+                "question",
+                strings(&(0..6).map(|_| Some("Which choice is right?")).collect::<Vec<_>>()),
+            ),
             ("options", string_lists(&opt_refs)),
             ("answer", strings(&golds.iter().map(|g| Some(g.as_str())).collect::<Vec<_>>())),
             ("answer_index", ints(&(0..6).map(|i| (i % n_opts[i]) as i64).collect::<Vec<_>>())),
-            ("category", strings(&[Some("law"), Some("math"), Some("law"), Some("math"), Some("law"), Some("physics")])),
+            (
+                "category",
+                strings(&[
+                    Some("law"),
+                    Some("math"),
+                    Some("law"),
+                    Some("math"),
+                    Some("law"),
+                    Some("physics"),
+                ]),
+            ),
         ],
     );
     golds
@@ -82,7 +102,10 @@ pub fn write_mmlu_pro(path: &Path) -> Vec<String> {
 pub fn options(model: &Path, benches: &[&Path], out: &Path) -> EvalOptions {
     EvalOptions {
         model: model.to_path_buf(),
-        benches: benches.iter().map(|p| p.to_str().unwrap().parse::<BenchSpec>().unwrap()).collect(),
+        benches: benches
+            .iter()
+            .map(|p| p.to_str().unwrap().parse::<BenchSpec>().unwrap())
+            .collect(),
         out: out.to_path_buf(),
         preset: None,
         columns: None,

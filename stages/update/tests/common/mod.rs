@@ -15,7 +15,7 @@ use spice_schemas::{
 use spice_stage::{StageArgs, StageCtx};
 
 pub fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lm/fixtures/tiny-qwen3")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lib/lm/fixtures/tiny-qwen3")
 }
 
 pub struct TestRun {
@@ -82,7 +82,7 @@ impl TestRun {
         let out = StageOutput::new(&dir, "verify-score", ShardSpec::WHOLE)
             .schema(ScoredRow::schema_id())
             .iteration(iter);
-        assert!(!out.is_done(true).unwrap());
+        out.begin().unwrap();
         let mut w = ShardWriter::<ScoredRow>::create(out.part_path()).unwrap();
         w.write_all(rows.iter().cloned()).unwrap();
         w.finish().unwrap();
@@ -94,7 +94,8 @@ impl TestRun {
     }
 
     pub fn update_manifest(&self, iter: u32) -> Manifest {
-        Manifest::read(&self.layout().folder(iter, UpdateMetricsRow::FOLDER).join("_manifest.json")).unwrap()
+        Manifest::read(&self.layout().folder(iter, UpdateMetricsRow::FOLDER).join("_manifest.json"))
+            .unwrap()
     }
 
     pub fn checkpoint(&self, iter: u32) -> PathBuf {
@@ -116,7 +117,15 @@ impl Lcg {
     }
 }
 
-fn row(iter: u32, role: &str, group: &str, sample: u32, reward: f32, advantage: f32, lcg: &mut Lcg) -> ScoredRow {
+fn row(
+    iter: u32,
+    role: &str,
+    group: &str,
+    sample: u32,
+    reward: f32,
+    advantage: f32,
+    lcg: &mut Lcg,
+) -> ScoredRow {
     let (p_len, c_len) = (4 + lcg.next(6) as usize, 3 + lcg.next(10) as usize);
     let prompt_ids = lcg.ids(p_len);
     let completion_ids = lcg.ids(c_len);
@@ -150,13 +159,29 @@ pub fn scored_rows(iter: u32, seed: u64) -> Vec<ScoredRow> {
     for (doc, rewards) in [[1.0f32, 0.372, -0.1], [0.823, 0.044, -0.1]].iter().enumerate() {
         let mean = rewards.iter().sum::<f32>() / 3.0;
         for (s, r) in rewards.iter().enumerate() {
-            rows.push(row(iter, "challenger", &format!("d{doc:03}"), s as u32, *r, r - mean, &mut lcg));
+            rows.push(row(
+                iter,
+                "challenger",
+                &format!("d{doc:03}"),
+                s as u32,
+                *r,
+                r - mean,
+                &mut lcg,
+            ));
         }
     }
     for (task, rewards) in [[1.0f32, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]].iter().enumerate() {
         let mean = rewards.iter().sum::<f32>() / 4.0;
         for (s, r) in rewards.iter().enumerate() {
-            rows.push(row(iter, "reasoner", &format!("task{task}"), s as u32, *r, r - mean, &mut lcg));
+            rows.push(row(
+                iter,
+                "reasoner",
+                &format!("task{task}"),
+                s as u32,
+                *r,
+                r - mean,
+                &mut lcg,
+            ));
         }
     }
     let mut outside = row(iter, "reasoner", "task9", 0, 1.0, 0.5, &mut lcg);
@@ -173,7 +198,10 @@ pub fn load(dir: &Path) -> Policy {
 pub fn summed_logprobs(policy: &Policy, rows: &[ScoredRow]) -> Vec<f64> {
     let score: Vec<ScoreRow> = rows
         .iter()
-        .map(|r| ScoreRow { prompt_ids: r.prompt_ids.clone(), completion_ids: r.completion_ids.clone() })
+        .map(|r| ScoreRow {
+            prompt_ids: r.prompt_ids.clone(),
+            completion_ids: r.completion_ids.clone(),
+        })
         .collect();
     policy.score(&score, 4).unwrap().iter().map(|v| v.iter().map(|x| *x as f64).sum()).collect()
 }

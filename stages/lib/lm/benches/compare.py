@@ -1,0 +1,125 @@
+"""Interleave `spice-lm bench` and the transformers baseline, then print best/median tables.
+
+    python stages/lib/lm/benches/compare.py --model data/models/smollm2-135m-instruct \
+        --spice-lm target/release/spice-lm [--rounds 5] [--dtypes bf16,f32] [--what all] \
+        [--device cpu|cuda]
+    python stages/lib/lm/benches/compare.py --model ... --from-logs a.jsonl b.jsonl   # tables only
+
+Each round runs ours then theirs for each (measurement, dtype), one run each, so a noisy
+neighbour hurts both alike. Raw JSON lines go to --log (default bench-results.jsonl).
+On a GPU the update table's memory is device memory in use after the step (`gpu_used_bytes`,
+CUDA context included, on both sides) rather than the process's peak RSS.
+Uses only the standard library (plus torch/transformers inside transformers_bench.py).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(cmd, log):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    with open(log, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return rows
+
+
+def table(rows, dtypes, batches):
+    """Markdown tables of best and median per cell, with the number of runs behind each."""
+
+    def cell(impl, bench, dt, key, **match):
+        v = [r[key] for r in rows if r["impl"] == impl and r["bench"] == bench and r["dtype"] == dt
+             and all(r.get(k) == x for k, x in match.items())]
+        if not v:
+            return None
+        return (max(v) if key == "tokens_per_s" else min(v)), statistics.median(v), len(v)
+
+    out = []
+    gen = [r for r in rows if r["bench"] == "generate"]
+    if gen:
+        out.append("| dtype | batch | spice-lm tok/s best / median (runs) | transformers tok/s best / median (runs) | ratio best / median |")
+        out.append("| --- | --- | --- | --- | --- |")
+        for dt in dtypes:
+            for b in batches:
+                o = cell("spice-lm", "generate", dt, "tokens_per_s", batch=b)
+                t = cell("transformers", "generate", dt, "tokens_per_s", batch=b)
+                if o and t:
+                    out.append(f"| {dt} | {b} | {o[0]:.1f} / {o[1]:.1f} ({o[2]}) | {t[0]:.1f} / {t[1]:.1f} ({t[2]}) "
+                               f"| {o[0] / t[0]:.2f}× / {o[1] / t[1]:.2f}× |")
+    upd = [r for r in rows if r["bench"] == "update"]
+    if upd:
+        # GPU rows carry device memory; the process's RSS says little there.
+        mem_key = "gpu_used_bytes" if any(r.get("gpu_used_bytes") for r in upd) else "peak_rss_bytes"
+        mem = "GPU used GB" if mem_key == "gpu_used_bytes" else "peak GB"
+        out.append("")
+        out.append(f"| dtype | spice-lm s best / median (runs) | {mem} | transformers s best / median (runs) | {mem} | speed-up best / median |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for dt in dtypes:
+            o = cell("spice-lm", "update", dt, "seconds")
+            t = cell("transformers", "update", dt, "seconds")
+            peak = lambda impl: max((r.get(mem_key) or 0 for r in upd
+                                     if r["impl"] == impl and r["dtype"] == dt), default=0) / 1e9
+            if o and t:
+                out.append(f"| {dt} | {o[0]:.1f} / {o[1]:.1f} ({o[2]}) | {peak('spice-lm'):.2f} "
+                           f"| {t[0]:.1f} / {t[1]:.1f} ({t[2]}) | {peak('transformers'):.2f} "
+                           f"| {t[0] / o[0]:.2f}× / {t[1] / o[1]:.2f}× |")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--spice-lm", default="target/release/spice-lm")
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--baseline-rounds", type=int,
+                    help="run transformers only in the first N rounds (default: every round); "
+                         "for a baseline many times slower than ours. The tables give the runs per side.")
+    ap.add_argument("--new-tokens", default="128")
+    ap.add_argument("--dtypes", default="bf16,f32")
+    ap.add_argument("--batches", default="1,8,32,64")
+    ap.add_argument("--what", default="all", help="generate, update or all")
+    ap.add_argument("--micro-batch", default="1")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
+    ap.add_argument("--log", default="bench-results.jsonl")
+    ap.add_argument("--threads", help="intra-op threads for both (default: every core)")
+    ap.add_argument("--from-logs", nargs="+", metavar="LOG",
+                    help="print the tables from earlier --log files instead of running")
+    a = ap.parse_args()
+    dtypes = a.dtypes.split(",")
+    batches = [int(x) for x in a.batches.split(",")]
+    if a.from_logs:
+        rows = [json.loads(l) for f in a.from_logs for l in open(f) if l.startswith("{")]
+        print(table(rows, dtypes, batches))
+        return
+    whats = ["generate", "update"] if a.what == "all" else [a.what]
+    baseline_rounds = a.rounds if a.baseline_rounds is None else a.baseline_rounds
+    rows = []
+    for rnd in range(a.rounds):
+        for what in whats:
+            for dt in dtypes:
+                common = ["--model", a.model, "--dtypes", dt, "--what", what, "--repeats", "1",
+                          "--new-tokens", a.new_tokens, "--device", a.device]
+                if what == "generate":
+                    common += ["--batches", a.batches]
+                if a.threads:
+                    common += ["--threads", a.threads]
+                ours = [a.spice_lm, "bench", "--micro-batch", a.micro_batch] + common
+                theirs = [a.python, os.path.join(HERE, "transformers_bench.py")] + common
+                rows += run(ours, a.log)
+                if rnd < baseline_rounds:
+                    rows += run(theirs, a.log)
+                print(f"round {rnd + 1}/{a.rounds}: {what} {dt} done", file=sys.stderr)
+    print()
+    print(table(rows, dtypes, batches))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+//! `spice-lm bench`: generation throughput and the training step, one JSON line per run on
+//! stdout, so a driver can interleave it with the transformers baseline
+//! (`benches/transformers_bench.py`, same output format) and report best and median.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tch::{Kind, Tensor};
+
+use crate::device::{parse_device, parse_dtype};
+use crate::logprobs::{GradOptions, ScoreRow};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::{GenRequest, Policy, SamplingParams};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Hugging Face model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Compute dtypes to measure, comma-separated.
+    #[arg(long, default_value = "bf16,f32", value_delimiter = ',')]
+    pub dtypes: Vec<String>,
+    /// Generation batch sizes, comma-separated.
+    #[arg(long, default_value = "1,8,32,64", value_delimiter = ',')]
+    pub batches: Vec<usize>,
+    #[arg(long, default_value_t = 64)]
+    pub prompt_len: usize,
+    /// Exactly this many tokens are generated per row (EOS is ignored).
+    #[arg(long, default_value_t = 128)]
+    pub new_tokens: usize,
+    /// Runs of each measurement.
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
+    /// What to measure: generate, update or all.
+    #[arg(long, default_value = "all")]
+    pub what: String,
+    /// Update step: sequences, tokens per sequence, and completion tokens (the loss covers
+    /// the last this many tokens of each sequence).
+    #[arg(long, default_value_t = 16)]
+    pub update_rows: usize,
+    #[arg(long, default_value_t = 512)]
+    pub update_seq: usize,
+    #[arg(long, default_value_t = 256)]
+    pub update_completion: usize,
+    /// Rows per forward/backward pass (1 keeps the default model's step under 4 GB).
+    #[arg(long, default_value_t = 1)]
+    pub micro_batch: usize,
+    #[arg(long)]
+    pub checkpointing: bool,
+    /// libtorch intra-op threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<i32>,
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Reset the peak-RSS counter so the next measurement covers only what follows.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Wait for the device's queued work, so the clock reads what ran.
+fn sync(device: tch::Device) {
+    if let tch::Device::Cuda(n) = device {
+        tch::Cuda::synchronize(n as i64);
+    }
+}
+
+/// Device memory in use on a CUDA device (driver order; `CUDA_VISIBLE_DEVICES` as a plain
+/// index list is followed), the context included; `None` on the CPU.
+fn gpu_used(device: tch::Device) -> Option<u64> {
+    let tch::Device::Cuda(n) = device else { return None };
+    let index = match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(v) => v.split(',').nth(n).and_then(|s| s.trim().parse().ok())?,
+        Err(_) => n as u32,
+    };
+    crate::cuda::gpu_memory_used(index)
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let label = crate::device::device_label(device);
+    if let Some(t) = a.threads {
+        tch::set_num_threads(t.max(1));
+    }
+    let host_threads = tch::get_num_threads();
+    for dt in &a.dtypes {
+        let dtype = parse_dtype(dt)?;
+        let mut policy = Policy::load(&a.model, device, dtype)?;
+        let vocab = policy.config().vocab_size as u32;
+        if a.what == "generate" || a.what == "all" {
+            // Forced length, as transformers' min_new_tokens = max_new_tokens.
+            policy.set_eos_ids(Vec::new());
+            let params = SamplingParams {
+                temperature: 1.0,
+                top_p: 1.0,
+                top_k: 0,
+                max_new_tokens: a.new_tokens,
+                stop_strings: Vec::new(),
+            };
+            for &b in &a.batches {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(b as u64);
+                let reqs: Vec<GenRequest> = (0..b)
+                    .map(|i| GenRequest {
+                        prompt_ids: (0..a.prompt_len).map(|_| rng.random_range(3..vocab)).collect(),
+                        seed: i as u64,
+                    })
+                    .collect();
+                for r in 0..a.repeats {
+                    let (_, stats) = policy.generate_with_stats(&reqs, &params, b, None)?;
+                    sync(device);
+                    let line = json!({
+                        "impl": "spice-lm", "bench": "generate", "dtype": dt, "batch": b,
+                        "run": r, "new_tokens": stats.new_tokens, "seconds": stats.seconds,
+                        "tokens_per_s": stats.new_tokens as f64 / stats.seconds,
+                        "threads": host_threads, "device": label,
+                        "compute": format!("{:?}", policy.compute_kind()),
+                    });
+                    println!("{line}");
+                }
+            }
+        }
+        if a.what == "update" || a.what == "all" {
+            let mut opt = AdamW::new(policy.var_store(), AdamWConfig::default());
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+            let p_len = a.update_seq - a.update_completion;
+            let rows: Vec<ScoreRow> = (0..a.update_rows)
+                .map(|_| ScoreRow {
+                    prompt_ids: (0..p_len).map(|_| rng.random_range(3..vocab)).collect(),
+                    completion_ids: (0..a.update_completion)
+                        .map(|_| rng.random_range(3..vocab))
+                        .collect(),
+                })
+                .collect();
+            let adv: Vec<f32> = (0..a.update_rows).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let norm = (a.update_rows * a.update_completion) as f64;
+            for r in 0..a.repeats {
+                reset_peak_rss();
+                let t0 = Instant::now();
+                opt.zero_grad();
+                let opts =
+                    GradOptions { micro_batch: a.micro_batch, checkpointing: a.checkpointing };
+                // Dr. GRPO's surrogate with π_old = the current policy: ρ = 1, gradient A·∇log π.
+                let loss = policy.accumulate_gradients(&rows, opts, &mut |idx, lp| {
+                    let a: Vec<f32> = idx.iter().map(|&i| adv[i]).collect();
+                    let a = Tensor::from_slice(&a).to_device(lp.logprobs.device()).unsqueeze(1);
+                    let ratio = (&lp.logprobs - lp.logprobs.detach()).exp();
+                    Ok(-(ratio * a * &lp.mask).sum(Kind::Float) / norm)
+                })?;
+                let gnorm = opt.clip_grad_norm(1.0);
+                opt.step();
+                sync(device);
+                let secs = t0.elapsed().as_secs_f64();
+                let line = json!({
+                    "impl": "spice-lm", "bench": "update", "dtype": dt, "rows": a.update_rows,
+                    "seq": a.update_seq, "completion": a.update_completion,
+                    "micro_batch": a.micro_batch, "checkpointing": a.checkpointing, "run": r,
+                    "seconds": secs, "peak_rss_bytes": peak_rss(), "loss": loss,
+                    "grad_norm": gnorm, "threads": host_threads, "device": label,
+                    "gpu_used_bytes": gpu_used(device),
+                    "compute": format!("{:?}", policy.compute_kind()),
+                });
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Grouped-query self-attention with rotary positions, optional q/k RMSNorm (Qwen3) and
+//! biases (Qwen2), over the whole sequence or through a KV cache.
+
+use tch::{Device, Kind, Tensor};
+
+use super::linear::{Linear, Projections};
+use super::load::Vars;
+use super::norm::RmsNorm;
+use crate::config::Config;
+use crate::kv_cache::KvCache;
+use crate::rope;
+
+/// How queries may attend.
+pub enum AttnMode<'a> {
+    /// Causal over the sequence itself, no padding before real tokens (right-padded rows):
+    /// the memory-efficient fused kernel, used for scoring and training.
+    Causal,
+    /// Left-padded prompt or one decode step, through a KV cache. `cache.key_mask` marks the
+    /// padding columns.
+    Cached(&'a mut KvCache),
+}
+
+pub struct Attention {
+    /// q_proj, k_proj and v_proj.
+    qkv: Projections,
+    o_proj: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    n_heads: i64,
+    n_kv_heads: i64,
+    head_dim: i64,
+    /// This layer's slot in the KV cache.
+    layer_idx: usize,
+}
+
+impl Attention {
+    /// `{prefix}.{q,k,v,o}_proj`, and `{prefix}.{q,k}_norm` for Qwen3.
+    pub fn load(
+        cfg: &Config,
+        vars: &mut Vars,
+        prefix: &str,
+        layer_idx: usize,
+    ) -> anyhow::Result<Attention> {
+        let h = cfg.hidden_size as i64;
+        let d = cfg.head_dim() as i64;
+        let (nh, nkv) = (cfg.num_attention_heads as i64, cfg.num_kv_heads() as i64);
+        let qb = cfg.qkv_bias();
+        let q = Linear::load(vars, &format!("{prefix}.q_proj"), h, nh * d, qb)?;
+        let k = Linear::load(vars, &format!("{prefix}.k_proj"), h, nkv * d, qb)?;
+        let v = Linear::load(vars, &format!("{prefix}.v_proj"), h, nkv * d, qb)?;
+        let o_proj = Linear::load(vars, &format!("{prefix}.o_proj"), nh * d, h, cfg.o_bias())?;
+        let (q_norm, k_norm) = if cfg.qk_norm() {
+            let eps = cfg.rms_norm_eps;
+            (
+                Some(RmsNorm::load(vars, &format!("{prefix}.q_norm"), d, eps)?),
+                Some(RmsNorm::load(vars, &format!("{prefix}.k_norm"), d, eps)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Attention {
+            qkv: Projections::Separate(vec![q, k, v]),
+            o_proj,
+            q_norm,
+            k_norm,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: d,
+            layer_idx,
+        })
+    }
+
+    /// `h` [batch, seq, hidden] → [batch, seq, hidden]; `cos`, `sin` from
+    /// [`crate::rope::Rope::cos_sin`] for the tokens' positions.
+    pub fn forward(
+        &self,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mode: &mut AttnMode<'_>,
+    ) -> Tensor {
+        let (b, s) = (h.size()[0], h.size()[1]);
+        let (d, nh, nkv) = (self.head_dim, self.n_heads, self.n_kv_heads);
+        let rep = nh / nkv;
+        // Attention runs in f32 on CPU even for bf16 compute: libtorch's bf16 CPU attention
+        // is several times slower, and the softmax is where precision matters most.
+        let akind = if h.device() == Device::Cpu { Kind::Float } else { h.kind() };
+        let heads = |t: &Tensor, n: i64| t.reshape([b, s, n, d]).transpose(1, 2); // [b, n, s, d]
+        let qkv = self.qkv.forward(h);
+        let mut q = heads(&qkv[0], nh);
+        let mut k = heads(&qkv[1], nkv);
+        let v = heads(&qkv[2], nkv).to_kind(akind);
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(&q);
+            k = kn.forward(&k);
+        }
+        let q = rope::apply(&q, cos, sin).to_kind(akind);
+        let k = rope::apply(&k, cos, sin).to_kind(akind);
+        let scale = 1.0 / (d as f64).sqrt();
+        // [b, nh, s, d]
+        let out = match mode {
+            AttnMode::Causal => {
+                let (k, v) = (repeat_kv(&k, rep), repeat_kv(&v, rep));
+                Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    None::<Tensor>,
+                    0.0,
+                    true,
+                    scale,
+                    false,
+                )
+            }
+            AttnMode::Cached(cache) => {
+                let start = cache.len;
+                let (k_all, v_all) = cache.append(self.layer_idx, &k, &v); // [b, nkv, t, d]
+                let t = start + s;
+                let key_mask = cache.key_mask.narrow(1, 0, t); // [b, t]
+                if start == 0 {
+                    // Prefill: fused kernel with a boolean mask (true = may attend) that is
+                    // causal and hides left padding; a padding query may see itself, so no
+                    // row of the mask is empty (which would give NaN).
+                    let causal = Tensor::ones([s, s], (Kind::Bool, h.device())).tril(0);
+                    let keys = key_mask.eq(0.0).view([b, 1, 1, s]);
+                    let diag = Tensor::eye(s, (Kind::Bool, h.device()));
+                    let mask = causal.logical_and(&keys).logical_or(&diag);
+                    let (k, v) = (repeat_kv(&k_all, rep), repeat_kv(&v_all, rep));
+                    Tensor::scaled_dot_product_attention(
+                        &q,
+                        &k,
+                        &v,
+                        Some(mask),
+                        0.0,
+                        false,
+                        scale,
+                        false,
+                    )
+                } else {
+                    // Decode: group the query heads that share a key/value head so the cache
+                    // is read in place, never repeated. [b, nkv, rep * s, t]
+                    assert_eq!(s, 1, "decoding through the cache takes one token per step");
+                    let qg = q.reshape([b, nkv, rep * s, d]);
+                    let scores = qg.matmul(&k_all.transpose(2, 3)) * scale
+                        + key_mask.view([b, 1, 1, t]).to_kind(akind);
+                    let p = scores.softmax(-1, akind);
+                    p.matmul(&v_all).view([b, nh, s, d])
+                }
+            }
+        };
+        let out = out.to_kind(h.kind()).transpose(1, 2).reshape([b, s, nh * d]);
+        self.o_proj.forward(&out)
+    }
+
+    pub fn to_kind(&self, kind: Kind) -> Attention {
+        Attention {
+            qkv: self.qkv.to_kind(kind),
+            o_proj: self.o_proj.to_kind(kind),
+            q_norm: self.q_norm.as_ref().map(|n| n.to_kind(kind)),
+            k_norm: self.k_norm.as_ref().map(|n| n.to_kind(kind)),
+            ..*self
+        }
+    }
+
+    /// Stack q, k and v for inference: one GEMM instead of three.
+    pub fn fuse(&mut self) {
+        self.qkv.stack();
+    }
+
+    pub fn is_fused(&self) -> bool {
+        self.qkv.is_stacked()
+    }
+
+    pub fn to_onednn(&mut self) {
+        self.qkv.to_onednn();
+        self.o_proj = self.o_proj.to_onednn();
+    }
+}
+
+/// Repeat each key/value head `rep` times: [b, nkv, s, d] → [b, nkv * rep, s, d], as
+/// transformers' `repeat_kv` (query head h uses key/value head h / rep).
+fn repeat_kv(x: &Tensor, rep: i64) -> Tensor {
+    if rep == 1 {
+        return x.shallow_clone();
+    }
+    let (b, n, s, d) = x.size4().unwrap();
+    x.unsqueeze(2).expand([b, n, rep, s, d], false).reshape([b, n * rep, s, d])
+}

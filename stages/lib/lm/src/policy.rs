@@ -1,0 +1,126 @@
+//! The policy: model, tokenizer, chat template and EOS ids of one Hugging Face folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tch::{Device, Kind};
+
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::config::Config;
+use crate::folder;
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+
+pub struct Policy {
+    pub(crate) dir: PathBuf,
+    pub(crate) model: Model,
+    tokenizer: Tokenizer,
+    /// The folder's chat template, or why it could not be read (reported on use).
+    chat: std::result::Result<ChatTemplate, String>,
+    eos_ids: Vec<u32>,
+    /// Compute dtype (Float or BFloat16); the trainable master weights are always f32.
+    pub(crate) dtype: Kind,
+}
+
+impl Policy {
+    /// Load a Hugging Face folder onto `device`, computing in `dtype` (Float or BFloat16).
+    pub fn load(dir: &Path, device: Device, dtype: Kind) -> Result<Policy> {
+        if !matches!(dtype, Kind::Float | Kind::BFloat16 | Kind::Half) {
+            bail!("compute dtype {dtype:?} is not supported (use f32 or bf16)");
+        }
+        let cfg = folder::read_config(dir)?;
+        let tokenizer = Tokenizer::from_file(&folder::required(dir, folder::TOKENIZER)?)?;
+        let chat = ChatTemplate::from_folder(dir).map_err(|e| format!("{e:#}"));
+        let mut eos_ids = folder::eos_ids(dir, &cfg)?;
+        if eos_ids.is_empty() {
+            bail!(
+                "{}: no eos_token_id in config.json or generation_config.json; generation \
+                 could never stop",
+                dir.display()
+            );
+        }
+        eos_ids.dedup();
+        let tensors = folder::read_weights(dir)?;
+        let model = Model::from_tensors(cfg, tensors, device)
+            .with_context(|| format!("building the model of {}", dir.display()))?;
+        if dtype != Kind::Float && device == Device::Cpu && !crate::device::cpu_has_native_bf16() {
+            tracing::warn!(
+                "this CPU has no native bf16 matrix instructions (avx512_bf16/amx): \
+                 computing in f32, which is faster here"
+            );
+        }
+        Ok(Policy { dir: dir.to_path_buf(), model, tokenizer, chat, eos_ids, dtype })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.model.cfg
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos_ids
+    }
+
+    /// The compute dtype asked for at load.
+    pub fn dtype(&self) -> Kind {
+        self.dtype
+    }
+
+    /// The dtype the weights are multiplied in: the requested one, except bf16 on a CPU
+    /// without native bf16 GEMMs, where emulated bf16 is several times slower than f32.
+    /// (Generation still reads bf16 weights there for decode steps of a few rows, where
+    /// bandwidth, not arithmetic, is the limit: see `generate::NARROW_DECODE_ROWS`.)
+    pub fn compute_kind(&self) -> Kind {
+        crate::device::compute_kind_on(
+            self.device(),
+            self.dtype,
+            crate::device::cpu_has_native_bf16(),
+        )
+    }
+
+    pub fn device(&self) -> Device {
+        self.model.device()
+    }
+
+    /// The folder this policy was loaded from (tokenizer and template files are copied from
+    /// it when saving a checkpoint).
+    pub fn source_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The trainable f32 variables (for the optimizer and checkpoints).
+    pub fn var_store(&self) -> &tch::nn::VarStore {
+        &self.model.vs
+    }
+
+    pub fn var_store_mut(&mut self) -> &mut tch::nn::VarStore {
+        &mut self.model.vs
+    }
+
+    /// Prompt text for chat `messages` through the folder's chat template.
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        match &self.chat {
+            Ok(chat) => chat.render(messages, add_generation_prompt),
+            Err(why) => bail!("no usable chat template: {why}"),
+        }
+    }
+}
+
+impl Policy {
+    /// Replace the EOS ids (an empty list makes every row run to `max_new_tokens`, as
+    /// benchmarks need).
+    pub fn set_eos_ids(&mut self, ids: Vec<u32>) {
+        self.eos_ids = ids;
+    }
+}

@@ -1,0 +1,105 @@
+//! The default model (SmolLM2-135M-Instruct) against transformers' outputs recorded by
+//! `stages/lib/gguf/fixtures/make_reference.py`. Skips, saying why, when the model folder
+//! (made by `just setup`) or the reference file is absent.
+
+use std::path::PathBuf;
+
+use spice_lm::tch::{Kind, Tensor};
+use spice_lm::{ChatMessage, Device, GenRequest, Policy, SamplingParams};
+
+fn paths() -> Option<(PathBuf, serde_json::Value)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let model = root.join("data/models/smollm2-135m-instruct");
+    let reference = root.join("stages/lib/gguf/fixtures/reference.json");
+    if !model.join("model.safetensors").is_file() {
+        println!("SKIPPED: no default model at {} (run `just setup`)", model.display());
+        return None;
+    }
+    let Ok(text) = std::fs::read_to_string(&reference) else {
+        println!("SKIPPED: no reference outputs at {}", reference.display());
+        return None;
+    };
+    Some((model, serde_json::from_str(&text).expect("reference.json parses")))
+}
+
+fn u32s(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn f32s(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+#[test]
+fn default_model_matches_transformers() {
+    let Some((dir, r)) = paths() else { return };
+    let p = Policy::load(&dir, Device::Cpu, Kind::Float).unwrap();
+
+    // Tokenizer: ids and decoded text of every case; the chat template's text and ids.
+    for case in r["tokenizer"]["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ids = p.tokenizer().encode(text).unwrap();
+        assert_eq!(ids, u32s(&case["ids"]), "ids of {text:?}");
+        assert_eq!(p.tokenizer().decode(&ids, false).unwrap(), case["decoded"].as_str().unwrap());
+    }
+    let chat = &r["tokenizer"]["chat"];
+    let messages: Vec<ChatMessage> = serde_json::from_value(chat["messages"].clone()).unwrap();
+    let text = p.render_chat(&messages, true).unwrap();
+    assert_eq!(text, chat["text"].as_str().unwrap());
+    assert_eq!(p.tokenizer().encode(&text).unwrap(), u32s(&chat["ids"]));
+
+    // Logits: a fixed subset of the vocabulary at every position, all of it at one position.
+    let subset: Vec<i64> = u32s(&r["logits"]["subset_ids"]).into_iter().map(i64::from).collect();
+    let subset = Tensor::from_slice(&subset);
+    let mut worst = 0.0f64;
+    let (mut compared, mut largest) = (0usize, 0.0f64);
+    for prompt in r["logits"]["prompts"].as_array().unwrap() {
+        let ids: Vec<i64> = u32s(&prompt["ids"]).into_iter().map(i64::from).collect();
+        let logits = tch::no_grad(|| {
+            let w = p.model().weights(Kind::Float);
+            w.logits(&Tensor::from_slice(&ids).unsqueeze(0)).squeeze_dim(0)
+        }); // [seq, vocab]
+        let rows: Vec<Vec<f32>> =
+            prompt["subset_logits"].as_array().unwrap().iter().map(f32s).collect();
+        let want = Tensor::from_slice(&rows.concat()).view([rows.len() as i64, -1]);
+        assert_eq!(want.size(), vec![ids.len() as i64, subset.size()[0]]);
+        compared += want.numel();
+        largest = largest.max(want.abs().max().double_value(&[]));
+        let d = (logits.index_select(1, &subset) - want).abs().max().double_value(&[]);
+        worst = worst.max(d);
+        if let Some(last) = prompt.get("last_logits") {
+            let want = Tensor::from_slice(&f32s(last));
+            assert_eq!(want.size(), vec![p.config().vocab_size as i64]);
+            compared += want.numel();
+            let d = (logits.get(ids.len() as i64 - 1) - want).abs().max().double_value(&[]);
+            worst = worst.max(d);
+        }
+        let top: Vec<i64> =
+            Vec::try_from(logits.get(ids.len() as i64 - 1).topk(20, -1, true, true).1).unwrap();
+        let want_top: Vec<i64> =
+            u32s(&prompt["last_topk_ids"]).into_iter().map(i64::from).collect();
+        assert_eq!(top[..5], want_top[..5]);
+    }
+    println!(
+        "default model: f32 max abs logit diff {worst:.3e} over {compared} logits \
+         (largest |logit| {largest:.1})"
+    );
+    assert!(worst < 1e-3, "max abs logit diff {worst}");
+
+    // Greedy continuations of chat prompts, one by one and as one left-padded batch.
+    let greedy = r["greedy"].as_array().unwrap();
+    let reqs: Vec<GenRequest> =
+        greedy.iter().map(|g| GenRequest { prompt_ids: u32s(&g["prompt_ids"]), seed: 0 }).collect();
+    let max_new = greedy[0]["max_new_tokens"].as_u64().unwrap() as usize;
+    let params = SamplingParams::greedy(max_new);
+    let batched = p.generate(&reqs, &params, reqs.len(), None).unwrap();
+    for (i, g) in greedy.iter().enumerate() {
+        let want = u32s(&g["new_ids"]);
+        let alone = p.generate(&reqs[i..i + 1], &params, 1, None).unwrap();
+        assert_eq!(alone[0].token_ids, want, "greedy prompt {i}");
+        assert_eq!(batched[i].token_ids, want, "greedy prompt {i} in a batch");
+        assert_eq!(alone[0].finish_reason.as_str(), g["finish_reason"].as_str().unwrap());
+        assert_eq!(alone[0].text, g["text"].as_str().unwrap());
+        println!("greedy {i}: {} tokens identical: {:?}", want.len(), alone[0].text);
+    }
+}

@@ -1,0 +1,133 @@
+//! A stage's use of the policy (`spice-challenge`, `spice-rollout`, `spice-eval`): load the
+//! iteration's model on the run's device and dtype, name it for the rows it writes, wrap a
+//! user message in its chat template, and generate with a progress bar and a throughput
+//! record.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use spice_lm::{ChatMessage, GenRequest, Generation, Policy, SamplingParams};
+use spice_schemas::{digest::digest_path, layout::policy_id};
+
+/// A loaded policy, the id its rows record (`checkpoint@3fa2c0d91b7e`) and the device it
+/// runs on (`cpu`, `cuda:0`), which the stage's manifest records.
+pub struct StagePolicy {
+    pub policy: Policy,
+    pub id: String,
+    pub device: String,
+}
+
+impl StagePolicy {
+    /// Load `dir` on `device` (`auto|cpu|cuda:N`) computing in `dtype` (`bf16|f32`).
+    pub fn load(dir: &Path, device: &str, dtype: &str) -> Result<StagePolicy> {
+        spice_lm::device::use_all_cores();
+        let dev = spice_lm::parse_device(device)?;
+        let kind = spice_lm::parse_dtype(dtype)?;
+        let t0 = Instant::now();
+        let policy = Policy::load(dir, dev, kind)
+            .with_context(|| format!("loading the policy from {}", dir.display()))?;
+        let digest = digest_path(dir).with_context(|| format!("digesting {}", dir.display()))?;
+        let id = policy_id(dir, &digest);
+        let device = spice_lm::device_label(dev);
+        tracing::info!(policy = %id, device, dtype, seconds = t0.elapsed().as_secs_f64(), "policy loaded");
+        Ok(StagePolicy { policy, id, device })
+    }
+
+    /// The prompt text and token ids for one user message: through the chat template when
+    /// the model has one, else the message itself (base models without a template).
+    pub fn chat_prompt(&self, user: &str) -> Result<(String, Vec<u32>)> {
+        let text = match self.policy.render_chat(&[ChatMessage::new("user", user)], true) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!("no chat template ({e:#}); using the raw message");
+                user.to_string()
+            }
+        };
+        let ids = self.policy.tokenizer().encode(&text)?;
+        Ok((text, ids))
+    }
+
+    /// [`StagePolicy::chat_prompt`] with `prefix` written as the start of the assistant's
+    /// answer.
+    pub fn chat_prompt_with_prefix(&self, user: &str, prefix: &str) -> Result<(String, Vec<u32>)> {
+        if prefix.is_empty() {
+            return self.chat_prompt(user);
+        }
+        let (text, _) = self.chat_prompt(user)?;
+        let text = format!("{text}{prefix}");
+        let ids = self.policy.tokenizer().encode(&text)?;
+        Ok((text, ids))
+    }
+
+    /// Generate for every request with a progress bar over rows; returns the generations
+    /// in request order and the throughput (new tokens per second).
+    pub fn generate(
+        &self,
+        requests: &[GenRequest],
+        params: &SamplingParams,
+        batch_size: usize,
+        what: &str,
+    ) -> Result<(Vec<Generation>, Throughput)> {
+        let pb = spice_stage::progress(requests.len() as u64, what, "rows");
+        let (gens, stats) =
+            self.policy.generate_with_stats(requests, params, batch_size, Some(&pb))?;
+        pb.finish();
+        let t = Throughput {
+            rows: gens.len() as u64,
+            new_tokens: stats.new_tokens as u64,
+            seconds: stats.seconds,
+        };
+        tracing::info!(
+            rows = t.rows,
+            new_tokens = t.new_tokens,
+            seconds = t.seconds,
+            tokens_per_second = t.tokens_per_second(),
+            "{what} done"
+        );
+        Ok((gens, t))
+    }
+}
+
+/// Totals of generation, for manifests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Throughput {
+    pub rows: u64,
+    pub new_tokens: u64,
+    pub seconds: f64,
+}
+
+impl Throughput {
+    pub fn tokens_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.new_tokens as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    pub fn add(&mut self, other: Throughput) {
+        self.rows += other.rows;
+        self.new_tokens += other.new_tokens;
+        self.seconds += other.seconds;
+    }
+
+    /// Manifest metrics under `prefix` (`generated_rows`, `new_tokens`, …).
+    pub fn metrics(&self, prefix: &str, m: &mut serde_json::Map<String, serde_json::Value>) {
+        m.insert(format!("{prefix}rows"), self.rows.into());
+        m.insert(format!("{prefix}new_tokens"), self.new_tokens.into());
+        m.insert(format!("{prefix}generation_seconds"), self.seconds.into());
+        m.insert(format!("{prefix}tokens_per_second"), self.tokens_per_second().into());
+    }
+}
+
+/// Sampling settings of a role from its config section.
+pub fn sampling(temperature: f64, top_p: f64, top_k: u32, max_new_tokens: u32) -> SamplingParams {
+    SamplingParams {
+        temperature,
+        top_p,
+        top_k: top_k as usize,
+        max_new_tokens: max_new_tokens as usize,
+        stop_strings: Vec::new(),
+    }
+}

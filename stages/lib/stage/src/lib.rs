@@ -1,0 +1,22 @@
+//! What every SPICE stage binary shares (ARCHITECTURE.md, "Cross-cutting concerns"):
+//!
+//! - [`StageArgs`]: the common flags `--run DIR --iter N --device --seed --shard I/N --force`;
+//! - [`StageCtx`]: the run folder, its frozen `run.toml` and the flags resolved against it;
+//! - [`derive_seed`]: seeds from (run seed, iteration, stage, row), so a rerun reproduces rows;
+//! - [`progress`]: a progress bar on a terminal, plain periodic lines elsewhere (Slurm logs);
+//! - [`init_logging`]: `tracing` to stderr;
+//! - [`metrics`]: manifest numbers that may have nothing to average.
+//!
+//! The commit protocol itself (skip, begin, commit) and reading committed inputs live in
+//! `spice-schemas`, beside the manifest they read and write.
+
+mod args;
+mod logging;
+pub mod metrics;
+pub mod progress;
+mod seed;
+
+pub use args::{StageArgs, StageCtx};
+pub use logging::init_logging;
+pub use progress::progress;
+pub use seed::derive_seed;

@@ -167,7 +167,8 @@ pub struct RewardSection {
     pub challenger_reward: ChallengerReward,
     /// r_C of an invalid task (paper: −0.1).
     pub invalid_penalty: f64,
-    /// Variance the Gaussian reward peaks at, and its width 2σ² (paper: 0.25 and 0.01·2).
+    /// Variance the Gaussian reward peaks at, and σ² of its width (the denominator is 2σ²;
+    /// paper: 0.25 and 0.01).
     pub variance_target: f64,
     pub variance_width: f64,
     /// `none` (Dr. GRPO: advantages are not divided by the group's std) or `group`.

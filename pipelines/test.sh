@@ -5,12 +5,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SPICE_ROOT"
 
-# Style first: a formatting error fails the suite before anything is built.
+# Style first: a formatting or clippy error fails the suite before any test runs.
 t0=$SECONDS
-if ! cargo fmt --version >/dev/null 2>&1; then
-    rustup component add rustfmt
-fi
+for tool in rustfmt clippy; do
+    if ! cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        rustup component add "$tool"
+    fi
+done
 cargo fmt --all --check
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 t_lint=$((SECONDS - t0))
 
 t0=$SECONDS
@@ -27,7 +30,7 @@ t_run=$((SECONDS - t1))
 
 echo
 echo "== where the time went =="
-echo "fmt check:   ${t_lint} s"
+echo "fmt, clippy: ${t_lint} s"
 echo "build tests: ${t_build} s"
 echo "run tests:   ${t_run} s"
 # Each test binary prints `Running <path>` then `finished in Ns`: list the slowest.

@@ -88,7 +88,7 @@ pub fn needed_libraries(path: &Path) -> Result<Vec<String>> {
     let table = file.elf_section_table().dynamic_table(endian, &*data)?;
     let mut out = Vec::new();
     for d in &table {
-        if d.tag == object::elf::DT_NEEDED as i64 {
+        if d.tag == object::elf::DT_NEEDED {
             out.push(String::from_utf8_lossy(table.string(d)?).into_owned());
         }
     }

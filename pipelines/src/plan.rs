@@ -98,7 +98,7 @@ pub fn eval_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall> {
     if iter == 0 {
         calls.push(call("--iter", "eval"));
     }
-    if (iter + 1) % every == 0 {
+    if (iter + 1).is_multiple_of(every) {
         calls.push(call("--checkpoint-of", "eval-checkpoint"));
     }
     calls

@@ -3,8 +3,12 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
+use spice_schemas::metrics::{
+    ChallengeMetrics, EvalMetrics, FilterMetrics, RolloutMetrics, ScoreMetrics, StageMetrics,
+    UpdateMetrics,
+};
 use spice_schemas::{manifest::folder_complete, Manifest};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -27,68 +31,82 @@ pub struct IterationSummary {
     pub minutes: f64,
 }
 
-/// The first of `names` that some manifest of the folder has: summed over parts for counts
-/// (`sum`), else averaged weighted by rows.
-fn metric(ms: &[Manifest], names: &[&str], sum: bool) -> Option<f64> {
-    for name in names {
-        let vals: Vec<(f64, f64)> =
-            ms.iter().filter_map(|m| Some((m.metric(name)?, m.rows as f64))).collect();
-        if vals.is_empty() {
-            continue;
-        }
-        if sum {
-            return Some(vals.iter().map(|v| v.0).sum());
-        }
-        let w: f64 = vals.iter().map(|v| v.1).sum();
-        return Some(if w > 0.0 {
-            vals.iter().map(|v| v.0 * v.1).sum::<f64>() / w
-        } else {
-            vals.iter().map(|v| v.0).sum::<f64>() / vals.len() as f64
-        });
+/// Every committed part of a folder with its metrics.
+fn parts<M: StageMetrics>(dir: &Path) -> Result<Vec<(Manifest, M)>> {
+    let manifests = folder_complete(dir)?.unwrap_or_default();
+    manifests
+        .into_iter()
+        .map(|m| {
+            let metrics = m.metrics_as::<M>().with_context(|| format!("in {}", dir.display()))?;
+            Ok((m, metrics))
+        })
+        .collect()
+}
+
+/// Wall time of a folder's parts.
+fn seconds<M>(parts: &[(Manifest, M)]) -> f64 {
+    parts.iter().map(|(m, _)| m.seconds).sum()
+}
+
+/// A count summed over parts; `None` when the folder has no committed part.
+fn sum<M>(parts: &[(Manifest, M)], f: impl Fn(&M) -> u64) -> Option<f64> {
+    (!parts.is_empty()).then(|| parts.iter().map(|(_, m)| f(m) as f64).sum())
+}
+
+/// A rate or mean over parts, weighted by each part's rows; `None` when no part has it.
+fn weighted<M>(parts: &[(Manifest, M)], f: impl Fn(&M) -> Option<f64>) -> Option<f64> {
+    let vals: Vec<(f64, f64)> =
+        parts.iter().filter_map(|(man, m)| Some((f(m)?, man.rows as f64))).collect();
+    if vals.is_empty() {
+        return None;
     }
-    None
+    let w: f64 = vals.iter().map(|v| v.1).sum();
+    Some(if w > 0.0 {
+        vals.iter().map(|v| v.0 * v.1).sum::<f64>() / w
+    } else {
+        vals.iter().map(|v| v.0).sum::<f64>() / vals.len() as f64
+    })
 }
 
 pub fn summarize(iter_dir: &Path, iteration: u32) -> Result<IterationSummary> {
-    let read = |name: &str| -> Result<Vec<Manifest>> {
-        Ok(folder_complete(&iter_dir.join(name))?.unwrap_or_default())
-    };
-    let (ch, tasks, roll, scored, update) =
-        (read("challenger")?, read("tasks")?, read("rollouts")?, read("scored")?, read("update")?);
+    let ch = parts::<ChallengeMetrics>(&iter_dir.join("challenger"))?;
+    let tasks = parts::<FilterMetrics>(&iter_dir.join("tasks"))?;
+    let roll = parts::<RolloutMetrics>(&iter_dir.join("rollouts"))?;
+    let scored = parts::<ScoreMetrics>(&iter_dir.join("scored"))?;
+    let update = parts::<UpdateMetrics>(&iter_dir.join("update"))?;
+    let eval = parts::<EvalMetrics>(&iter_dir.join("eval"))?;
+    let eval_ckpt = parts::<EvalMetrics>(&iter_dir.join("eval-checkpoint"))?;
     // `checkpoint/` is written by the update stage inside its own timed span, so its
     // manifest's seconds are already part of `update`'s and are not added again.
-    let minutes = [&ch, &tasks, &roll, &scored, &update, &read("eval")?, &read("eval-checkpoint")?]
-        .iter()
-        .flat_map(|ms| ms.iter().map(|m| m.seconds))
-        .sum::<f64>()
+    let minutes = (seconds(&ch)
+        + seconds(&tasks)
+        + seconds(&roll)
+        + seconds(&scored)
+        + seconds(&update)
+        + seconds(&eval)
+        + seconds(&eval_ckpt))
         / 60.0;
     Ok(IterationSummary {
         iteration,
-        documents: metric(&ch, &["documents"], true),
-        attempts: metric(&ch, &["attempts"], true),
-        valid_task_rate: metric(&tasks, &["valid_rate"], false).or(metric(
-            &ch,
-            &["valid_rate"],
-            false,
-        )),
-        reasoner_answers: metric(&roll, &["answers"], true),
-        mean_pass_rate: metric(&scored, &["mean_pass_rate"], false),
-        mean_challenger_reward: metric(&scored, &["mean_challenger_reward", "mean_r_c"], false),
-        reasoner_accuracy: metric(&scored, &["reasoner_accuracy"], false),
-        loss: metric(&update, &["mean_loss", "loss"], false),
-        grad_norm: metric(&update, &["final_grad_norm", "grad_norm"], false),
-        eval: accuracies(&read("eval-checkpoint")?),
-        eval_base: accuracies(&read("eval")?),
+        documents: sum(&ch, |m| m.documents),
+        attempts: sum(&ch, |m| m.attempts),
+        valid_task_rate: weighted(&tasks, |m| m.valid_rate)
+            .or(weighted(&ch, |m| Some(m.valid_rate))),
+        reasoner_answers: sum(&roll, |m| m.answers),
+        mean_pass_rate: weighted(&scored, |m| m.mean_pass_rate),
+        mean_challenger_reward: weighted(&scored, |m| m.mean_challenger_reward),
+        reasoner_accuracy: weighted(&scored, |m| m.reasoner_accuracy),
+        loss: weighted(&update, |m| Some(m.mean_loss)),
+        grad_norm: weighted(&update, |m| Some(m.final_grad_norm)),
+        eval: accuracies(&eval_ckpt),
+        eval_base: accuracies(&eval),
         minutes,
     })
 }
 
-/// `<benchmark>/accuracy` metrics of an evaluation's manifest.
-fn accuracies(ms: &[Manifest]) -> std::collections::BTreeMap<String, f64> {
-    ms.iter()
-        .flat_map(|m| m.metrics.iter())
-        .filter_map(|(k, v)| Some((k.strip_suffix("/accuracy")?.to_string(), v.as_f64()?)))
-        .collect()
+/// Accuracy per benchmark of an evaluation (one part).
+fn accuracies(parts: &[(Manifest, EvalMetrics)]) -> std::collections::BTreeMap<String, f64> {
+    parts.iter().flat_map(|(_, m)| m.accuracies()).collect()
 }
 
 impl IterationSummary {

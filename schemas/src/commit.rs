@@ -3,7 +3,7 @@
 //! exists and records the same input digests and config digest as the run about to start.
 //!
 //! ```no_run
-//! # use spice_schemas::{StageOutput, ShardSpec, rows::TaskRow, ShardWriter};
+//! # use spice_schemas::{StageOutput, ShardSpec, rows::TaskRow, ShardWriter, metrics::NoMetrics};
 //! # fn main() -> anyhow::Result<()> {
 //! # let (dir, cfg, force) = (std::path::Path::new("x"), serde_json::json!({}), false);
 //! let out = StageOutput::new(dir, "verify-filter", ShardSpec::WHOLE)
@@ -16,7 +16,7 @@
 //! let mut w = ShardWriter::<TaskRow>::create(out.part_path())?;
 //! // ... w.write(row)? ...
 //! w.finish()?;
-//! out.commit(Default::default())?;
+//! out.commit(&NoMetrics {})?;
 //! # Ok(()) }
 //! ```
 
@@ -25,12 +25,13 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::{
     digest::{digest_path, sha256_bytes, sha256_file, sha256_json, InputDigest},
     manifest::{host_name, Manifest, OutputFile},
+    metrics::StageMetrics,
     shard::ShardSpec,
 };
 
@@ -218,19 +219,25 @@ impl StageOutput {
     /// reads as unfinished until [`StageOutput::commit`]. A stage calls this only once every
     /// input has been read and checked, so bad input never removes a finished output.
     pub fn begin(&self) -> Result<()> {
+        self.unfinish()?;
+        // Only this part's leftovers: other parts of a sharded stage may be writing now.
+        for path in [tmp_path(&self.part_path()), tmp_path(&self.manifest_path())] {
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing leftover {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the part's manifest, if any: from here the part reads as unfinished.
+    pub fn unfinish(&self) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating output folder {}", self.dir.display()))?;
         let manifest = self.manifest_path();
         if manifest.exists() {
             std::fs::remove_file(&manifest)
                 .with_context(|| format!("removing stale {}", manifest.display()))?;
-        }
-        // Only this part's leftovers: other parts of a sharded stage may be writing now.
-        for path in [tmp_path(&self.part_path()), tmp_path(&manifest)] {
-            if path.exists() {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing leftover {}", path.display()))?;
-            }
         }
         Ok(())
     }
@@ -240,8 +247,12 @@ impl StageOutput {
     pub fn commit_with_files(
         self,
         extra_files: &[(&str, u64)],
-        metrics: serde_json::Map<String, serde_json::Value>,
+        metrics: &impl StageMetrics,
     ) -> Result<Manifest> {
+        let metrics = match serde_json::to_value(metrics)? {
+            serde_json::Value::Object(map) => map,
+            other => bail!("stage metrics must serialize to a JSON object, not {other}"),
+        };
         let mut outputs = Vec::new();
         let part = self.part_path();
         if part.exists() {
@@ -286,7 +297,7 @@ impl StageOutput {
     }
 
     /// Write the manifest for a part whose only output is its Parquet file.
-    pub fn commit(self, metrics: serde_json::Map<String, serde_json::Value>) -> Result<Manifest> {
+    pub fn commit(self, metrics: &impl StageMetrics) -> Result<Manifest> {
         self.commit_with_files(&[], metrics)
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use spice_vocab::{
-    AnswerType, ChallengerReward, ChallengerTraining, Grounding, LossType, LrSchedulerType,
+    AnswerType, ChallengerReward, ChallengerTraining, Dtype, Grounding, LossType, LrSchedulerType,
     ScaleRewards, TaskTypes,
 };
 
@@ -39,7 +39,7 @@ pub struct RunSection {
     /// `auto` (CUDA when visible), `cpu` or `cuda:N`.
     pub device: String,
     /// Compute dtype of generation and training: `bf16` or `f32` (master weights stay f32).
-    pub dtype: String,
+    pub dtype: Dtype,
     /// Parts each generation stage is split into (`--shard I/N`), for Slurm arrays.
     pub shards: u32,
 }
@@ -52,7 +52,7 @@ impl Default for RunSection {
             iterations: 640,
             model: PathBuf::from("data/models/smollm2-135m-instruct"),
             device: "auto".into(),
-            dtype: "bf16".into(),
+            dtype: Dtype::Bf16,
             shards: 1,
         }
     }
@@ -402,7 +402,6 @@ impl RunConfig {
             }
             Ok(())
         }
-        one_of("run.dtype", &self.run.dtype, &["bf16", "f32"])?;
         if !(self.run.device == "auto"
             || self.run.device == "cpu"
             || self.run.device.starts_with("cuda"))
@@ -459,8 +458,11 @@ impl RunConfig {
                 bail!("{key} = {p} is outside (0, 1]");
             }
         }
-        if !(self.update.learning_rate > 0.0)
-            || !(self.update.epsilon >= 0.0)
+        // Written so that NaN fails too.
+        let positive = |x: f64| x > 0.0;
+        let non_negative = |x: f64| x >= 0.0;
+        if !positive(self.update.learning_rate)
+            || !non_negative(self.update.epsilon)
             || self.update.beta < 0.0
         {
             bail!("update.learning_rate must be > 0, update.epsilon >= 0 and update.beta >= 0");
@@ -501,6 +503,11 @@ mod tests {
         let err = RunConfig::from_toml("[reward]\nchallenger_reward = \"varience\"\n", "p.toml")
             .unwrap_err();
         assert!(format!("{err:#}").contains("reward.challenger_reward"));
+        let err = RunConfig::from_toml("[run]\ndtype = \"fp16\"\n", "p.toml").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("run.dtype") && msg.contains("bf16"), "{msg}");
+        let c = RunConfig::from_toml("[run]\ndtype = \"f32\"\n", "p.toml").unwrap();
+        assert_eq!(c.run.dtype, Dtype::F32);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{digest::InputDigest, shard::ShardSpec};
+use crate::{digest::InputDigest, metrics::StageMetrics, shard::ShardSpec};
 
 /// One output file of a stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,7 +45,8 @@ pub struct Manifest {
     /// The device the stage computed on (`cpu`, `cuda:0`), for stages that run the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// Stage-specific numbers (tokens/s, valid rate, skipped lines, …).
+    /// Stage-specific numbers (tokens/s, valid rate, skipped lines, …): one of the structs in
+    /// [`crate::metrics`], read with [`Manifest::metrics_as`].
     #[serde(default)]
     pub metrics: serde_json::Map<String, serde_json::Value>,
 }
@@ -73,7 +74,22 @@ impl Manifest {
         paths.iter().map(|p| Manifest::read(p)).collect()
     }
 
-    /// A stage-specific number, as f64.
+    /// The stage's metrics as their struct. A field missing from an older manifest takes its
+    /// default; a field of the wrong type is an error naming it.
+    pub fn metrics_as<M: StageMetrics>(&self) -> Result<M> {
+        let value = serde_json::Value::Object(self.metrics.clone());
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            anyhow::anyhow!(
+                "the `{}` manifest of part {} has a bad metrics field `{}`: {}",
+                self.stage,
+                self.shard.index,
+                e.path(),
+                e.inner()
+            )
+        })
+    }
+
+    /// One number by name, for generic readers (tables of every metric) and tests.
     pub fn metric(&self, name: &str) -> Option<f64> {
         self.metrics.get(name).and_then(|v| v.as_f64())
     }

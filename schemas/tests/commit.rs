@@ -44,7 +44,7 @@ fn child_writer_that_dies() {
     assert!(!out.skip(false).unwrap());
     out.begin().unwrap();
     write_rows(&out, 5000).unwrap();
-    out.commit(Default::default()).unwrap();
+    out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn writer_killed_midway_leaves_nothing_finished() {
     out.begin().unwrap();
     assert!(!out_dir.join("part-00000.parquet.tmp").exists());
     write_rows(&out, 5000).unwrap();
-    let m = out.commit(Default::default()).unwrap();
+    let m = out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
     assert_eq!(m.rows, 5000);
     assert!(folder_complete(&out_dir).unwrap().is_some());
 }
@@ -91,7 +91,7 @@ fn done_follows_inputs_config_and_force() {
     assert!(!out.skip(false).unwrap());
     out.begin().unwrap();
     write_rows(&out, 10).unwrap();
-    let first = out.commit(Default::default()).unwrap();
+    let first = out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
     assert_eq!(first.rows, 10);
 
     // Same inputs and config: done, and the manifest says what it did.
@@ -155,7 +155,7 @@ fn sharded_folder_completes_when_every_part_commits() {
         assert!(!out.skip(false).unwrap());
         out.begin().unwrap();
         write_rows(&out, 3 + index as usize).unwrap();
-        out.commit(Default::default()).unwrap();
+        out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
     }
     let manifests = folder_complete(&out_dir).unwrap().expect("all parts committed");
     assert_eq!(manifests.iter().map(|m| m.rows).sum::<u64>(), 3 + 4 + 5);
@@ -167,6 +167,6 @@ fn sharded_folder_completes_when_every_part_commits() {
     assert!(!out.skip(true).unwrap());
     out.begin().unwrap();
     write_rows(&out, 9).unwrap();
-    out.commit(Default::default()).unwrap();
+    out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
     assert_ne!(d0, digest_path(&out_dir).unwrap());
 }

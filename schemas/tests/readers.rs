@@ -67,7 +67,7 @@ fn duckdb_and_polars_read_every_shard_type() {
         out: &mut Vec<(PathBuf, Vec<arrow::datatypes::FieldRef>, usize)>,
     ) {
         let dir = tmp.join(T::FOLDER);
-        write_shard(&dir.join("part-00000.parquet"), &rows).unwrap();
+        write_shard(dir.join("part-00000.parquet"), &rows).unwrap();
         out.push((dir, T::fields(), rows.len()));
     }
     add(tmp.path(), common::chunks(), &mut folders);

@@ -40,8 +40,8 @@ fn many_rows_span_row_groups_and_folders_read_in_order() {
             r
         })
         .collect();
-    write_shard(&dir.path().join("part-00001.parquet"), &rows[1200..]).unwrap();
-    write_shard(&dir.path().join("part-00000.parquet"), &rows[..1200]).unwrap();
+    write_shard(dir.path().join("part-00001.parquet"), &rows[1200..]).unwrap();
+    write_shard(dir.path().join("part-00000.parquet"), &rows[..1200]).unwrap();
     // An unfinished writer's file must never be read.
     std::fs::write(dir.path().join("part-00002.parquet.tmp"), b"half").unwrap();
     let back: Vec<RolloutRow> = read_folder(dir.path()).unwrap();

@@ -105,7 +105,7 @@ pub fn commit_part<T: ShardRow>(dir: &Path, shard: ShardSpec, rows: &[T]) {
     let out = StageOutput::new(dir, "test", shard).iteration(ITER).schema(T::schema_id());
     out.begin().unwrap();
     write_shard(out.part_path(), rows).unwrap();
-    out.commit(Default::default()).unwrap();
+    out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
 }
 
 /// One Challenger attempt; token ids encode (document, attempt) so copies can be traced.

@@ -219,7 +219,8 @@ impl Iteration {
     /// with any answers, else any valid task, else the first attempt.
     pub fn pick(&self) -> (String, &'static str) {
         let lines = self.lines();
-        let rules: [(&str, &dyn Fn(&TaskLine) -> bool); 4] = [
+        type Rule<'a> = (&'a str, &'a dyn Fn(&TaskLine) -> bool);
+        let rules: [Rule; 4] = [
             ("the first valid selected task whose answers are partly right (0 < p̂ < 1)", &|l| {
                 l.valid && l.selected && l.answers > 0 && l.correct > 0 && l.correct < l.answers
             }),

@@ -3,11 +3,24 @@
 
 use std::fmt::Write;
 
-use super::example::{Answer, Example, TaskLine};
+use spice_schemas::rows::TaskRow;
+
+use super::example::{Answer, Attempt, Example, TaskLine};
 
 /// The whole example as text. `max_chars` cuts each long text (`None`: print in full).
 pub fn render(ex: &Example, max_chars: Option<usize>) -> String {
     let mut o = String::new();
+    header(&mut o, ex);
+    document(&mut o, ex, max_chars);
+    challenger(&mut o, ex, max_chars);
+    reasoner(&mut o, ex, max_chars);
+    section(&mut o, &format!("Other tasks of iteration {} (`--task ID`)", ex.iteration));
+    o.push_str(&task_table(&ex.other_tasks));
+    o
+}
+
+/// Which task this is, why it was picked, and whether its data may still change.
+fn header(o: &mut String, ex: &Example) {
     let t = &ex.task;
     let _ = writeln!(o, "Task {} of iteration {} in {}", t.task_id, ex.iteration, ex.run.display());
     if let Some(why) = &ex.picked_by {
@@ -20,8 +33,10 @@ pub fn render(ex: &Example, max_chars: Option<usize>) -> String {
             ex.unfinished.join(", ")
         );
     }
+}
 
-    section(&mut o, "Document");
+fn document(o: &mut String, ex: &Example, max_chars: Option<usize>) {
+    section(o, "Document");
     match (&ex.document, &ex.document_note) {
         (Some(d), _) => {
             let _ = writeln!(
@@ -29,7 +44,7 @@ pub fn render(ex: &Example, max_chars: Option<usize>) -> String {
                 "chunk {}: {}, document {}, chunk {}, {} tokens\n",
                 d.chunk_id, d.source, d.doc_index, d.chunk_index, d.n_tokens
             );
-            block(&mut o, &d.text, max_chars);
+            block(o, &d.text, max_chars);
         }
         (None, Some(note)) => {
             let _ = writeln!(o, "({note})");
@@ -41,72 +56,82 @@ pub fn render(ex: &Example, max_chars: Option<usize>) -> String {
             );
         }
     }
+}
 
-    section(&mut o, &format!("Challenger (document slot {}, attempt {})", t.doc_slot, t.attempt));
+/// The Challenger's attempt, the task parsed from it, and its reward.
+fn challenger(o: &mut String, ex: &Example, max_chars: Option<usize>) {
+    let t = &ex.task;
+    section(o, &format!("Challenger (document slot {}, attempt {})", t.doc_slot, t.attempt));
     match &ex.attempt {
-        Some(a) => {
-            let _ = writeln!(
-                o,
-                "{}{}, prompt set {}, finish {}, {} tokens, {}, policy {}",
-                a.task_kind,
-                a.answer_type.as_deref().map(|t| format!(" ({t})")).unwrap_or_default(),
-                a.prompt_set,
-                a.finish_reason,
-                a.tokens,
-                if t.selected {
-                    "selected for training (T_C)"
-                } else {
-                    "not selected for training"
-                },
-                a.policy_id
-            );
-            if let Some(p) = &a.prompt {
-                sub(&mut o, "prompt");
-                block(&mut o, p, max_chars);
-            }
-            if let Some(f) = &a.format_completion {
-                sub(&mut o, "format choice");
-                block(&mut o, f, max_chars);
-            }
-            if a.response_prefix.is_empty() {
-                sub(&mut o, "completion");
-            } else {
-                sub(
-                    &mut o,
-                    &format!("completion (the prompt wrote its start, `{}`)", a.response_prefix),
-                );
-            }
-            block(&mut o, &format!("{}{}", a.response_prefix, a.completion), max_chars);
-        }
+        Some(a) => attempt(o, a, t.selected, max_chars),
         None => {
             let _ = writeln!(o, "(its row is not in challenger/)");
         }
     }
-    sub(&mut o, "parsed task");
+    sub(o, "parsed task");
+    parsed_task(o, t);
+    challenger_score(o, ex);
+}
+
+/// The attempt's summary line, then its prompt, format choice and completion.
+fn attempt(o: &mut String, a: &Attempt, selected: bool, max_chars: Option<usize>) {
+    let _ = writeln!(
+        o,
+        "{}{}, prompt set {}, finish {}, {} tokens, {}, policy {}",
+        a.task_kind,
+        a.answer_type.as_deref().map(|t| format!(" ({t})")).unwrap_or_default(),
+        a.prompt_set,
+        a.finish_reason,
+        a.tokens,
+        if selected { "selected for training (T_C)" } else { "not selected for training" },
+        a.policy_id
+    );
+    if let Some(p) = &a.prompt {
+        sub(o, "prompt");
+        block(o, p, max_chars);
+    }
+    if let Some(f) = &a.format_completion {
+        sub(o, "format choice");
+        block(o, f, max_chars);
+    }
+    if a.response_prefix.is_empty() {
+        sub(o, "completion");
+    } else {
+        sub(o, &format!("completion (the prompt wrote its start, `{}`)", a.response_prefix));
+    }
+    block(o, &format!("{}{}", a.response_prefix, a.completion), max_chars);
+}
+
+/// The task's fields, one per line, names in a column.
+fn parsed_task(o: &mut String, t: &TaskRow) {
     let field = |o: &mut String, name: &str, v: &str| {
         let _ = writeln!(o, "{name:<12} {v}");
     };
     if t.valid {
-        field(&mut o, "valid", "yes");
+        field(o, "valid", "yes");
     } else {
-        field(&mut o, "valid", &format!("no: {}", t.invalid_reason.as_deref().unwrap_or("?")));
+        field(o, "valid", &format!("no: {}", t.invalid_reason.as_deref().unwrap_or("?")));
         if let Some(d) = &t.invalid_detail {
-            field(&mut o, "detail", d);
+            field(o, "detail", d);
         }
     }
-    field(&mut o, "kind", &t.task_kind);
+    field(o, "kind", &t.task_kind);
     if let Some(q) = &t.question {
-        field(&mut o, "question", q);
+        field(o, "question", q);
     }
     for (letter, opt) in ['A', 'B', 'C', 'D'].iter().zip(&t.options) {
-        field(&mut o, if *letter == 'A' { "options" } else { "" }, &format!("{letter}. {opt}"));
+        field(o, if *letter == 'A' { "options" } else { "" }, &format!("{letter}. {opt}"));
     }
     if let Some(a) = &t.answer {
-        field(&mut o, "answer", a);
+        field(o, "answer", a);
     }
     if let Some(a) = &t.answer_type {
-        field(&mut o, "answer type", a);
+        field(o, "answer type", a);
     }
+}
+
+/// r_C and the pass rate it came from, or why there is none.
+fn challenger_score(o: &mut String, ex: &Example) {
     match &ex.challenger_score {
         Some(s) => {
             let p = match s.pass_rate {
@@ -119,17 +144,21 @@ pub fn render(ex: &Example, max_chars: Option<usize>) -> String {
             };
             let _ = writeln!(o, "\nr_C {:.3}, advantage {:+.3}, {p}", s.reward, s.advantage);
         }
-        None if t.selected => {
+        None if ex.task.selected => {
             let _ = writeln!(o, "\nnot scored yet");
         }
         None => {
             let _ = writeln!(o, "\nno r_C: only selected attempts are scored");
         }
     }
+}
 
+/// The Reasoner's shared prompt and every answer, or why there are none.
+fn reasoner(o: &mut String, ex: &Example, max_chars: Option<usize>) {
+    let t = &ex.task;
     let in_batch = ex.answers.first().and_then(|a| a.in_batch);
     section(
-        &mut o,
+        o,
         &format!(
             "Reasoner: {} answer(s){}",
             ex.answers.len(),
@@ -154,17 +183,13 @@ pub fn render(ex: &Example, max_chars: Option<usize>) -> String {
         );
     }
     if let Some(p) = &ex.reasoner_prompt {
-        sub(&mut o, "prompt (the same for every answer)");
-        block(&mut o, p, max_chars);
+        sub(o, "prompt (the same for every answer)");
+        block(o, p, max_chars);
     }
     for a in &ex.answers {
-        sub(&mut o, &answer_header(a));
-        block(&mut o, &a.completion, max_chars);
+        sub(o, &answer_header(a));
+        block(o, &a.completion, max_chars);
     }
-
-    section(&mut o, &format!("Other tasks of iteration {} (`--task ID`)", ex.iteration));
-    o.push_str(&task_table(&ex.other_tasks));
-    o
 }
 
 fn answer_header(a: &Answer) -> String {

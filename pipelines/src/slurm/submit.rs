@@ -1,37 +1,131 @@
 //! `spice slurm iterate`: write the scripts, submit what is neither done nor queued, and
 //! optionally wait for the queue to drain.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use spice_schemas::commit::write_atomic;
+use spice_schemas::RunConfig;
 
 use super::jobs::{plan, Job, Record};
-use super::queue::{query, summarize};
+use super::queue::{query, summarize, Jobs};
 use super::script::{quote, render, ScriptInput, TEMPLATE};
 use super::status::{print_report, report};
 use super::SlurmIterateArgs;
 use crate::plan::BINARIES;
 
 pub fn run(args: &SlurmIterateArgs) -> Result<()> {
-    let common = &args.common;
-    let cfg = crate::freeze_config(common).context("preparing the run folder")?;
-    let run = std::fs::canonicalize(&common.run)
-        .with_context(|| format!("resolving {}", common.run.display()))?;
-    let bin_dir = match &common.bin_dir {
-        Some(d) => std::fs::canonicalize(d)
-            .with_context(|| format!("resolving --bin-dir {}", d.display()))?,
-        None => std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default(),
-    };
-    let template = match &args.template {
-        Some(p) => std::fs::read_to_string(p)
-            .with_context(|| format!("reading the sbatch template {}", p.display()))?,
-        None => TEMPLATE.to_string(),
-    };
-    let iterations = common.iterations.unwrap_or(cfg.run.iterations);
-    let jobs = plan(&run, &cfg, iterations);
+    let cfg = crate::freeze_config(&args.common).context("preparing the run folder")?;
+    let setup = Setup::prepare(args, &cfg)?;
+    let jobs = &setup.jobs;
+    eprintln!(
+        "spice slurm iterate: run {} (profile `{}`), {} iteration(s), {} job(s) in the plan{}",
+        setup.run.display(),
+        cfg.run.name,
+        setup.iterations,
+        jobs.len(),
+        if args.dry_run { ", dry run" } else { "" }
+    );
+
+    let records: Vec<Option<Record>> = jobs.iter().map(Job::read_record).collect::<Result<_>>()?;
+    let states = queue_states(&records, args.dry_run)?;
+
+    // The job id (or, in a dry run, the shell variable) each stage's dependants wait for.
+    let mut waits_for: Vec<Option<String>> = vec![None; jobs.len()];
+    let (mut done, mut queued, mut submitted) = (0, 0, 0);
+    for (i, job) in jobs.iter().enumerate() {
+        setup.write_script(args, &cfg, job)?;
+        if !args.common.force && job.done()? {
+            done += 1;
+            continue;
+        }
+        if let Some(id) = live_job(job, records[i].as_ref(), &states) {
+            waits_for[i] = Some(id);
+            queued += 1;
+            continue;
+        }
+        let after = job.after.and_then(|a| waits_for[a].clone());
+        let argv = sbatch_argv(job, after.as_deref());
+        let id = if args.dry_run {
+            print_dry_run(i, job, &argv)
+        } else {
+            submit(job, &argv, after, submitted)?
+        };
+        waits_for[i] = Some(id);
+        submitted += 1;
+    }
+    let verb = if args.dry_run { "to submit" } else { "submitted" };
+    eprintln!(
+        "spice slurm iterate: {done} stage(s) done, {queued} already queued, {submitted} {verb}; \
+         scripts in {}",
+        setup.run.join("slurm").display()
+    );
+    if args.wait && !args.dry_run {
+        let ids: Vec<String> = waits_for.into_iter().flatten().collect();
+        wait_until_done(&ids, jobs, args.poll)?;
+    }
+    Ok(())
+}
+
+/// What every job's script needs, resolved once per call, and the jobs of the plan.
+struct Setup {
+    run: PathBuf,
+    bin_dir: PathBuf,
+    /// The folder the jobs start in: this one.
+    chdir: PathBuf,
+    template: String,
+    iterations: u32,
+    jobs: Vec<Job>,
+}
+
+impl Setup {
+    fn prepare(args: &SlurmIterateArgs, cfg: &RunConfig) -> Result<Setup> {
+        let common = &args.common;
+        let run = std::fs::canonicalize(&common.run)
+            .with_context(|| format!("resolving {}", common.run.display()))?;
+        let bin_dir = match &common.bin_dir {
+            Some(d) => std::fs::canonicalize(d)
+                .with_context(|| format!("resolving --bin-dir {}", d.display()))?,
+            None => std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        let template = match &args.template {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading the sbatch template {}", p.display()))?,
+            None => TEMPLATE.to_string(),
+        };
+        let iterations = common.iterations.unwrap_or(cfg.run.iterations);
+        let jobs = plan(&run, cfg, iterations);
+        check_binaries(&bin_dir, &jobs)?;
+        let chdir = std::env::current_dir()?;
+        Ok(Setup { run, bin_dir, chdir, template, iterations, jobs })
+    }
+
+    /// Writes the job's sbatch script (always, so it matches the config) and makes its log
+    /// folder.
+    fn write_script(&self, args: &SlurmIterateArgs, cfg: &RunConfig, job: &Job) -> Result<()> {
+        let res = cfg.slurm.for_stage(job.call.name);
+        let input = ScriptInput {
+            call: &job.call,
+            key: &job.key,
+            run: &self.run,
+            bin_dir: &self.bin_dir,
+            chdir: &self.chdir,
+            device: args.common.device.as_deref(),
+            force: args.common.force,
+            log: &job.log,
+        };
+        let text = render(&self.template, &input, &res)
+            .with_context(|| format!("writing the script of {}", job.key))?;
+        write_atomic(&job.script, text.as_bytes())?;
+        let logs = job.log.parent().expect("a log has a folder");
+        std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))
+    }
+}
+
+/// Every stage binary the jobs call must be in `bin_dir` before anything is submitted.
+fn check_binaries(bin_dir: &Path, jobs: &[Job]) -> Result<()> {
     let missing: Vec<&str> = BINARIES
         .iter()
         .copied()
@@ -46,125 +140,95 @@ pub fn run(args: &SlurmIterateArgs) -> Result<()> {
             missing.join(", ")
         );
     }
-    let chdir = std::env::current_dir()?;
-    eprintln!(
-        "spice slurm iterate: run {} (profile `{}`), {} iteration(s), {} job(s) in the plan{}",
-        run.display(),
-        cfg.run.name,
-        iterations,
-        jobs.len(),
-        if args.dry_run { ", dry run" } else { "" }
-    );
+    Ok(())
+}
 
-    let records: Vec<Option<Record>> = jobs.iter().map(Job::read_record).collect::<Result<_>>()?;
+/// The queue's state of every recorded job.
+fn queue_states(records: &[Option<Record>], dry_run: bool) -> Result<Jobs> {
     let ids: Vec<String> = records.iter().flatten().map(|r| r.job_id.clone()).collect();
-    // A dry run also works where Slurm is not installed.
-    let states = match query(&ids) {
-        Ok(s) => s,
-        Err(e) if args.dry_run => {
+    match query(&ids) {
+        Ok(s) => Ok(s),
+        // A dry run also works where Slurm is not installed.
+        Err(e) if dry_run => {
             eprintln!("(no queue state: {e:#})");
-            Default::default()
+            Ok(Default::default())
         }
-        Err(e) => return Err(e),
-    };
-
-    // The job id (or, in a dry run, the shell variable) each stage's dependants wait for.
-    let mut waits_for: Vec<Option<String>> = vec![None; jobs.len()];
-    let (mut done, mut queued, mut submitted) = (0, 0, Vec::new());
-    for (i, job) in jobs.iter().enumerate() {
-        let res = cfg.slurm.for_stage(job.call.name);
-        let text = render(
-            &template,
-            &ScriptInput {
-                call: &job.call,
-                key: &job.key,
-                run: &run,
-                bin_dir: &bin_dir,
-                chdir: &chdir,
-                device: common.device.as_deref(),
-                force: common.force,
-                log: &job.log,
-            },
-            &res,
-        )
-        .with_context(|| format!("writing the script of {}", job.key))?;
-        write_atomic(&job.script, text.as_bytes())?;
-        let logs = job.log.parent().expect("a log has a folder");
-        std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
-
-        if !common.force && job.done()? {
-            done += 1;
-            continue;
-        }
-        if let Some(r) = &records[i] {
-            let state = summarize(states.get(&r.job_id));
-            if state.live() {
-                eprintln!("{}: job {} already {:?}", job.key, r.job_id, state);
-                waits_for[i] = Some(r.job_id.clone());
-                queued += 1;
-                continue;
-            }
-        }
-        let after = job.after.and_then(|a| waits_for[a].clone());
-        let mut argv = vec!["--parsable".to_string(), "--kill-on-invalid-dep=yes".to_string()];
-        if let Some(a) = &after {
-            argv.push(format!("--dependency=afterok:{a}"));
-        }
-        argv.push(job.script.display().to_string());
-        if args.dry_run {
-            let var = format!("JOB_{i}");
-            // Printed as shell lines that can be run as they are: `$JOB_n` must expand.
-            let shown: Vec<String> = argv
-                .iter()
-                .map(|a| if a.contains("afterok:$JOB_") { a.clone() } else { quote(a) })
-                .collect();
-            println!("{var}=$(sbatch {})  # {}", shown.join(" "), job.key);
-            waits_for[i] = Some(format!("${var}"));
-            submitted.push(var);
-            continue;
-        }
-        let id = sbatch(&argv).with_context(|| {
-            format!(
-                "submitting {} ({} earlier job(s) of this call are submitted and recorded; submitting \
-                 again skips them)",
-                job.key,
-                submitted.len()
-            )
-        })?;
-        job.write_record(&Record {
-            job_id: id.clone(),
-            parts: job.call.parts,
-            after: after.clone(),
-            submitted_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        })?;
-        let array = if job.call.parts > 1 {
-            format!(" (array 0-{})", job.call.parts - 1)
-        } else {
-            String::new()
-        };
-        let after_note = after.map(|a| format!(" after {a}")).unwrap_or_default();
-        eprintln!("{}: submitted job {id}{array}{after_note}", job.key);
-        waits_for[i] = Some(id.clone());
-        submitted.push(id);
+        Err(e) => Err(e),
     }
-    let verb = if args.dry_run { "to submit" } else { "submitted" };
-    eprintln!(
-        "spice slurm iterate: {done} stage(s) done, {queued} already queued, {} {verb}; scripts in {}",
-        submitted.len(),
-        run.join("slurm").display()
-    );
-    if args.wait && !args.dry_run {
-        let ids: Vec<String> = waits_for.into_iter().flatten().collect();
-        wait(&ids, Duration::from_secs_f64(args.poll.max(0.2)))?;
-        let rows = report(&jobs)?;
-        print_report(&rows);
-        let not_done: Vec<&str> = rows.iter().filter(|r| !r.done).map(|r| r.key.as_str()).collect();
-        if !not_done.is_empty() {
-            bail!("{} stage(s) not done: {}", not_done.len(), not_done.join(", "));
-        }
+}
+
+/// The id of the job's recorded submission if it is still queued or running.
+fn live_job(job: &Job, record: Option<&Record>, states: &Jobs) -> Option<String> {
+    let r = record?;
+    let state = summarize(states.get(&r.job_id));
+    if !state.live() {
+        return None;
+    }
+    eprintln!("{}: job {} already {:?}", job.key, r.job_id, state);
+    Some(r.job_id.clone())
+}
+
+/// sbatch's arguments for the job, waiting for `after` to succeed.
+fn sbatch_argv(job: &Job, after: Option<&str>) -> Vec<String> {
+    let mut argv = vec!["--parsable".to_string(), "--kill-on-invalid-dep=yes".to_string()];
+    if let Some(a) = after {
+        argv.push(format!("--dependency=afterok:{a}"));
+    }
+    argv.push(job.script.display().to_string());
+    argv
+}
+
+/// Prints the job's sbatch command as a shell line and returns the variable (`$JOB_i`) that
+/// holds its id there.
+fn print_dry_run(i: usize, job: &Job, argv: &[String]) -> String {
+    let var = format!("JOB_{i}");
+    // Printed as shell lines that can be run as they are: `$JOB_n` must expand.
+    let shown: Vec<String> = argv
+        .iter()
+        .map(|a| if a.contains("afterok:$JOB_") { a.clone() } else { quote(a) })
+        .collect();
+    println!("{var}=$(sbatch {})  # {}", shown.join(" "), job.key);
+    format!("${var}")
+}
+
+/// Submits the job and records its id next to the script, so a later call finds it queued.
+/// `earlier`: jobs this call has already submitted (for the error message).
+fn submit(job: &Job, argv: &[String], after: Option<String>, earlier: usize) -> Result<String> {
+    let id = sbatch(argv).with_context(|| {
+        format!(
+            "submitting {} ({} earlier job(s) of this call are submitted and recorded; submitting \
+             again skips them)",
+            job.key, earlier
+        )
+    })?;
+    job.write_record(&Record {
+        job_id: id.clone(),
+        parts: job.call.parts,
+        after: after.clone(),
+        submitted_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    })?;
+    let array = if job.call.parts > 1 {
+        format!(" (array 0-{})", job.call.parts - 1)
+    } else {
+        String::new()
+    };
+    let after_note = after.map(|a| format!(" after {a}")).unwrap_or_default();
+    eprintln!("{}: submitted job {id}{array}{after_note}", job.key);
+    Ok(id)
+}
+
+/// `--wait`: waits for the queue to drain, prints the status and fails unless every stage is
+/// done.
+fn wait_until_done(ids: &[String], jobs: &[Job], poll: f64) -> Result<()> {
+    wait(ids, Duration::from_secs_f64(poll.max(0.2)))?;
+    let rows = report(jobs)?;
+    print_report(&rows);
+    let not_done: Vec<&str> = rows.iter().filter(|r| !r.done).map(|r| r.key.as_str()).collect();
+    if !not_done.is_empty() {
+        bail!("{} stage(s) not done: {}", not_done.len(), not_done.join(", "));
     }
     Ok(())
 }

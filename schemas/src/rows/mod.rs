@@ -19,9 +19,3 @@ pub use rollout::RolloutRow;
 pub use scored::ScoredRow;
 pub use task::TaskRow;
 pub use update::UpdateMetricsRow;
-
-/// The two roles one policy plays.
-
-/// Why generation ended: an EOS token or stop string, or the token budget.
-pub const FINISH_STOP: &str = "stop";
-pub const FINISH_LENGTH: &str = "length";

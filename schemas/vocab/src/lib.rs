@@ -182,8 +182,17 @@ words! {
     }
 }
 
+words! {
+    /// `run.dtype`: the compute dtype of generation and training (master weights stay f32).
+    Dtype {
+        Bf16 = "bf16",
+        F32 = "f32",
+    }
+}
+
 strict_from_str!(
     Role,
+    Dtype,
     FinishReason,
     Grounding,
     ChallengerTraining,

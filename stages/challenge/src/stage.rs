@@ -3,14 +3,15 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use spice_lm::GenRequest;
-use spice_policy::{sampling, StagePolicy, Throughput};
+use spice_policy::{sampling, StagePolicy};
 use spice_prompt::{parse_format_choice, FormatChoice, Prompts};
 use spice_schemas::vocab::{ChallengerTraining, Grounding};
 use spice_schemas::{
     config::ChallengerSection,
+    metrics::{ChallengeMetrics, GenerationMetrics},
     read_committed_rows,
     rows::{ChallengerRow, ChunkRow},
-    ShardRow, ShardWriter, StageOutput,
+    run_stage, Part, ShardRow, StageOutput,
 };
 use spice_stage::{derive_seed, StageCtx};
 use spice_verify::parse_task_for_prompt;
@@ -64,8 +65,8 @@ struct Rounds {
     attempts: Vec<Attempt>,
     state: BTreeMap<u32, SlotState>,
     rounds: u32,
-    gen_task: Throughput,
-    gen_format: Throughput,
+    gen_task: GenerationMetrics,
+    gen_format: GenerationMetrics,
 }
 
 pub fn run(ctx: &StageCtx) -> Result<()> {
@@ -88,41 +89,55 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
         .config(&StageConfig {
             challenger: ch,
             documents_seed,
-            dtype: &ctx.cfg.run.dtype,
+            dtype: ctx.cfg.run.dtype.as_str(),
             prompts: prompts.digest(),
         })
         .input("policy", &policy_dir)?;
     if grounded {
         out = out.input("chunks", &ctx.layout.chunks())?;
     }
-    if out.skip(ctx.force)? {
-        return Ok(());
+    let done = run_stage(out, ctx.force, |part| {
+        // 1. The iteration's documents; this part owns every N-th slot.
+        let slots = owned_documents(ctx, grounded, documents_seed)?;
+        let sp = StagePolicy::load(&policy_dir, &ctx.device, ctx.cfg.run.dtype.as_str())?;
+        part.device(&sp.device);
+        let challenger = Challenger {
+            ctx,
+            ch,
+            has_format_step: prompts.has_format_step(&ch.prompt_set)?,
+            prompts,
+            space: FormatSpace::from_config(ch.task_types, ch.answer_type),
+            sp,
+            limits: Limits {
+                keep: ch.num_generations,
+                max_attempts: ch.max_attempts,
+                per_round: ch.attempts_per_round.max(1),
+            },
+        };
+        // 2. Rounds of attempts over the open documents.
+        let docs: BTreeMap<u32, &DocSlot> = slots.iter().map(|d| (d.slot, d)).collect();
+        let mut r = challenger.rounds(&docs)?;
+        // 3. G trajectories per document, then the shard.
+        r.attempts.sort_by_key(|a| (a.slot, a.attempt));
+        let selected = select_trajectories(&r.attempts, ch.num_generations as usize, ctx);
+        challenger.write(part, &docs, r, selected)
+    })?;
+    if let Some((manifest, m)) = done {
+        eprintln!(
+            "challenge iter {} part {}: {} documents, {} attempts, {} valid ({:.0}%), {} \
+             documents with a valid task, {:.1} tokens/s, {:.0} s",
+            ctx.iter,
+            ctx.shard,
+            m.documents,
+            m.attempts,
+            m.valid_attempts,
+            100.0 * m.valid_rate,
+            m.documents_with_valid_task,
+            m.generation.tokens_per_second,
+            manifest.seconds
+        );
     }
-
-    // 1. The iteration's documents; this part owns every N-th slot.
-    let slots = owned_documents(ctx, grounded, documents_seed)?;
-    let sp = StagePolicy::load(&policy_dir, &ctx.device, &ctx.cfg.run.dtype)?;
-    let out = out.device(&sp.device);
-    let challenger = Challenger {
-        ctx,
-        ch,
-        has_format_step: prompts.has_format_step(&ch.prompt_set)?,
-        prompts,
-        space: FormatSpace::from_config(ch.task_types, ch.answer_type),
-        sp,
-        limits: Limits {
-            keep: ch.num_generations,
-            max_attempts: ch.max_attempts,
-            per_round: ch.attempts_per_round.max(1),
-        },
-    };
-    // 2. Rounds of attempts over the open documents.
-    let docs: BTreeMap<u32, &DocSlot> = slots.iter().map(|d| (d.slot, d)).collect();
-    let mut r = challenger.rounds(&docs)?;
-    // 3. G trajectories per document, then the shard.
-    r.attempts.sort_by_key(|a| (a.slot, a.attempt));
-    let selected = select_trajectories(&r.attempts, ch.num_generations as usize, ctx);
-    challenger.commit(out, &docs, r, selected)
+    Ok(())
 }
 
 /// The documents of this iteration that this part owns.
@@ -162,8 +177,8 @@ impl Challenger<'_> {
             attempts: Vec::new(),
             state: docs.keys().map(|&slot| (slot, SlotState::default())).collect(),
             rounds: 0,
-            gen_task: Throughput::default(),
-            gen_format: Throughput::default(),
+            gen_task: GenerationMetrics::default(),
+            gen_format: GenerationMetrics::default(),
         };
         loop {
             let plan: Vec<(u32, u32)> = r
@@ -202,7 +217,7 @@ impl Challenger<'_> {
         plan: &[(u32, u32)],
         docs: &BTreeMap<u32, &DocSlot>,
         round: u32,
-        thr: &mut Throughput,
+        thr: &mut GenerationMetrics,
     ) -> Result<Vec<(FormatChoice, Option<String>)>> {
         let (ch, ctx, space) = (self.ch, self.ctx, &self.space);
         if !(self.has_format_step && space.is_open()) {
@@ -255,7 +270,7 @@ impl Challenger<'_> {
         formats: Vec<(FormatChoice, Option<String>)>,
         docs: &BTreeMap<u32, &DocSlot>,
         round: u32,
-        thr: &mut Throughput,
+        thr: &mut GenerationMetrics,
     ) -> Result<Vec<Attempt>> {
         let (ch, ctx) = (self.ch, self.ctx);
         let mut reqs = Vec::with_capacity(plan.len());
@@ -311,19 +326,19 @@ impl Challenger<'_> {
         Ok(made)
     }
 
-    /// Write every attempt, selected or not, and commit the part with its numbers.
-    fn commit(
+    /// Write every attempt, selected or not; returns the part's numbers.
+    fn write(
         &self,
-        out: StageOutput,
+        part: &mut Part<ChallengerRow>,
         docs: &BTreeMap<u32, &DocSlot>,
         r: Rounds,
         selected: Vec<bool>,
-    ) -> Result<()> {
+    ) -> Result<ChallengeMetrics> {
         let (ch, ctx, sp) = (self.ch, self.ctx, &self.sp);
         let n_valid = r.attempts.iter().filter(|a| a.valid).count();
         let docs_with_valid = r.state.values().filter(|s| s.valid > 0).count();
-        out.begin()?;
-        let mut w = ShardWriter::<ChallengerRow>::create(out.part_path())?;
+        let rows = r.attempts.len() as u64;
+        let w = part.begin()?;
         for (a, sel) in r.attempts.into_iter().zip(selected) {
             w.write(ChallengerRow {
                 iteration: ctx.iter,
@@ -347,37 +362,21 @@ impl Challenger<'_> {
                 selected: sel,
             })?;
         }
-        let rows = w.finish()?;
-        let mut m = serde_json::Map::new();
-        m.insert("documents".into(), r.state.len().into());
-        m.insert("attempts".into(), rows.into());
-        m.insert("rounds".into(), r.rounds.into());
-        m.insert("valid_attempts".into(), n_valid.into());
-        m.insert(
-            "valid_rate".into(),
-            (if rows > 0 { n_valid as f64 / rows as f64 } else { 0.0 }).into(),
-        );
-        m.insert("documents_with_valid_task".into(), docs_with_valid.into());
-        m.insert("prompt_set".into(), ch.prompt_set.clone().into());
-        m.insert("policy_id".into(), sp.id.clone().into());
-        r.gen_task.metrics("", &mut m);
+        let mut m = ChallengeMetrics {
+            documents: r.state.len() as u64,
+            attempts: rows,
+            rounds: r.rounds as u64,
+            valid_attempts: n_valid as u64,
+            valid_rate: if rows > 0 { n_valid as f64 / rows as f64 } else { 0.0 },
+            documents_with_valid_task: docs_with_valid as u64,
+            prompt_set: ch.prompt_set.clone(),
+            policy_id: sp.id.clone(),
+            generation: r.gen_task,
+            ..ChallengeMetrics::default()
+        };
         if r.gen_format.rows > 0 {
-            r.gen_format.metrics("format_", &mut m);
+            m.set_format(r.gen_format);
         }
-        let manifest = out.commit(m)?;
-        eprintln!(
-            "challenge iter {} part {}: {} documents, {} attempts, {} valid ({:.0}%), {} \
-             documents with a valid task, {:.1} tokens/s, {:.0} s",
-            ctx.iter,
-            ctx.shard,
-            r.state.len(),
-            rows,
-            n_valid,
-            100.0 * n_valid as f64 / rows.max(1) as f64,
-            docs_with_valid,
-            r.gen_task.tokens_per_second(),
-            manifest.seconds
-        );
-        Ok(())
+        Ok(m)
     }
 }

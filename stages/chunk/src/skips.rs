@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
-
 /// Why a record of a corpus file was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipReason {
@@ -80,8 +78,8 @@ impl Skips {
     }
 
     /// `{"invalid_utf8": 2, …}`, only reasons that occurred.
-    pub fn counts_json(&self) -> Value {
-        Value::Object(self.counts.iter().map(|(r, n)| (r.name().to_string(), json!(n))).collect())
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.iter().map(|(r, n)| (r.name().to_string(), *n)).collect()
     }
 
     pub fn examples(&self) -> &[String] {
@@ -110,7 +108,8 @@ mod tests {
         s.add(SkipReason::MissingField, 40, "b.parquet", "no column `text`");
         assert_eq!(s.total(), 55);
         assert_eq!(s.count(SkipReason::NotJson), 15);
-        assert_eq!(s.counts_json(), json!({"not_json": 15, "missing_field": 40}));
+        let expected = [("not_json".to_string(), 15), ("missing_field".to_string(), 40)];
+        assert_eq!(s.counts(), expected.into_iter().collect());
         assert_eq!(s.examples().len(), MAX_EXAMPLES);
         assert_eq!(s.examples()[0], "a.jsonl:0: not_json: expected value");
         assert_eq!(s.summary(), "not_json 15, missing_field 40");

@@ -2,13 +2,13 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rayon::prelude::*;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use spice_schemas::{
-    commit::tmp_path, digest::sha256_file, rows::ChunkRow, Manifest, ShardRow, ShardWriter,
-    StageOutput,
+    digest::sha256_file, metrics::ChunkMetrics, rows::ChunkRow, run_stage, Manifest, ShardRow,
+    ShardWriter, StageOutput,
 };
 use spice_stage::{progress, StageArgs, StageCtx};
 
@@ -104,52 +104,92 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
     for path in &section.paths {
         out = out.input("corpus", path)?;
     }
-    if out.skip(ctx.force)? {
-        let manifest = Manifest::read(&out.manifest_path())?;
+    let manifest_path = out.manifest_path();
+    let done = run_stage(out, ctx.force, |part| {
+        warn_ignored(&corpus.ignored);
+        let tok = HfTokens::load(&tokenizer_path)?;
+        let files: Vec<&CorpusFile> = corpus
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ctx.shard.owns(*i))
+            .map(|(_, f)| f)
+            .collect();
+        let (max, min) = (section.max_doc_tokens as usize, section.min_doc_tokens as usize);
         tracing::info!(
-            "chunks in {} are up to date ({} chunks); --force redoes them",
-            out.dir().display(),
-            manifest.rows
+            "chunking {} corpus files into passages of {min}..={max} tokens ({})",
+            files.len(),
+            tokenizer_path.display()
         );
-        return Ok(Outcome::UpToDate(Box::new(manifest)));
+        let writer = part.begin()?;
+        let (tally, skips) = chunk_files(&files, &section.text_field, &tok, (max, min), writer)?;
+        if tally.chunks == 0 {
+            return Err(nothing_usable(
+                &section.paths,
+                &files,
+                &tally,
+                &skips,
+                min,
+                &section.text_field,
+            ));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            "{} chunks ({} tokens, mean {:.0}, max {}) from {} documents in {seconds:.1} s; {} records skipped ({}), {} short passages dropped",
+            tally.chunks,
+            tally.tokens_total,
+            tally.tokens_total as f64 / tally.chunks as f64,
+            tally.tokens_max,
+            tally.documents,
+            skips.total(),
+            skips.summary(),
+            tally.dropped_short
+        );
+        Ok(tally.metrics(&skips, files.len(), corpus.ignored.len(), seconds))
+    })?;
+    match done {
+        Some((manifest, _)) => Ok(Outcome::Written(Box::new(manifest))),
+        None => {
+            let manifest = Manifest::read(&manifest_path)?;
+            tracing::info!(
+                "chunks in {} are up to date ({} chunks); --force redoes them",
+                ctx.layout.chunks().display(),
+                manifest.rows
+            );
+            Ok(Outcome::UpToDate(Box::new(manifest)))
+        }
     }
-    if !corpus.ignored.is_empty() {
-        let some: Vec<String> =
-            corpus.ignored.iter().take(3).map(|p| p.display().to_string()).collect();
+}
+
+fn warn_ignored(ignored: &[PathBuf]) {
+    if !ignored.is_empty() {
+        let some: Vec<String> = ignored.iter().take(3).map(|p| p.display().to_string()).collect();
         tracing::warn!(
             "{} files in corpus folders have no known format ({SUFFIXES}) and are left out: {}{}",
-            corpus.ignored.len(),
+            ignored.len(),
             some.join(", "),
-            if corpus.ignored.len() > 3 { ", …" } else { "" }
+            if ignored.len() > 3 { ", …" } else { "" }
         );
     }
+}
 
-    let tok = HfTokens::load(&tokenizer_path)?;
-    let files: Vec<&CorpusFile> = corpus
-        .files
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| ctx.shard.owns(*i))
-        .map(|(_, f)| f)
-        .collect();
-    let (max, min) = (section.max_doc_tokens as usize, section.min_doc_tokens as usize);
-    tracing::info!(
-        "chunking {} corpus files into passages of {min}..={max} tokens ({})",
-        files.len(),
-        tokenizer_path.display()
-    );
-
+/// Read every record of `files`, split the documents into passages in parallel batches, and
+/// write them as chunks.
+fn chunk_files(
+    files: &[&CorpusFile],
+    text_field: &str,
+    tok: &HfTokens,
+    (max, min): (usize, usize),
+    writer: &mut ShardWriter<ChunkRow>,
+) -> Result<(Tally, Skips)> {
     let total: u64 = files.par_iter().map(|f| read::count_records(f)).sum();
     let bar = progress(total, "chunking", "documents");
-    let part = out.part_path();
-    out.begin()?;
-    let mut writer = ShardWriter::<ChunkRow>::create(&part)?;
     let mut tally = Tally::default();
     let mut skips = Skips::default();
     let mut batch: Vec<Doc> = Vec::new();
     let mut batch_bytes = 0;
     for (fi, file) in files.iter().enumerate() {
-        for record in read::records(file, &section.text_field)? {
+        for record in read::records(file, text_field)? {
             match record {
                 Record::Skip { reason, records, at, detail } => {
                     skips.add(reason, records, &at, &detail);
@@ -160,15 +200,8 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
                     batch.push(Doc { file: fi, doc_index, text });
                     if batch.len() >= BATCH_DOCS || batch_bytes >= BATCH_BYTES {
                         let done = std::mem::take(&mut batch);
-                        chunk_batch(
-                            &done,
-                            &files,
-                            &tok,
-                            (max, min),
-                            &mut writer,
-                            &mut tally,
-                            &mut skips,
-                        )?;
+                        let (t, s) = (&mut tally, &mut skips);
+                        chunk_batch(&done, files, tok, (max, min), writer, t, s)?;
                         bar.inc(done.len() as u64);
                         batch_bytes = 0;
                     }
@@ -176,38 +209,10 @@ pub fn run_ctx(ctx: &StageCtx, opts: &ChunkOptions) -> Result<Outcome> {
             }
         }
     }
-    chunk_batch(&batch, &files, &tok, (max, min), &mut writer, &mut tally, &mut skips)?;
+    chunk_batch(&batch, files, tok, (max, min), writer, &mut tally, &mut skips)?;
     bar.inc(batch.len() as u64);
     bar.finish();
-
-    if tally.chunks == 0 {
-        // Nothing to commit: leave no half-written part behind either.
-        drop(writer);
-        let _ = std::fs::remove_file(tmp_path(&part));
-        return Err(nothing_usable(
-            &section.paths,
-            &files,
-            &tally,
-            &skips,
-            min,
-            &section.text_field,
-        ));
-    }
-    let rows = writer.finish()?;
-    let seconds = started.elapsed().as_secs_f64();
-    let metrics = tally.metrics(&skips, files.len(), corpus.ignored.len(), seconds);
-    tracing::info!(
-        "{rows} chunks ({} tokens, mean {:.0}, max {}) from {} documents in {seconds:.1} s; {} records skipped ({}), {} short passages dropped",
-        tally.tokens_total,
-        tally.tokens_total as f64 / rows as f64,
-        tally.tokens_max,
-        tally.documents,
-        skips.total(),
-        skips.summary(),
-        tally.dropped_short
-    );
-    let manifest = out.commit(metrics).context("committing chunks")?;
-    Ok(Outcome::Written(Box::new(manifest)))
+    Ok((tally, skips))
 }
 
 /// The error of a corpus that gave no chunk at all: what was read, and why it was not used.
@@ -328,38 +333,32 @@ impl Tally {
         }
     }
 
-    fn metrics(
-        &self,
-        skips: &Skips,
-        files: usize,
-        ignored: usize,
-        seconds: f64,
-    ) -> Map<String, Value> {
+    fn metrics(&self, skips: &Skips, files: usize, ignored: usize, seconds: f64) -> ChunkMetrics {
         let mean =
             if self.chunks > 0 { self.tokens_total as f64 / self.chunks as f64 } else { 0.0 };
-        let m = json!({
-            "files": files,
-            "files_ignored": ignored,
-            "documents": self.documents,
-            "documents_without_chunks": self.documents_without_chunks,
-            "chunks": self.chunks,
-            "chunks_by_top_level": self.chunks_by_top_level,
-            "tokens_by_top_level": self.tokens_by_top_level,
-            "tokens_total": self.tokens_total,
-            "tokens_mean": (mean * 10.0).round() / 10.0,
-            "tokens_min": self.tokens_min.unwrap_or(0),
-            "tokens_max": self.tokens_max,
-            "passages_dropped_short": self.dropped_short,
-            "passages_dropped_unsplittable": self.dropped_unsplittable,
-            "skipped_total": skips.total(),
-            "skipped": skips.counts_json(),
-            "skip_examples": skips.examples(),
-            "seconds": (seconds * 1000.0).round() / 1000.0,
-            "documents_per_second": if seconds > 0.0 { (self.documents as f64 / seconds).round() } else { 0.0 },
-        });
-        match m {
-            Value::Object(map) => map,
-            _ => unreachable!("json! of an object literal"),
+        ChunkMetrics {
+            files: files as u64,
+            files_ignored: ignored as u64,
+            documents: self.documents,
+            documents_without_chunks: self.documents_without_chunks,
+            chunks: self.chunks,
+            chunks_by_top_level: self.chunks_by_top_level.clone(),
+            tokens_by_top_level: self.tokens_by_top_level.clone(),
+            tokens_total: self.tokens_total,
+            tokens_mean: (mean * 10.0).round() / 10.0,
+            tokens_min: self.tokens_min.unwrap_or(0),
+            tokens_max: self.tokens_max,
+            passages_dropped_short: self.dropped_short,
+            passages_dropped_unsplittable: self.dropped_unsplittable,
+            skipped_total: skips.total(),
+            skipped: skips.counts(),
+            skip_examples: skips.examples().to_vec(),
+            seconds: (seconds * 1000.0).round() / 1000.0,
+            documents_per_second: if seconds > 0.0 {
+                (self.documents as f64 / seconds).round()
+            } else {
+                0.0
+            },
         }
     }
 }

@@ -295,11 +295,11 @@ fn bad_records_are_counted_not_fatal() {
     let corpus = tmp.path().join("corpus");
     std::fs::create_dir_all(&corpus).unwrap();
     let good = prose(1, 2, 2);
-    let mut lines = jsonl(&[good.clone()]).into_bytes();
+    let mut lines = jsonl(std::slice::from_ref(&good)).into_bytes();
     lines.extend_from_slice(
         b"not json\n{\"body\": \"x\"}\n{\"text\": 5}\n\xff\xfe\n\n{\"text\": \"ok\"}\n",
     );
-    lines.extend_from_slice(jsonl(&[good.clone()]).as_bytes());
+    lines.extend_from_slice(jsonl(std::slice::from_ref(&good)).as_bytes());
     std::fs::write(corpus.join("mixed.jsonl"), &lines).unwrap();
     std::fs::write(corpus.join("junk.jsonl.zst"), b"not zstd").unwrap();
     std::fs::write(corpus.join("latin1.txt"), b"caf\xe9").unwrap();
@@ -347,6 +347,19 @@ fn a_corpus_with_nothing_usable_is_a_clear_error_and_commits_nothing() {
     // The right text field fixes it.
     let run = run_folder(&tmp.path().join("again"), &corpus, &["corpus.text_field=\"content\""]);
     assert_eq!(chunk(&run).unwrap().manifest().rows, 1);
+
+    // A corpus that stops giving passages does not take the finished chunks away.
+    let chunks = run.join("chunks");
+    let (manifest, shard) = (
+        std::fs::read(chunks.join("_manifest.json")).unwrap(),
+        std::fs::read(chunks.join("part-00000.parquet")).unwrap(),
+    );
+    std::fs::write(corpus.join("bad.jsonl"), "not json\n").unwrap();
+    let err = format!("{:#}", chunk(&run).unwrap_err());
+    assert!(err.contains("no chunks"), "{err}");
+    assert_eq!(std::fs::read(chunks.join("_manifest.json")).unwrap(), manifest);
+    assert_eq!(std::fs::read(chunks.join("part-00000.parquet")).unwrap(), shard);
+    assert!(!chunks.join("part-00000.parquet.tmp").exists());
 }
 
 #[test]

@@ -14,16 +14,20 @@ pub mod bench;
 pub mod summary;
 mod table;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use serde_json::Number;
 use spice_lm::{FinishReason, GenRequest};
 use spice_policy::{sampling, StagePolicy};
 use spice_prompt::Prompts;
 use spice_schemas::{
-    parquet_io::write_shard, read_shard, rows::EvalRow, ShardRow, ShardSpec, ShardWriter,
-    StageOutput,
+    metrics::{EvalMetrics, GenerationMetrics},
+    read_shard,
+    rows::EvalRow,
+    run_stage, ShardRow, ShardSpec, StageOutput,
 };
 use spice_stage::derive_seed;
 use spice_verify::{check_with_letters, TaskKind};
@@ -131,17 +135,48 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
     for b in &benches {
         out = out.input(&format!("bench/{}", b.name), &b.path)?;
     }
-    if out.skip(opts.force)? {
+    let greedy = opts.temperature == 0.0;
+    let mut summary = Vec::new();
+    let done = run_stage(out, opts.force, |part| {
+        let sp = StagePolicy::load(&opts.model, &opts.device, &opts.dtype)?;
+        part.device(&sp.device);
+        let (items, reqs) = prompt_questions(opts, &benches, &prompts, &sp)?;
+        let params = sampling(opts.temperature, 1.0, 0, opts.max_new_tokens);
+        let (gens, generation) =
+            sp.generate(&reqs, &params, opts.batch_size.max(1) as usize, "eval answers")?;
+        let rows = judge(&benches, &items, gens, &reqs, opts.samples, &sp.id);
+        part.begin()?.write_all(rows.iter().cloned())?;
+        summary = summarize(&rows, greedy);
+        part.extra_shard(SUMMARY_FILE, summary.clone());
+        Ok(eval_metrics(&rows, &summary, opts.samples, &sp.id, generation))
+    })?;
+    let Some((manifest, m)) = done else {
         let summary = read_shard::<EvalSummaryRow>(&opts.out.join(SUMMARY_FILE))?;
         tracing::info!(dir = %opts.out.display(), "eval: already done (--force redoes it)");
         return Ok(EvalReport { summary, ran: false, seconds: 0.0 });
-    }
+    };
+    eprintln!(
+        "eval: {} answers to {} questions, {:.1} tokens/s, {:.0}% cut at the length limit, {:.0} s",
+        m.answers,
+        m.answers / u64::from(opts.samples.max(1)),
+        m.generation.tokens_per_second,
+        100.0 * m.length_finish_rate,
+        manifest.seconds
+    );
+    Ok(EvalReport { summary, ran: true, seconds: manifest.seconds })
+}
 
-    let sp = StagePolicy::load(&opts.model, &opts.device, &opts.dtype)?;
-    let out = out.device(&sp.device);
-    let k = opts.samples;
-    // (benchmark index, question index) of each prompt, in order.
-    let mut items: Vec<(usize, usize, String)> = Vec::new();
+/// One question's place (benchmark index, question index) and its rendered prompt.
+type Item = (usize, usize, String);
+
+/// The Reasoner prompt of every question, with the seed of each of its samples.
+fn prompt_questions(
+    opts: &EvalOptions,
+    benches: &[Benchmark],
+    prompts: &Prompts,
+    sp: &StagePolicy,
+) -> Result<(Vec<Item>, Vec<GenRequest>)> {
+    let mut items = Vec::new();
     let mut reqs = Vec::new();
     for (bi, b) in benches.iter().enumerate() {
         for (qi, q) in b.questions.iter().enumerate() {
@@ -149,7 +184,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
                 format!("{}: rendering the prompt of question {}", b.path.display(), q.id)
             })?;
             let (text, ids) = sp.chat_prompt(&msg)?;
-            for s in 0..k {
+            for s in 0..opts.samples {
                 reqs.push(GenRequest {
                     prompt_ids: ids.clone(),
                     seed: sample_seed(opts.seed, &b.name, &q.id, s),
@@ -158,13 +193,22 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
             items.push((bi, qi, text));
         }
     }
-    let params = sampling(opts.temperature, 1.0, 0, opts.max_new_tokens);
-    let (gens, thr) =
-        sp.generate(&reqs, &params, opts.batch_size.max(1) as usize, "eval answers")?;
+    Ok((items, reqs))
+}
 
+/// Check every answer against its question's gold answer.
+fn judge(
+    benches: &[Benchmark],
+    items: &[Item],
+    gens: Vec<spice_lm::Generation>,
+    reqs: &[GenRequest],
+    k: u32,
+    policy_id: &str,
+) -> Vec<EvalRow> {
+    let k = k as usize;
     let mut rows = Vec::with_capacity(gens.len());
-    for (i, (g, req)) in gens.into_iter().zip(&reqs).enumerate() {
-        let (bi, qi, prompt) = &items[i / k as usize];
+    for (i, (g, req)) in gens.into_iter().zip(reqs).enumerate() {
+        let (bi, qi, prompt) = &items[i / k];
         let (b, q) = (&benches[*bi], &benches[*bi].questions[*qi]);
         let max_letter = if q.kind == TaskKind::Mcq { q.max_letter() } else { 'D' };
         let c = check_with_letters(&q.gold, &g.text, q.kind, None, max_letter);
@@ -173,7 +217,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
             question_id: q.id.clone(),
             subject: q.subject.clone(),
             task_kind: q.kind.as_str().to_string(),
-            sample: (i % k as usize) as u32,
+            sample: (i % k) as u32,
             prompt: prompt.clone(),
             completion: g.text,
             completion_tokens: g.token_ids.len() as u32,
@@ -182,44 +226,40 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
             extracted: c.extracted,
             correct: c.equivalent,
             seed: req.seed,
-            policy_id: sp.id.clone(),
+            policy_id: policy_id.to_string(),
         });
     }
+    rows
+}
+
+/// The manifest's numbers: answers, cut answers, and accuracy per benchmark.
+fn eval_metrics(
+    rows: &[EvalRow],
+    summary: &[EvalSummaryRow],
+    samples: u32,
+    policy_id: &str,
+    generation: GenerationMetrics,
+) -> EvalMetrics {
     let length_cut =
         rows.iter().filter(|r| r.finish_reason == FinishReason::Length.as_str()).count();
-    out.begin()?;
-    let mut w = ShardWriter::<EvalRow>::create(out.part_path())?;
-    w.write_all(rows.iter().cloned())?;
-    let n_rows = w.finish()?;
-
-    let greedy = opts.temperature == 0.0;
-    let summary = summarize(&rows, greedy);
-    let n_summary = write_shard(opts.out.join(SUMMARY_FILE), &summary)?;
-
-    let mut m = serde_json::Map::new();
-    m.insert("policy_id".into(), sp.id.clone().into());
-    m.insert("answers".into(), n_rows.into());
-    m.insert("samples".into(), k.into());
-    m.insert("length_finish_rate".into(), (length_cut as f64 / n_rows.max(1) as f64).into());
+    let mut benchmarks = BTreeMap::new();
     for s in summary.iter().filter(|s| s.subject.is_none()) {
-        m.insert(format!("{}/questions", s.benchmark), s.questions.into());
-        m.insert(format!("{}/accuracy", s.benchmark), s.accuracy.into());
-        m.insert(format!("{}/pass_at_k", s.benchmark), s.pass_at_k.into());
+        let b = &s.benchmark;
+        benchmarks.insert(format!("{b}/questions"), Some(s.questions.into()));
+        benchmarks.insert(format!("{b}/accuracy"), Number::from_f64(s.accuracy));
+        benchmarks.insert(format!("{b}/pass_at_k"), Number::from_f64(s.pass_at_k));
         if let Some(p) = s.pass_at_1 {
-            m.insert(format!("{}/pass_at_1", s.benchmark), p.into());
+            benchmarks.insert(format!("{b}/pass_at_1"), Number::from_f64(p));
         }
     }
-    thr.metrics("", &mut m);
-    let manifest = out.commit_with_files(&[(SUMMARY_FILE, n_summary)], m)?;
-    eprintln!(
-        "eval: {} answers to {} questions, {:.1} tokens/s, {:.0}% cut at the length limit, {:.0} s",
-        n_rows,
-        items.len(),
-        thr.tokens_per_second(),
-        100.0 * length_cut as f64 / n_rows.max(1) as f64,
-        manifest.seconds
-    );
-    Ok(EvalReport { summary, ran: true, seconds: manifest.seconds })
+    EvalMetrics {
+        policy_id: policy_id.to_string(),
+        answers: rows.len() as u64,
+        samples: samples as u64,
+        length_finish_rate: length_cut as f64 / rows.len().max(1) as f64,
+        generation,
+        benchmarks,
+    }
 }
 
 /// Which policy of a run to evaluate, and where its results go.
@@ -273,7 +313,7 @@ pub fn run_options(ctx: &spice_stage::StageCtx, target: RunTarget) -> Result<Eva
         limit: e.limit,
         batch_size: e.batch_size,
         device: ctx.device.clone(),
-        dtype: ctx.cfg.run.dtype.clone(),
+        dtype: ctx.cfg.run.dtype.as_str().to_string(),
         seed: ctx.seed,
         force: ctx.force,
         run: Some(root.to_path_buf()),

@@ -16,10 +16,12 @@ fn rows_of(out: &Path) -> Vec<EvalRow> {
     read_shard::<EvalRow>(&out.join("part-00000.parquet")).unwrap()
 }
 
+/// (benchmark, subject) → (questions, answers, correct).
+type Recount = BTreeMap<(String, Option<String>), (usize, usize, usize)>;
+
 /// Accuracy per benchmark and per (benchmark, subject), counted here from the rows alone.
-fn recount(rows: &[EvalRow]) -> BTreeMap<(String, Option<String>), (usize, usize, usize)> {
-    let mut m: BTreeMap<(String, Option<String>), (HashSet<String>, usize, usize)> =
-        BTreeMap::new();
+fn recount(rows: &[EvalRow]) -> Recount {
+    let mut m: BTreeMap<_, (HashSet<String>, usize, usize)> = BTreeMap::new();
     for r in rows {
         let mut keys = vec![(r.benchmark.clone(), None)];
         if r.subject.is_some() {

@@ -6,12 +6,11 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;
-use serde_json::{json, Map, Value};
+use spice_schemas::metrics::{ratio, FilterMetrics};
 use spice_schemas::rows::{ChallengerRow, TaskRow};
 use spice_schemas::{
-    committed_files, read_committed, Located, ShardRow, ShardSpec, ShardWriter, StageOutput,
+    committed_files, read_committed, run_stage, Located, ShardRow, ShardSpec, StageOutput,
 };
-use spice_stage::metrics::ratio;
 use spice_stage::{StageArgs, StageCtx};
 use spice_verify::{parse_task_for_prompt, AnswerType, Invalid, InvalidReason, TaskKind};
 use tracing::info;
@@ -35,40 +34,40 @@ pub fn run(args: &StageArgs) -> Result<()> {
         .seed(ctx.seed)
         .iteration(ctx.iter)
         .schema(TaskRow::schema_id());
-    if out.skip(ctx.force)? {
-        return Ok(());
+    let done = run_stage(out, ctx.force, |part| {
+        let started = Instant::now();
+        let rows = read_committed::<ChallengerRow>(&input, PRODUCER)?;
+        let mine = owned_in_order(rows, ctx.iter, ctx.shard)?;
+        let tasks = judge(&mine)?;
+        let metrics =
+            FilterMetrics { seconds: started.elapsed().as_secs_f64(), ..filter_metrics(&tasks) };
+        part.begin()?.write_all(tasks)?;
+        Ok(metrics)
+    })?;
+    if let Some((_, m)) = done {
+        info!(
+            attempts = m.attempts,
+            valid = m.valid,
+            "wrote {}",
+            ctx.folder(TaskRow::FOLDER).display()
+        );
     }
-    let started = Instant::now();
-    let rows = read_committed::<ChallengerRow>(&input, PRODUCER)?;
-    let mine = owned_in_order(rows, ctx.iter, ctx.shard)?;
+    Ok(())
+}
 
-    let pb = spice_stage::progress(mine.len() as u64, "filter", "tasks");
-    let tasks: Vec<TaskRow> = mine
+/// The verifier's verdict on every attempt, in parallel.
+fn judge(attempts: &[Located<ChallengerRow>]) -> Result<Vec<TaskRow>> {
+    let pb = spice_stage::progress(attempts.len() as u64, "filter", "tasks");
+    let tasks = attempts
         .par_iter()
         .map(|r| {
             let t = to_task(r);
             pb.inc(1);
             t
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<_>>();
     pb.finish();
-
-    let mut metrics = filter_metrics(&tasks);
-    metrics.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
-    // Everything is computed and checked: only now may the previous output stop being finished.
-    out.begin()?;
-    let mut writer = ShardWriter::<TaskRow>::create(out.part_path())?;
-    writer.write_all(tasks)?;
-    writer.finish()?;
-    let part = out.part_path();
-    let manifest = out.commit(metrics)?;
-    info!(
-        attempts = manifest.metric("attempts").unwrap_or(0.0),
-        valid = manifest.metric("valid").unwrap_or(0.0),
-        "wrote {}",
-        part.display()
-    );
-    Ok(())
+    tasks
 }
 
 /// This part's rows (documents `doc_slot % N == I`), ordered by (document, attempt), after
@@ -174,33 +173,35 @@ fn to_task(r: &Located<ChallengerRow>) -> Result<TaskRow> {
 
 /// The manifest's numbers: attempts, validity (overall, by reason, by format, among the
 /// selected G), and documents that got at least one valid task.
-fn filter_metrics(tasks: &[TaskRow]) -> Map<String, Value> {
-    let count = |f: &dyn Fn(&TaskRow) -> bool| tasks.iter().filter(|t| f(t)).count();
+fn filter_metrics(tasks: &[TaskRow]) -> FilterMetrics {
+    let count = |f: &dyn Fn(&TaskRow) -> bool| tasks.iter().filter(|t| f(t)).count() as u64;
     let attempts = tasks.len();
     let valid = count(&|t| t.valid);
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     for t in tasks.iter().filter(|t| !t.valid) {
         let reason = t.invalid_reason.clone().unwrap_or_default();
         *reasons.entry(reason).or_default() += 1;
     }
     let documents: BTreeSet<u32> = tasks.iter().map(|t| t.doc_slot).collect();
     let with_valid: BTreeSet<u32> = tasks.iter().filter(|t| t.valid).map(|t| t.doc_slot).collect();
-    let mut m = Map::new();
-    m.insert("attempts".into(), json!(attempts));
-    m.insert("valid".into(), json!(valid));
-    m.insert("invalid".into(), json!(attempts - valid));
-    m.insert("valid_rate".into(), ratio(valid, attempts));
-    m.insert("invalid_reasons".into(), json!(reasons));
-    m.insert("mcq".into(), json!(count(&|t| t.task_kind == "mcq")));
-    m.insert("mcq_valid".into(), json!(count(&|t| t.valid && t.task_kind == "mcq")));
-    m.insert("free_form".into(), json!(count(&|t| t.task_kind == "free_form")));
-    m.insert("free_form_valid".into(), json!(count(&|t| t.valid && t.task_kind == "free_form")));
-    m.insert("selected".into(), json!(count(&|t| t.selected)));
-    m.insert("selected_valid".into(), json!(count(&|t| t.selected && t.valid)));
-    m.insert("selected_invalid".into(), json!(count(&|t| t.selected && !t.valid)));
-    m.insert("documents".into(), json!(documents.len()));
-    m.insert("documents_with_valid_task".into(), json!(with_valid.len()));
-    m
+    let (mcq, free) = (TaskKind::Mcq.as_str(), TaskKind::FreeForm.as_str());
+    FilterMetrics {
+        attempts: attempts as u64,
+        valid,
+        invalid: attempts as u64 - valid,
+        valid_rate: ratio(valid as usize, attempts),
+        invalid_reasons: reasons,
+        mcq: count(&|t| t.task_kind == mcq),
+        mcq_valid: count(&|t| t.valid && t.task_kind == mcq),
+        free_form: count(&|t| t.task_kind == free),
+        free_form_valid: count(&|t| t.valid && t.task_kind == free),
+        selected: count(&|t| t.selected),
+        selected_valid: count(&|t| t.selected && t.valid),
+        selected_invalid: count(&|t| t.selected && !t.valid),
+        documents: documents.len() as u64,
+        documents_with_valid_task: with_valid.len() as u64,
+        seconds: 0.0,
+    }
 }
 
 #[cfg(test)]

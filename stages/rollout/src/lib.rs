@@ -11,9 +11,10 @@ use spice_policy::{sampling, StagePolicy};
 use spice_prompt::Prompts;
 use spice_schemas::{
     config::ReasonerSection,
+    metrics::RolloutMetrics,
     read_committed_rows,
     rows::{RolloutRow, TaskRow},
-    ShardRow, ShardWriter, StageOutput,
+    run_stage, ShardRow, StageOutput,
 };
 use spice_stage::{derive_seed, StageCtx};
 use spice_verify::TaskKind;
@@ -47,84 +48,114 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
         .iteration(ctx.iter)
         .schema(RolloutRow::schema_id())
         .seed(ctx.seed)
-        .config(&StageConfig { reasoner: rs, dtype: &ctx.cfg.run.dtype, prompts: prompts.digest() })
+        .config(&StageConfig {
+            reasoner: rs,
+            dtype: ctx.cfg.run.dtype.as_str(),
+            prompts: prompts.digest(),
+        })
         .input("tasks", &tasks_dir)?
         .input("policy", &policy_dir)?;
-    if out.skip(ctx.force)? {
-        return Ok(());
-    }
-    let tasks: Vec<TaskRow> = tasks_to_answer(read_committed_rows(&tasks_dir, "spice-filter")?)
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| ctx.shard.owns(*i))
-        .map(|(_, t)| t)
-        .collect();
-
-    let sp = StagePolicy::load(&policy_dir, &ctx.device, &ctx.cfg.run.dtype)?;
-    let out = out.device(&sp.device);
-    let k = rs.num_generations;
-    let mut reqs = Vec::with_capacity(tasks.len() * k as usize);
-    let mut prompt_texts = Vec::with_capacity(tasks.len());
-    for t in &tasks {
-        let kind: TaskKind = t.task_kind.parse().ok().with_context(|| {
-            format!("{}: task {} has task_kind {:?}", tasks_dir.display(), t.task_id, t.task_kind)
-        })?;
-        let question = t.question.as_deref().with_context(|| {
-            format!("{}: valid task {} has no question", tasks_dir.display(), t.task_id)
-        })?;
-        let msg = prompts.reasoner(kind, question, &t.options)?;
-        let (text, ids) = sp.chat_prompt(&msg)?;
-        for s in 0..k {
-            reqs.push(GenRequest {
-                prompt_ids: ids.clone(),
-                seed: answer_seed(ctx.seed, ctx.iter, &t.task_id, s),
-            });
+    let done = run_stage(out, ctx.force, |part| {
+        let tasks: Vec<TaskRow> = tasks_to_answer(read_committed_rows(&tasks_dir, "spice-filter")?)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| ctx.shard.owns(*i))
+            .map(|(_, t)| t)
+            .collect();
+        let sp = StagePolicy::load(&policy_dir, &ctx.device, ctx.cfg.run.dtype.as_str())?;
+        part.device(&sp.device);
+        let prompted = prompt_tasks(ctx, &sp, &prompts, &tasks, &tasks_dir)?;
+        let params = sampling(rs.temperature, rs.top_p, rs.top_k, rs.max_completion_length);
+        let reqs: Vec<GenRequest> = prompted.iter().flat_map(|p| p.requests.clone()).collect();
+        let (gens, generation) =
+            sp.generate(&reqs, &params, rs.batch_size as usize, "reasoner answers")?;
+        let w = part.begin()?;
+        let (mut length_cut, mut tokens) = (0u64, 0u64);
+        let k = rs.num_generations as usize;
+        for (i, (g, req)) in gens.into_iter().zip(reqs).enumerate() {
+            let (t, p) = (&tasks[i / k], &prompted[i / k]);
+            length_cut += (g.finish_reason == spice_lm::FinishReason::Length) as u64;
+            tokens += g.token_ids.len() as u64;
+            w.write(RolloutRow {
+                task_id: t.task_id.clone(),
+                iteration: ctx.iter,
+                doc_slot: t.doc_slot,
+                sample: (i % k) as u32,
+                prompt: p.text.clone(),
+                prompt_ids: req.prompt_ids,
+                completion: g.text,
+                completion_ids: g.token_ids,
+                logprobs: g.logprobs,
+                finish_reason: g.finish_reason.as_str().to_string(),
+                seed: req.seed,
+                policy_id: sp.id.clone(),
+            })?;
         }
-        prompt_texts.push(text);
-    }
-    let params = sampling(rs.temperature, rs.top_p, rs.top_k, rs.max_completion_length);
-    let (gens, thr) = sp.generate(&reqs, &params, rs.batch_size as usize, "reasoner answers")?;
-
-    let mut w = ShardWriter::<RolloutRow>::create(out.part_path())?;
-    let (mut length_cut, mut tokens) = (0u64, 0u64);
-    for (i, (g, req)) in gens.into_iter().zip(reqs).enumerate() {
-        let t = &tasks[i / k as usize];
-        length_cut += (g.finish_reason == spice_lm::FinishReason::Length) as u64;
-        tokens += g.token_ids.len() as u64;
-        w.write(RolloutRow {
-            task_id: t.task_id.clone(),
-            iteration: ctx.iter,
-            doc_slot: t.doc_slot,
-            sample: (i % k as usize) as u32,
-            prompt: prompt_texts[i / k as usize].clone(),
-            prompt_ids: req.prompt_ids,
-            completion: g.text,
-            completion_ids: g.token_ids,
-            logprobs: g.logprobs,
-            finish_reason: g.finish_reason.as_str().to_string(),
-            seed: req.seed,
+        let answers = generation.rows.max(1) as f64;
+        Ok(RolloutMetrics {
+            tasks: tasks.len() as u64,
+            answers: generation.rows,
+            mean_completion_tokens: tokens as f64 / answers,
+            length_finish_rate: length_cut as f64 / answers,
             policy_id: sp.id.clone(),
-        })?;
+            generation,
+        })
+    })?;
+    if let Some((manifest, m)) = done {
+        eprintln!(
+            "rollout iter {} part {}: {} tasks, {} answers, {:.0} tokens per answer, {:.0}% cut at the length limit, {:.1} tokens/s, {:.0} s",
+            ctx.iter,
+            ctx.shard,
+            m.tasks,
+            m.answers,
+            m.mean_completion_tokens,
+            100.0 * m.length_finish_rate,
+            m.generation.tokens_per_second,
+            manifest.seconds
+        );
     }
-    let rows = w.finish()?;
-    let mut m = serde_json::Map::new();
-    m.insert("tasks".into(), tasks.len().into());
-    m.insert("answers".into(), rows.into());
-    m.insert("mean_completion_tokens".into(), (tokens as f64 / rows.max(1) as f64).into());
-    m.insert("length_finish_rate".into(), (length_cut as f64 / rows.max(1) as f64).into());
-    m.insert("policy_id".into(), sp.id.clone().into());
-    thr.metrics("", &mut m);
-    let manifest = out.commit(m)?;
-    eprintln!(
-        "rollout iter {} part {}: {} tasks, {} answers, {:.0} tokens per answer, {:.0}% cut at the length limit, {:.1} tokens/s, {:.0} s",
-        ctx.iter,
-        ctx.shard,
-        tasks.len(),
-        rows,
-        tokens as f64 / rows.max(1) as f64,
-        100.0 * length_cut as f64 / rows.max(1) as f64,
-        thr.tokens_per_second(),
-        manifest.seconds
-    );
     Ok(())
+}
+
+/// One task's Reasoner prompt and its K requests.
+struct Prompted {
+    text: String,
+    requests: Vec<GenRequest>,
+}
+
+/// The Reasoner prompt of every task (question and options, never the document), with the
+/// seed of each of its K answers.
+fn prompt_tasks(
+    ctx: &StageCtx,
+    sp: &StagePolicy,
+    prompts: &Prompts,
+    tasks: &[TaskRow],
+    tasks_dir: &std::path::Path,
+) -> Result<Vec<Prompted>> {
+    let k = ctx.cfg.reasoner.num_generations;
+    tasks
+        .iter()
+        .map(|t| {
+            let kind: TaskKind = t.task_kind.parse().ok().with_context(|| {
+                format!(
+                    "{}: task {} has task_kind {:?}",
+                    tasks_dir.display(),
+                    t.task_id,
+                    t.task_kind
+                )
+            })?;
+            let question = t.question.as_deref().with_context(|| {
+                format!("{}: valid task {} has no question", tasks_dir.display(), t.task_id)
+            })?;
+            let msg = prompts.reasoner(kind, question, &t.options)?;
+            let (text, ids) = sp.chat_prompt(&msg)?;
+            let requests = (0..k)
+                .map(|s| GenRequest {
+                    prompt_ids: ids.clone(),
+                    seed: answer_seed(ctx.seed, ctx.iter, &t.task_id, s),
+                })
+                .collect();
+            Ok(Prompted { text, requests })
+        })
+        .collect()
 }

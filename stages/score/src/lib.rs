@@ -9,17 +9,16 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;
-use serde_json::{json, Map, Value};
 use spice_reward::{
     challenger_reward, group_advantages, pass_rate, reasoner_reward, RewardParams, ScaleRewards,
 };
 use spice_schemas::config::RewardSection;
+use spice_schemas::metrics::{mean, ratio, ScoreMetrics};
 use spice_schemas::rows::{ChallengerRow, RolloutRow, ScoredRow, TaskRow};
 use spice_schemas::vocab::Role;
 use spice_schemas::{
-    committed_files, read_committed, Located, RowAt, ShardRow, ShardSpec, ShardWriter, StageOutput,
+    committed_files, read_committed, run_stage, Located, RowAt, ShardRow, ShardSpec, StageOutput,
 };
-use spice_stage::metrics::{mean, ratio};
 use spice_stage::{derive_seed, StageArgs, StageCtx};
 use spice_verify::{check, AnswerType, Check, TaskKind};
 use tracing::{info, warn};
@@ -66,41 +65,35 @@ pub fn run(args: &StageArgs) -> Result<()> {
         .seed(ctx.seed)
         .iteration(ctx.iter)
         .schema(ScoredRow::schema_id());
-    if out.skip(ctx.force)? {
-        return Ok(());
+    let done = run_stage(out, ctx.force, |part| {
+        let started = Instant::now();
+        let docs = assemble(
+            read_committed::<TaskRow>(&tasks_dir, "spice-filter")?,
+            read_committed::<RolloutRow>(&rollouts_dir, "spice-rollout")?,
+            read_committed::<ChallengerRow>(&challenger_dir, "spice-challenge")?,
+            &rollouts_dir,
+            ctx.iter,
+            ctx.shard,
+        )?;
+        let verify_started = Instant::now();
+        let verdicts = verify(&docs);
+        let verify_seconds = verify_started.elapsed().as_secs_f64();
+        let k = ctx.cfg.reasoner.num_generations as usize;
+        let (rows, metrics) = score(&docs, &verdicts, &scoring, ctx.seed, ctx.iter, k);
+        part.begin()?.write_all(rows)?;
+        Ok(ScoreMetrics { verify_seconds, seconds: started.elapsed().as_secs_f64(), ..metrics })
+    })?;
+    if let Some((_, m)) = done {
+        let nan = f64::NAN;
+        info!(
+            tasks = m.tasks,
+            mean_pass_rate = m.mean_pass_rate.unwrap_or(nan),
+            reasoner_accuracy = m.reasoner_accuracy.unwrap_or(nan),
+            mean_challenger_reward = m.mean_challenger_reward.unwrap_or(nan),
+            "wrote {}",
+            ctx.folder(ScoredRow::FOLDER).display()
+        );
     }
-    let started = Instant::now();
-    let docs = assemble(
-        read_committed::<TaskRow>(&tasks_dir, "spice-filter")?,
-        read_committed::<RolloutRow>(&rollouts_dir, "spice-rollout")?,
-        read_committed::<ChallengerRow>(&challenger_dir, "spice-challenge")?,
-        &rollouts_dir,
-        ctx.iter,
-        ctx.shard,
-    )?;
-    let verify_started = Instant::now();
-    let verdicts = verify(&docs);
-    let verify_seconds = verify_started.elapsed().as_secs_f64();
-    let k = ctx.cfg.reasoner.num_generations as usize;
-    let (rows, mut metrics) = score(&docs, &verdicts, &scoring, ctx.seed, ctx.iter, k);
-    metrics.insert("verify_seconds".into(), json!(verify_seconds));
-    metrics.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
-
-    // Everything is computed and checked: only now may the previous output stop being finished.
-    out.begin()?;
-    let part = out.part_path();
-    let mut writer = ShardWriter::<ScoredRow>::create(&part)?;
-    writer.write_all(rows)?;
-    writer.finish()?;
-    let m = out.commit(metrics)?;
-    info!(
-        tasks = m.metric("tasks").unwrap_or(0.0),
-        mean_pass_rate = m.metric("mean_pass_rate").unwrap_or(f64::NAN),
-        reasoner_accuracy = m.metric("reasoner_accuracy").unwrap_or(f64::NAN),
-        mean_challenger_reward = m.metric("mean_challenger_reward").unwrap_or(f64::NAN),
-        "wrote {}",
-        part.display()
-    );
     Ok(())
 }
 
@@ -377,7 +370,7 @@ fn score(
     run_seed: u64,
     iteration: u32,
     k: usize,
-) -> (Vec<ScoredRow>, Map<String, Value>) {
+) -> (Vec<ScoredRow>, ScoreMetrics) {
     let mut rows = Vec::new();
     let mut n = Tally::default();
     for (doc, checks) in docs.iter().zip(verdicts) {
@@ -395,91 +388,11 @@ fn score(
             .collect();
         let chosen = pick_for_reasoner(&candidates, run_seed, iteration, doc_slot);
         n.documents_in_t_r += chosen.is_some() as usize;
-
-        // T_C: every selected attempt, one group per document.
-        let selected: Vec<usize> = (0..doc.len()).filter(|&i| doc[i].task.value.selected).collect();
-        let r_c: Vec<f64> = selected
-            .iter()
-            .map(|&i| {
-                challenger_reward(p_hats[i].filter(|_| doc[i].task.value.valid), &scoring.params)
-            })
-            .collect();
-        let a_c = group_advantages(&r_c, scoring.scale);
-        for ((&i, &r), &a) in selected.iter().zip(&r_c).zip(&a_c) {
-            let t = &doc[i].task.value;
-            let c = &doc[i].attempt.as_ref().expect("assemble found every selected attempt").value;
-            n.challenger_rewards.push(r);
-            n.challenger_advantages.push(a);
-            rows.push(ScoredRow {
-                iteration,
-                role: Role::Challenger.as_str().into(),
-                group_id: format!("d{doc_slot:03}"),
-                task_id: t.task_id.clone(),
-                doc_slot,
-                sample: t.attempt,
-                in_batch: true,
-                valid: t.valid,
-                extracted: None,
-                correct: None,
-                pass_rate: p_hats[i].filter(|_| t.valid).map(|p| p as f32),
-                reward: r as f32,
-                advantage: a as f32,
-                prompt_ids: c.prompt_ids.clone(),
-                completion_ids: c.completion_ids.clone(),
-                logprobs: c.logprobs.clone(),
-                finish_reason: c.finish_reason.clone(),
-                policy_id: c.policy_id.clone(),
-            });
-        }
-
-        // Reasoner: every answer, grouped by task; only the chosen task's are in T_R.
+        challenger_group(doc, &p_hats, scoring, iteration, &mut rows, &mut n);
         for (i, e) in doc.iter().enumerate() {
-            let t = &e.task.value;
-            n.tasks += 1;
-            n.valid += t.valid as usize;
-            n.selected += t.selected as usize;
-            n.selected_valid += (t.selected && t.valid) as usize;
-            if e.rollouts.is_empty() {
-                continue;
-            }
-            let p_hat = p_hats[i].expect("a task with answers has a pass rate");
-            n.pass_rates.push(p_hat);
-            n.off_k += (e.rollouts.len() != k) as usize;
-            let r_r: Vec<f64> = checks[i].iter().map(|c| reasoner_reward(c.equivalent)).collect();
-            let a_r = group_advantages(&r_r, scoring.scale);
             let in_batch = chosen == Some(i);
-            for ((r, c), (&reward, &a)) in
-                e.rollouts.iter().zip(&checks[i]).zip(r_r.iter().zip(&a_r))
-            {
-                n.answers += 1;
-                n.correct += c.equivalent as usize;
-                n.extracted += c.extracted.is_some() as usize;
-                if in_batch {
-                    n.reasoner_advantages.push(a);
-                    n.reasoner_in_batch_correct += c.equivalent as usize;
-                }
-                let r = &r.value;
-                rows.push(ScoredRow {
-                    iteration,
-                    role: Role::Reasoner.as_str().into(),
-                    group_id: t.task_id.clone(),
-                    task_id: t.task_id.clone(),
-                    doc_slot,
-                    sample: r.sample,
-                    in_batch,
-                    valid: true,
-                    extracted: c.extracted.clone(),
-                    correct: Some(c.equivalent),
-                    pass_rate: Some(p_hat as f32),
-                    reward: reward as f32,
-                    advantage: a as f32,
-                    prompt_ids: r.prompt_ids.clone(),
-                    completion_ids: r.completion_ids.clone(),
-                    logprobs: r.logprobs.clone(),
-                    finish_reason: r.finish_reason.clone(),
-                    policy_id: r.policy_id.clone(),
-                });
-            }
+            let group = ReasonerGroup { entry: e, checks: &checks[i], p_hat: p_hats[i], in_batch };
+            group.score(scoring, iteration, k, &mut rows, &mut n);
         }
     }
     if n.off_k > 0 {
@@ -491,38 +404,146 @@ fn score(
     (rows, n.metrics())
 }
 
+/// T_C of one document: every selected attempt, one group, rewarded by its task's pass rate
+/// (METHOD.md, Challenger reward).
+fn challenger_group(
+    doc: &[Entry],
+    p_hats: &[Option<f64>],
+    scoring: &Scoring,
+    iteration: u32,
+    rows: &mut Vec<ScoredRow>,
+    n: &mut Tally,
+) {
+    let selected: Vec<usize> = (0..doc.len()).filter(|&i| doc[i].task.value.selected).collect();
+    let r_c: Vec<f64> = selected
+        .iter()
+        .map(|&i| challenger_reward(p_hats[i].filter(|_| doc[i].task.value.valid), &scoring.params))
+        .collect();
+    let a_c = group_advantages(&r_c, scoring.scale);
+    for ((&i, &r), &a) in selected.iter().zip(&r_c).zip(&a_c) {
+        let t = &doc[i].task.value;
+        let c = &doc[i].attempt.as_ref().expect("assemble found every selected attempt").value;
+        n.challenger_rewards.push(r);
+        n.challenger_advantages.push(a);
+        rows.push(ScoredRow {
+            iteration,
+            role: Role::Challenger.as_str().into(),
+            group_id: format!("d{:03}", t.doc_slot),
+            task_id: t.task_id.clone(),
+            doc_slot: t.doc_slot,
+            sample: t.attempt,
+            in_batch: true,
+            valid: t.valid,
+            extracted: None,
+            correct: None,
+            pass_rate: p_hats[i].filter(|_| t.valid).map(|p| p as f32),
+            reward: r as f32,
+            advantage: a as f32,
+            prompt_ids: c.prompt_ids.clone(),
+            completion_ids: c.completion_ids.clone(),
+            logprobs: c.logprobs.clone(),
+            finish_reason: c.finish_reason.clone(),
+            policy_id: c.policy_id.clone(),
+        });
+    }
+}
+
+/// One task's Reasoner answers: a group of their own; in T_R only for the task chosen for
+/// the document.
+struct ReasonerGroup<'a> {
+    entry: &'a Entry,
+    checks: &'a [Check],
+    p_hat: Option<f64>,
+    in_batch: bool,
+}
+
+impl ReasonerGroup<'_> {
+    fn score(
+        &self,
+        scoring: &Scoring,
+        iteration: u32,
+        k: usize,
+        rows: &mut Vec<ScoredRow>,
+        n: &mut Tally,
+    ) {
+        let t = &self.entry.task.value;
+        n.tasks += 1;
+        n.valid += t.valid as usize;
+        n.selected += t.selected as usize;
+        n.selected_valid += (t.selected && t.valid) as usize;
+        let answers = &self.entry.rollouts;
+        if answers.is_empty() {
+            return;
+        }
+        let p_hat = self.p_hat.expect("a task with answers has a pass rate");
+        n.pass_rates.push(p_hat);
+        n.off_k += (answers.len() != k) as usize;
+        let r_r: Vec<f64> = self.checks.iter().map(|c| reasoner_reward(c.equivalent)).collect();
+        let a_r = group_advantages(&r_r, scoring.scale);
+        for ((r, c), (&reward, &a)) in answers.iter().zip(self.checks).zip(r_r.iter().zip(&a_r)) {
+            n.answers += 1;
+            n.correct += c.equivalent as usize;
+            n.extracted += c.extracted.is_some() as usize;
+            if self.in_batch {
+                n.reasoner_advantages.push(a);
+                n.reasoner_in_batch_correct += c.equivalent as usize;
+            }
+            let r = &r.value;
+            rows.push(ScoredRow {
+                iteration,
+                role: Role::Reasoner.as_str().into(),
+                group_id: t.task_id.clone(),
+                task_id: t.task_id.clone(),
+                doc_slot: t.doc_slot,
+                sample: r.sample,
+                in_batch: self.in_batch,
+                valid: true,
+                extracted: c.extracted.clone(),
+                correct: Some(c.equivalent),
+                pass_rate: Some(p_hat as f32),
+                reward: reward as f32,
+                advantage: a as f32,
+                prompt_ids: r.prompt_ids.clone(),
+                completion_ids: r.completion_ids.clone(),
+                logprobs: r.logprobs.clone(),
+                finish_reason: r.finish_reason.clone(),
+                policy_id: r.policy_id.clone(),
+            });
+        }
+    }
+}
+
 impl Tally {
-    fn metrics(&self) -> Map<String, Value> {
+    fn metrics(&self) -> ScoreMetrics {
         let share = |f: &dyn Fn(f64) -> bool| {
             ratio(self.pass_rates.iter().filter(|p| f(**p)).count(), self.pass_rates.len())
         };
         let in_batch_answers = self.reasoner_advantages.len();
-        let mut m = Map::new();
-        m.insert("documents".into(), json!(self.documents));
-        m.insert("tasks".into(), json!(self.tasks));
-        m.insert("valid_tasks".into(), json!(self.valid));
-        m.insert("selected_tasks".into(), json!(self.selected));
-        m.insert("selected_valid_tasks".into(), json!(self.selected_valid));
-        m.insert("answered_tasks".into(), json!(self.pass_rates.len()));
-        m.insert("tasks_with_other_than_k_answers".into(), json!(self.off_k));
-        m.insert("answers".into(), json!(self.answers));
-        m.insert("mean_pass_rate".into(), mean(&self.pass_rates));
-        m.insert("pass_rate_zero_share".into(), share(&|p| p <= 0.0));
-        m.insert("pass_rate_mid_share".into(), share(&|p| p > 0.0 && p < 1.0));
-        m.insert("pass_rate_one_share".into(), share(&|p| p >= 1.0));
-        m.insert("reasoner_accuracy".into(), ratio(self.correct, self.answers));
-        m.insert(
-            "reasoner_accuracy_in_batch".into(),
-            ratio(self.reasoner_in_batch_correct, in_batch_answers),
-        );
-        m.insert("answer_extracted_rate".into(), ratio(self.extracted, self.answers));
-        m.insert("mean_challenger_reward".into(), mean(&self.challenger_rewards));
-        m.insert("mean_advantage_challenger".into(), mean(&self.challenger_advantages));
-        m.insert("mean_advantage_reasoner".into(), mean(&self.reasoner_advantages));
-        m.insert("in_batch_challenger".into(), json!(self.challenger_rewards.len()));
-        m.insert("in_batch_reasoner".into(), json!(in_batch_answers));
-        m.insert("documents_in_reasoner_batch".into(), json!(self.documents_in_t_r));
-        m
+        ScoreMetrics {
+            documents: self.documents as u64,
+            tasks: self.tasks as u64,
+            valid_tasks: self.valid as u64,
+            selected_tasks: self.selected as u64,
+            selected_valid_tasks: self.selected_valid as u64,
+            answered_tasks: self.pass_rates.len() as u64,
+            tasks_with_other_than_k_answers: self.off_k as u64,
+            answers: self.answers as u64,
+            mean_pass_rate: mean(&self.pass_rates),
+            pass_rate_zero_share: share(&|p| p <= 0.0),
+            pass_rate_mid_share: share(&|p| p > 0.0 && p < 1.0),
+            pass_rate_one_share: share(&|p| p >= 1.0),
+            reasoner_accuracy: ratio(self.correct, self.answers),
+            reasoner_accuracy_in_batch: ratio(self.reasoner_in_batch_correct, in_batch_answers),
+            answer_extracted_rate: ratio(self.extracted, self.answers),
+            mean_challenger_reward: mean(&self.challenger_rewards),
+            mean_advantage_challenger: mean(&self.challenger_advantages),
+            mean_advantage_reasoner: mean(&self.reasoner_advantages),
+            in_batch_challenger: self.challenger_rewards.len() as u64,
+            in_batch_reasoner: in_batch_answers as u64,
+            documents_in_reasoner_batch: self.documents_in_t_r as u64,
+            verify_seconds: 0.0,
+            seconds: 0.0,
+        }
     }
 }
 

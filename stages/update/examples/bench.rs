@@ -107,7 +107,7 @@ fn main() -> Result<()> {
     let mut w = ShardWriter::<ScoredRow>::create(out.part_path())?;
     w.write_all(rows)?;
     w.finish()?;
-    out.commit(Default::default())?;
+    out.commit(&spice_schemas::metrics::NoMetrics {})?;
 
     let ctx = StageCtx::load(&StageArgs {
         run: root,

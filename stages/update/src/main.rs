@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::Parser;
+use spice_schemas::metrics::UpdateMetrics;
 use spice_stage::{StageArgs, StageCtx};
 use spice_update::{Outcome, UpdateOptions};
 
@@ -33,19 +34,19 @@ fn main() -> Result<()> {
     let ctx = StageCtx::load(&cli.stage)?;
     match spice_update::run(&ctx, &UpdateOptions { dtype: cli.dtype })? {
         Outcome::AlreadyDone => {}
-        Outcome::Updated(m) => {
-            let get = |k: &str| m.metric(k).unwrap_or(f64::NAN);
+        Outcome::Updated(manifest) => {
+            let m: UpdateMetrics = manifest.metrics_as()?;
             eprintln!(
                 "update of iteration {}: {} steps over {} sequences, mean loss {:.4e}, final grad \
                  norm {:.3}, {:.0} tokens/s, {:.1} s, peak RSS {:.0} MiB",
                 ctx.iter,
-                get("steps"),
-                get("sequences"),
-                get("mean_loss"),
-                get("final_grad_norm"),
-                get("tokens_per_second"),
-                get("seconds"),
-                get("peak_rss_mib"),
+                m.steps,
+                m.sequences,
+                m.mean_loss,
+                m.final_grad_norm,
+                m.tokens_per_second,
+                m.seconds,
+                m.peak_rss_mib,
             );
         }
     }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use spice_lm::{AdamW, Policy};
 use spice_schemas::{
     commit::{rename_into_place, tmp_path},
+    metrics::CheckpointMetrics,
     Manifest, StageOutput,
 };
 
@@ -29,7 +30,7 @@ pub fn save_checkpoint(
     policy: &Policy,
     opt: &AdamW,
     out: StageOutput,
-    metrics: serde_json::Map<String, serde_json::Value>,
+    metrics: &CheckpointMetrics,
     interrupt: &mut dyn FnMut(SavePoint) -> Result<()>,
 ) -> Result<Manifest> {
     let dir = out.dir().to_path_buf();

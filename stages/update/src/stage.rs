@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
 use spice_lm::optim::{META_FILE, STATE_FILE};
 use spice_lm::{AdamW, Device, Kind, Policy};
 use spice_schemas::vocab::{ChallengerTraining, Role};
 use spice_schemas::{
     committed_files,
     config::UpdateSection,
+    metrics::{CheckpointMetrics, UpdateMetrics},
     rows::{ScoredRow, UpdateMetricsRow},
     Manifest, ShardRow, ShardSpec, ShardWriter, StageOutput, Status,
 };
@@ -68,49 +68,10 @@ pub fn run_with(
     interrupt: &mut dyn FnMut(SavePoint) -> Result<()>,
 ) -> Result<Outcome> {
     let t_start = Instant::now();
-    if ctx.shard != ShardSpec::WHOLE {
-        bail!(
-            "spice-update is one optimizer over the whole batch and is not split into parts: \
-             run it with --shard 0/1 (got {})",
-            ctx.shard
-        );
-    }
-    let cfg = &ctx.cfg;
-    let scored = ctx.folder(ScoredRow::FOLDER);
-    // Refuse an unfinished folder before digesting anything, with the reason.
-    committed_files(&scored, "spice-score")?;
-    let policy_dir = ctx.policy_dir()?;
-    let settings = UpdateSettings::from_config(cfg, ctx.iter, ctx.seed);
-    let dtype = opts.dtype.clone().unwrap_or_else(|| cfg.run.dtype.clone());
-    let kind = spice_lm::parse_dtype(&dtype)?;
-    let train_challenger = cfg.challenger.training == ChallengerTraining::SelfPlay;
-    let reference = (settings.beta > 0.0).then(|| cfg.run.model.clone());
-    let record = ConfigRecord {
-        update: &cfg.update,
-        challenger_training: cfg.challenger.training,
-        max_completion_length: settings.max_completion_length,
-        dtype: &dtype,
-        reference: reference.as_deref(),
-    };
-
-    let output = |dir: PathBuf| -> Result<StageOutput> {
-        let mut out = StageOutput::new(&dir, STAGE, ShardSpec::WHOLE)
-            .input("scored", &scored)?
-            .input("policy", &policy_dir)?
-            .config(&record)
-            .seed(ctx.seed)
-            .iteration(ctx.iter);
-        if let Some(r) = &reference {
-            out = out.input("reference", r)?;
-        }
-        Ok(out)
-    };
-    let out_update =
-        output(ctx.folder(UpdateMetricsRow::FOLDER))?.schema(UpdateMetricsRow::schema_id());
-    let out_ckpt = output(ctx.layout.checkpoint(ctx.iter))?;
+    let plan = Plan::new(ctx, opts)?;
     if !ctx.force
-        && matches!(out_update.status()?, Status::Done(_))
-        && matches!(out_ckpt.status()?, Status::Done(_))
+        && matches!(plan.out_update.status()?, Status::Done(_))
+        && matches!(plan.out_ckpt.status()?, Status::Done(_))
     {
         tracing::info!(
             iteration = ctx.iter,
@@ -118,92 +79,50 @@ pub fn run_with(
         );
         return Ok(Outcome::AlreadyDone);
     }
-
     // Everything that can reject the input happens before the old manifests are removed, so
     // bad input never takes a finished update away.
-    let selection = read_scored(&scored, ctx.iter, train_challenger)?;
+    let selection = read_scored(&plan.scored, ctx.iter, plan.train_challenger)?;
     let mut rows = selection.rows;
     let device = spice_lm::parse_device(&ctx.device)?;
+    let (policy, mut opt, resumed) = plan.load(ctx, device, &rows, selection.frozen_skipped)?;
     let label = spice_lm::device_label(device);
-    let (out_update, out_ckpt) = (out_update.device(&label), out_ckpt.device(&label));
-    let t_load = Instant::now();
-    let policy = Policy::load(&policy_dir, device, kind)
-        .with_context(|| format!("loading the policy {}", policy_dir.display()))?;
-    check_vocab(&rows, policy.config().vocab_size)?;
-    let mut opt = AdamW::new(policy.var_store(), adamw_config(cfg));
-    let resumed = load_optimizer(&mut opt, &policy_dir, ctx.iter)?;
-    tracing::info!(
-        policy = %policy_dir.display(),
-        device = %label,
-        compute = ?policy.compute_kind(),
-        sequences = rows.len(),
-        frozen_challenger_rows = selection.frozen_skipped,
-        optimizer = if resumed { "resumed" } else { "fresh" },
-        seconds = t_load.elapsed().as_secs_f64(),
-        "update: policy loaded"
-    );
+    let (out_update, out_ckpt) = (plan.out_update.device(&label), plan.out_ckpt.device(&label));
     // Both folders read as unfinished from here until their manifests are written.
     out_update.begin()?;
     out_ckpt.begin()?;
 
-    let micro = settings.micro_batch_size;
-    let single = single_step(rows.len(), &settings);
-    let (mismatch, score_seconds, reference_seconds) =
-        score_old_and_reference(&policy, &mut rows, reference.as_deref(), single, micro, kind)?;
-
-    let t_train = Instant::now();
-    let total = rows.len() as u64 * settings.ppo_epochs as u64;
-    let bar = spice_stage::progress(total, "update", "sequences");
-    let run = run_epochs(&policy, &mut opt, &rows, &settings, Some(&bar))?;
-    bar.finish();
-    let train_seconds = t_train.elapsed().as_secs_f64();
-    // A single step measured πθ_old against the sampling log-probs in its own forward pass.
-    let mismatch =
-        mismatch.or_else(|| run.first().map(|s| s.sampling_mismatch)).unwrap_or_default();
-    tracing::info!(
-        mean_abs = mismatch.mean_abs,
-        max_abs = mismatch.max_abs,
-        "|πθ_old − sampling| log-prob difference"
-    );
-    let steps: Vec<UpdateMetricsRow> = run.into_iter().map(|s| s.metrics).collect();
-
+    let reference = plan.reference.as_deref().map(|r| (r, plan.kind));
+    let trained = train(&policy, &mut opt, &mut rows, &plan.settings, reference)?;
     let mut writer = ShardWriter::<UpdateMetricsRow>::create(out_update.part_path())?;
-    writer.write_all(steps.iter().cloned())?;
+    writer.write_all(trained.steps.iter().cloned())?;
     writer.finish()?;
 
     let t_save = Instant::now();
-    let ckpt_metrics = Map::from_iter([
-        ("optimizer_step".to_string(), json!(opt.step)),
-        ("optimizer_resumed".to_string(), json!(resumed)),
-        ("trained_sequences".to_string(), json!(rows.len())),
-        ("steps".to_string(), json!(steps.len())),
-    ]);
-    save_checkpoint(&policy, &opt, out_ckpt, ckpt_metrics, interrupt)?;
-    let save_seconds = t_save.elapsed().as_secs_f64();
-
-    let timings = Timings {
-        score: score_seconds,
-        reference: reference_seconds,
-        train: train_seconds,
-        save: save_seconds,
-        total: t_start.elapsed().as_secs_f64(),
+    let ckpt_metrics = CheckpointMetrics {
+        optimizer_step: opt.step as u64,
+        optimizer_resumed: resumed,
+        trained_sequences: rows.len() as u64,
+        steps: trained.steps.len() as u64,
     };
+    save_checkpoint(&policy, &opt, out_ckpt, &ckpt_metrics, interrupt)?;
+
     let report = UpdateReport {
-        steps: &steps,
         rows: &rows,
         selection: (selection.read, selection.frozen_skipped),
         opt: &opt,
         resumed,
-        mismatch,
-        single,
-        timings,
+        timings: Timings {
+            save: t_save.elapsed().as_secs_f64(),
+            total: t_start.elapsed().as_secs_f64(),
+            ..trained.timings
+        },
+        trained: &trained,
         device,
         compute: policy.compute_kind(),
     };
-    let metrics = report.metrics();
-    let manifest = out_update.commit(metrics)?;
+    let manifest = out_update.commit(&report.metrics())?;
     tracing::info!(
-        steps = steps.len(),
+        steps = trained.steps.len(),
         sequences = rows.len(),
         tokens = report.tokens(),
         mean_loss = report.mean(|s| s.loss),
@@ -213,16 +132,154 @@ pub fn run_with(
     Ok(Outcome::Updated(Box::new(manifest)))
 }
 
+/// What the update will do and where it writes, from `run.toml` and the flags; reads nothing
+/// but digests.
+struct Plan {
+    scored: PathBuf,
+    policy_dir: PathBuf,
+    settings: UpdateSettings,
+    kind: Kind,
+    train_challenger: bool,
+    /// π_ref for the KL term (the run's initial model), when β > 0.
+    reference: Option<PathBuf>,
+    out_update: StageOutput,
+    out_ckpt: StageOutput,
+}
+
+impl Plan {
+    fn new(ctx: &StageCtx, opts: &UpdateOptions) -> Result<Plan> {
+        if ctx.shard != ShardSpec::WHOLE {
+            bail!(
+                "spice-update is one optimizer over the whole batch and is not split into \
+                 parts: run it with --shard 0/1 (got {})",
+                ctx.shard
+            );
+        }
+        let cfg = &ctx.cfg;
+        let scored = ctx.folder(ScoredRow::FOLDER);
+        // Refuse an unfinished folder before digesting anything, with the reason.
+        committed_files(&scored, "spice-score")?;
+        let policy_dir = ctx.policy_dir()?;
+        let settings = UpdateSettings::from_config(cfg, ctx.iter, ctx.seed);
+        let dtype = opts.dtype.clone().unwrap_or_else(|| cfg.run.dtype.as_str().to_string());
+        let kind = spice_lm::parse_dtype(&dtype)?;
+        let reference = (settings.beta > 0.0).then(|| cfg.run.model.clone());
+        let record = ConfigRecord {
+            update: &cfg.update,
+            challenger_training: cfg.challenger.training,
+            max_completion_length: settings.max_completion_length,
+            dtype: &dtype,
+            reference: reference.as_deref(),
+        };
+        let output = |dir: PathBuf| -> Result<StageOutput> {
+            let mut out = StageOutput::new(&dir, STAGE, ShardSpec::WHOLE)
+                .input("scored", &scored)?
+                .input("policy", &policy_dir)?
+                .config(&record)
+                .seed(ctx.seed)
+                .iteration(ctx.iter);
+            if let Some(r) = &reference {
+                out = out.input("reference", r)?;
+            }
+            Ok(out)
+        };
+        let out_update =
+            output(ctx.folder(UpdateMetricsRow::FOLDER))?.schema(UpdateMetricsRow::schema_id());
+        let out_ckpt = output(ctx.layout.checkpoint(ctx.iter))?;
+        Ok(Plan {
+            train_challenger: cfg.challenger.training == ChallengerTraining::SelfPlay,
+            scored,
+            policy_dir,
+            settings,
+            kind,
+            reference,
+            out_update,
+            out_ckpt,
+        })
+    }
+
+    /// The policy on `device`, checked against the rows' token ids, and AdamW with the
+    /// previous iteration's moments when there are any (whether they were loaded).
+    fn load(
+        &self,
+        ctx: &StageCtx,
+        device: Device,
+        rows: &[TrainRow],
+        frozen_skipped: usize,
+    ) -> Result<(Policy, AdamW, bool)> {
+        let t_load = Instant::now();
+        let policy = Policy::load(&self.policy_dir, device, self.kind)
+            .with_context(|| format!("loading the policy {}", self.policy_dir.display()))?;
+        check_vocab(rows, policy.config().vocab_size)?;
+        let mut opt = AdamW::new(policy.var_store(), adamw_config(&ctx.cfg));
+        let resumed = load_optimizer(&mut opt, &self.policy_dir, ctx.iter)?;
+        tracing::info!(
+            policy = %self.policy_dir.display(),
+            device = %spice_lm::device_label(device),
+            compute = ?policy.compute_kind(),
+            sequences = rows.len(),
+            frozen_challenger_rows = frozen_skipped,
+            optimizer = if resumed { "resumed" } else { "fresh" },
+            seconds = t_load.elapsed().as_secs_f64(),
+            "update: policy loaded"
+        );
+        Ok((policy, opt, resumed))
+    }
+}
+
+/// The optimizer steps of one iteration and what was measured on the way.
+struct Trained {
+    steps: Vec<UpdateMetricsRow>,
+    mismatch: Mismatch,
+    /// Whether πθ_old came from the step's own forward pass.
+    single: bool,
+    /// Scoring, reference and training times (save and total are filled in later).
+    timings: Timings,
+}
+
+/// Score πθ_old and π_ref (its folder, loaded in the requested dtype) as needed, then run the
+/// epochs of optimizer steps.
+fn train(
+    policy: &Policy,
+    opt: &mut AdamW,
+    rows: &mut [TrainRow],
+    settings: &UpdateSettings,
+    reference: Option<(&Path, Kind)>,
+) -> Result<Trained> {
+    let single = single_step(rows.len(), settings);
+    let (mismatch, score, reference) =
+        score_old_and_reference(policy, rows, reference, single, settings.micro_batch_size)?;
+    let t_train = Instant::now();
+    let total = rows.len() as u64 * settings.ppo_epochs as u64;
+    let bar = spice_stage::progress(total, "update", "sequences");
+    let run = run_epochs(policy, opt, rows, settings, Some(&bar))?;
+    bar.finish();
+    let train = t_train.elapsed().as_secs_f64();
+    // A single step measured πθ_old against the sampling log-probs in its own forward pass.
+    let mismatch =
+        mismatch.or_else(|| run.first().map(|s| s.sampling_mismatch)).unwrap_or_default();
+    tracing::info!(
+        mean_abs = mismatch.mean_abs,
+        max_abs = mismatch.max_abs,
+        "|πθ_old − sampling| log-prob difference"
+    );
+    Ok(Trained {
+        steps: run.into_iter().map(|s| s.metrics).collect(),
+        mismatch,
+        single,
+        timings: Timings { score, reference, train, save: 0.0, total: 0.0 },
+    })
+}
+
 /// πθ_old for every row, unless a single step measures it in its own forward pass, and π_ref
 /// (the run's initial model) when β > 0. Returns the πθ_old mismatch when it was scored here,
 /// and the seconds each took.
 fn score_old_and_reference(
     policy: &Policy,
     rows: &mut [TrainRow],
-    reference: Option<&Path>,
+    reference: Option<(&Path, Kind)>,
     single: bool,
     micro: usize,
-    kind: Kind,
 ) -> Result<(Option<Mismatch>, f64, f64)> {
     let t_score = Instant::now();
     let mut mismatch = None;
@@ -233,7 +290,7 @@ fn score_old_and_reference(
     }
     let score_seconds = t_score.elapsed().as_secs_f64();
     let t_ref = Instant::now();
-    if let Some(r) = reference {
+    if let Some((r, kind)) = reference {
         let ref_policy = Policy::load(r, policy.device(), kind)
             .with_context(|| format!("loading the reference model {}", r.display()))?;
         let bar = spice_stage::progress(rows.len() as u64, "scoring π_ref", "sequences");
@@ -244,6 +301,7 @@ fn score_old_and_reference(
 }
 
 /// Wall time of each phase of the update, in seconds.
+#[derive(Debug, Clone, Copy)]
 struct Timings {
     score: f64,
     reference: f64,
@@ -254,15 +312,12 @@ struct Timings {
 
 /// What one update did, for its manifest.
 struct UpdateReport<'a> {
-    steps: &'a [UpdateMetricsRow],
+    trained: &'a Trained,
     rows: &'a [TrainRow],
     /// Rows read from `scored/`, and Challenger rows left out because the Challenger is frozen.
     selection: (usize, usize),
     opt: &'a AdamW,
     resumed: bool,
-    mismatch: Mismatch,
-    /// Whether πθ_old came from the step's own forward pass.
-    single: bool,
     timings: Timings,
     device: Device,
     compute: Kind,
@@ -270,51 +325,49 @@ struct UpdateReport<'a> {
 
 impl UpdateReport<'_> {
     fn tokens(&self) -> u64 {
-        self.steps.iter().map(|s| s.tokens).sum()
+        self.trained.steps.iter().map(|s| s.tokens).sum()
     }
 
     fn mean(&self, f: fn(&UpdateMetricsRow) -> f64) -> f64 {
-        self.steps.iter().map(f).sum::<f64>() / self.steps.len().max(1) as f64
+        let steps = &self.trained.steps;
+        steps.iter().map(f).sum::<f64>() / steps.len().max(1) as f64
     }
 
-    fn metrics(&self) -> Map<String, Value> {
-        let (steps, t) = (self.steps, &self.timings);
+    fn metrics(&self) -> UpdateMetrics {
+        let (steps, t, mismatch) = (&self.trained.steps, &self.timings, self.trained.mismatch);
         let tokens = self.tokens();
-        let count = |role| self.rows.iter().filter(|r| r.role == role).count();
-        let old = if self.single { "step forward pass" } else { "scored before the first step" };
-        let tokens_per_second = if t.train > 0.0 { tokens as f64 / t.train } else { 0.0 };
-        [
-            ("steps", json!(steps.len())),
-            ("rows_read", json!(self.selection.0)),
-            ("sequences", json!(self.rows.len())),
-            ("challenger_sequences", json!(count(Role::Challenger))),
-            ("reasoner_sequences", json!(count(Role::Reasoner))),
-            ("frozen_challenger_rows_skipped", json!(self.selection.1)),
-            ("tokens", json!(tokens)),
-            ("mean_loss", json!(self.mean(|s| s.loss))),
-            ("mean_pg_loss", json!(self.mean(|s| s.pg_loss))),
-            ("mean_kl", json!(self.mean(|s| s.kl))),
-            ("mean_clip_fraction", json!(self.mean(|s| s.clip_fraction))),
-            ("final_grad_norm", json!(steps.last().map(|s| s.grad_norm).unwrap_or(0.0))),
-            ("learning_rate", json!(self.opt.config.lr)),
-            ("optimizer_step", json!(self.opt.step)),
-            ("optimizer_resumed", json!(self.resumed)),
-            ("logprob_mismatch_mean_abs", json!(self.mismatch.mean_abs)),
-            ("logprob_mismatch_max_abs", json!(self.mismatch.max_abs)),
-            ("old_logprobs", json!(old)),
-            ("score_seconds", json!(t.score)),
-            ("reference_seconds", json!(t.reference)),
-            ("train_seconds", json!(t.train)),
-            ("save_seconds", json!(t.save)),
-            ("seconds", json!(t.total)),
-            ("tokens_per_second", json!(tokens_per_second)),
-            ("peak_rss_mib", json!(peak_rss_mib())),
-            ("device", json!(format!("{:?}", self.device))),
-            ("compute_dtype", json!(format!("{:?}", self.compute))),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        let count = |role| self.rows.iter().filter(|r| r.role == role).count() as u64;
+        let old =
+            if self.trained.single { "step forward pass" } else { "scored before the first step" };
+        UpdateMetrics {
+            steps: steps.len() as u64,
+            rows_read: self.selection.0 as u64,
+            sequences: self.rows.len() as u64,
+            challenger_sequences: count(Role::Challenger),
+            reasoner_sequences: count(Role::Reasoner),
+            frozen_challenger_rows_skipped: self.selection.1 as u64,
+            tokens,
+            mean_loss: self.mean(|s| s.loss),
+            mean_pg_loss: self.mean(|s| s.pg_loss),
+            mean_kl: self.mean(|s| s.kl),
+            mean_clip_fraction: self.mean(|s| s.clip_fraction),
+            final_grad_norm: steps.last().map(|s| s.grad_norm).unwrap_or(0.0),
+            learning_rate: self.opt.config.lr,
+            optimizer_step: self.opt.step as u64,
+            optimizer_resumed: self.resumed,
+            logprob_mismatch_mean_abs: mismatch.mean_abs,
+            logprob_mismatch_max_abs: mismatch.max_abs,
+            old_logprobs: old.to_string(),
+            score_seconds: t.score,
+            reference_seconds: t.reference,
+            train_seconds: t.train,
+            save_seconds: t.save,
+            seconds: t.total,
+            tokens_per_second: if t.train > 0.0 { tokens as f64 / t.train } else { 0.0 },
+            peak_rss_mib: peak_rss_mib(),
+            device: format!("{:?}", self.device),
+            compute_dtype: format!("{:?}", self.compute),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use spice_lm::optim::AdamWConfig;
 use spice_lm::tch::{Device, Tensor};
-use spice_lm::{AdamW, GradOptions, Policy, ScoreRow};
+use spice_lm::{AdamW, GradOptions, Policy, ScoreRow, TokenLogprobs};
 use spice_schemas::{rows::UpdateMetricsRow, RunConfig};
 
 use crate::input::TrainRow;
@@ -94,6 +94,35 @@ pub struct Mismatch {
     pub tokens: u64,
 }
 
+/// Running sums of |current − sampling| over completion tokens, for a [`Mismatch`].
+#[derive(Debug, Clone, Copy, Default)]
+struct MismatchSum {
+    sum: f64,
+    max: f64,
+    tokens: u64,
+}
+
+impl MismatchSum {
+    /// One row: its current log-probs against those recorded at sampling.
+    fn add(&mut self, current: &[f32], sampling: &[f32]) {
+        for (a, b) in current.iter().zip(sampling) {
+            let d = (*a as f64 - *b as f64).abs();
+            self.sum += d;
+            self.max = self.max.max(d);
+            self.tokens += 1;
+        }
+    }
+
+    fn finish(&self) -> Mismatch {
+        let n = self.tokens;
+        Mismatch {
+            mean_abs: if n > 0 { self.sum / n as f64 } else { 0.0 },
+            max_abs: self.max,
+            tokens: n,
+        }
+    }
+}
+
 /// Score every row's completion with `policy` (no gradients), shortest rows together, and
 /// hand each row its log-probs.
 fn score_rows(
@@ -126,17 +155,12 @@ pub fn score_old(
     micro_batch: usize,
     bar: Option<&ProgressBar>,
 ) -> Result<Mismatch> {
-    let (mut sum, mut max, mut n) = (0.0f64, 0.0f64, 0u64);
+    let mut mismatch = MismatchSum::default();
     score_rows(policy, rows, micro_batch, bar, |row, lp| {
-        for (a, b) in lp.iter().zip(&row.sampling_logprobs) {
-            let d = (*a as f64 - *b as f64).abs();
-            sum += d;
-            max = max.max(d);
-            n += 1;
-        }
+        mismatch.add(&lp, &row.sampling_logprobs);
         row.old_logprobs = lp;
     })?;
-    Ok(Mismatch { mean_abs: if n > 0 { sum / n as f64 } else { 0.0 }, max_abs: max, tokens: n })
+    Ok(mismatch.finish())
 }
 
 /// Score π_ref (the run's initial model) for the KL term.
@@ -203,113 +227,172 @@ pub struct Step {
     pub sampling_mismatch: Mismatch,
 }
 
-/// One optimizer step over the rows `members` of `rows`: zero the gradients, accumulate the
-/// Dr. GRPO loss over micro-batches, clip, step.
-#[allow(clippy::too_many_arguments)]
+/// What one optimizer step works on: the rows `members` of `rows`, with the update's
+/// settings, where πθ_old comes from, and the step's place in the iteration.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInput<'a> {
+    pub rows: &'a [TrainRow],
+    pub members: &'a [usize],
+    pub settings: &'a UpdateSettings,
+    pub old_from: OldLogprobs,
+    pub at: StepIndex,
+}
+
+impl StepInput<'_> {
+    /// Row `k` of the step's batch.
+    fn row(&self, k: usize) -> &TrainRow {
+        &self.rows[self.members[k]]
+    }
+
+    /// Every row has the log-probs the step's loss reads; fails before any compute if not.
+    fn check_rows(&self) -> Result<()> {
+        for &i in self.members {
+            let r = &self.rows[i];
+            if self.old_from == OldLogprobs::Scored && r.old_logprobs.len() != r.completion_len() {
+                bail!("{}: no πθ_old log-probs (score the rows before the update)", r.origin);
+            }
+            if self.settings.beta > 0.0
+                && r.ref_logprobs.as_ref().is_none_or(|v| v.len() != r.completion_len())
+            {
+                bail!("{}: beta > 0 but the row has no reference log-probs", r.origin);
+            }
+        }
+        Ok(())
+    }
+
+    /// The loss settings of this step: the Dr. GRPO constant L · N counts its rows.
+    fn loss_settings(&self) -> LossSettings {
+        let s = self.settings;
+        LossSettings {
+            epsilon: s.epsilon,
+            beta: s.beta,
+            normaliser: (s.max_completion_length * self.members.len()) as f64,
+        }
+    }
+}
+
+/// One optimizer step: zero the gradients, accumulate the Dr. GRPO loss over micro-batches
+/// (forward and backward), clip, step.
 pub fn train_step(
     policy: &Policy,
     opt: &mut AdamW,
-    rows: &[TrainRow],
-    members: &[usize],
-    s: &UpdateSettings,
-    old_from: OldLogprobs,
-    at: StepIndex,
+    input: &StepInput<'_>,
     bar: Option<&ProgressBar>,
 ) -> Result<Step> {
     let t0 = Instant::now();
     let device = policy.device();
-    let settings = LossSettings {
-        epsilon: s.epsilon,
-        beta: s.beta,
-        normaliser: (s.max_completion_length * members.len()) as f64,
-    };
-    for &i in members {
-        let r = &rows[i];
-        if old_from == OldLogprobs::Scored && r.old_logprobs.len() != r.completion_len() {
-            bail!("{}: no πθ_old log-probs (score the rows before the update)", r.origin);
-        }
-        if s.beta > 0.0 && r.ref_logprobs.as_ref().is_none_or(|v| v.len() != r.completion_len()) {
-            bail!("{}: beta > 0 but the row has no reference log-probs", r.origin);
-        }
-    }
-    let batch: Vec<ScoreRow> = members.iter().map(|&i| rows[i].tokens.clone()).collect();
-    let (mut pg_sum, mut kl_sum, mut clipped, mut tokens) = (0.0, 0.0, 0.0, 0.0);
-    let (mut mis_sum, mut mis_max, mut mis_n) = (0.0f64, 0.0f64, 0u64);
+    let s = input.settings;
+    let loss_settings = input.loss_settings();
+    input.check_rows()?;
+    let batch: Vec<ScoreRow> =
+        input.members.iter().map(|&i| input.rows[i].tokens.clone()).collect();
+    let mut sums = StepSums::default();
 
     opt.zero_grad();
     let grad =
         GradOptions { micro_batch: s.micro_batch_size, checkpointing: s.gradient_checkpointing };
     let loss = policy.accumulate_gradients(&batch, grad, &mut |idx, lp| {
-        let c = lp.logprobs.size()[1] as usize;
-        let mb: Vec<&TrainRow> = idx.iter().map(|&k| &rows[members[k]]).collect();
-        // Current log-probs on the host, for the distance to the sampling ones.
-        let current: Vec<Vec<f32>> = Vec::try_from(lp.logprobs.detach().to_device(Device::Cpu))?;
-        for (r, cur) in mb.iter().zip(&current) {
-            for (a, b) in cur.iter().zip(&r.sampling_logprobs) {
-                let d = (*a as f64 - *b as f64).abs();
-                mis_sum += d;
-                mis_max = mis_max.max(d);
-                mis_n += 1;
-            }
-        }
-        let old = match old_from {
-            OldLogprobs::Scored => {
-                let old: Vec<&[f32]> = mb.iter().map(|r| r.old_logprobs.as_slice()).collect();
-                padded(&old, c, device)
-            }
-            OldLogprobs::Current => lp.logprobs.detach(),
-        };
-        let adv: Vec<f32> = mb.iter().map(|r| r.advantage).collect();
-        let adv = Tensor::from_slice(&adv).unsqueeze(1).to_device(device); // [b, 1]
-        let reference = (s.beta > 0.0).then(|| {
-            let r: Vec<&[f32]> =
-                mb.iter().map(|r| r.ref_logprobs.as_deref().unwrap_or(&[])).collect();
-            padded(&r, c, device)
-        });
-        let parts = match s.loss_type {
-            LossType::DrGrpo => dr_grpo_loss(lp, &old, &adv, reference.as_ref(), &settings),
-        };
-        pg_sum += parts.pg_sum;
-        kl_sum += parts.kl_sum;
-        clipped += parts.clipped;
-        tokens += parts.tokens;
+        let loss = micro_batch_loss(input, &loss_settings, idx, lp, device, &mut sums)?;
         if let Some(b) = bar {
             b.inc(idx.len() as u64);
         }
-        Ok(parts.loss)
+        Ok(loss)
     })?;
     let max_norm = if s.max_grad_norm > 0.0 { s.max_grad_norm } else { f64::INFINITY };
     let grad_norm = opt.clip_grad_norm(max_norm);
     opt.step();
-    let seconds = t0.elapsed().as_secs_f64();
-
-    let role_stats = |role: Role| {
-        let of: Vec<&TrainRow> =
-            members.iter().map(|&i| &rows[i]).filter(|r| r.role == role).collect();
-        let n = of.len();
-        let mean = |f: fn(&TrainRow) -> f32| {
-            if n == 0 {
-                0.0
-            } else {
-                of.iter().map(|r| f(r) as f64).sum::<f64>() / n as f64
-            }
-        };
-        (n as u32, mean(|r| r.reward), mean(|r| r.advantage))
-    };
-    let (c_n, c_reward, c_adv) = role_stats(Role::Challenger);
-    let (r_n, r_reward, r_adv) = role_stats(Role::Reasoner);
-    let metrics = UpdateMetricsRow {
-        iteration: s.iteration,
-        epoch: at.epoch,
-        step: at.step,
+    let outcome = Outcome {
         loss,
-        pg_loss: pg_sum / settings.normaliser,
-        // The KL estimate per token, as TRL logs it; its share of `loss` is β·Σkl / (L·N).
-        kl: if tokens > 0.0 { kl_sum / tokens } else { 0.0 },
         grad_norm,
-        clip_fraction: if tokens > 0.0 { clipped / tokens } else { 0.0 },
         learning_rate: opt.config.lr,
-        sequences: members.len() as u32,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    let metrics = step_metrics(input, &loss_settings, &sums, &outcome);
+    Ok(Step { metrics, sampling_mismatch: sums.mismatch.finish() })
+}
+
+/// What the loss terms of a step's micro-batches add up to.
+#[derive(Debug, Clone, Copy, Default)]
+struct StepSums {
+    pg: f64,
+    kl: f64,
+    clipped: f64,
+    tokens: f64,
+    /// Distance of the current log-probs (the policy the step starts from) to the sampling
+    /// ones.
+    mismatch: MismatchSum,
+}
+
+/// The step's result as the optimizer saw it.
+struct Outcome {
+    loss: f64,
+    grad_norm: f64,
+    learning_rate: f64,
+    seconds: f64,
+}
+
+/// The loss of one micro-batch, the rows `idx` of the step's batch, given their current
+/// log-probs `lp` [b, C]; its sums are added to `sums`.
+fn micro_batch_loss(
+    input: &StepInput<'_>,
+    loss_settings: &LossSettings,
+    idx: &[usize],
+    lp: &TokenLogprobs,
+    device: Device,
+    sums: &mut StepSums,
+) -> Result<Tensor> {
+    let c = lp.logprobs.size()[1] as usize;
+    let mb: Vec<&TrainRow> = idx.iter().map(|&k| input.row(k)).collect();
+    // Current log-probs on the host, for the distance to the sampling ones.
+    let current: Vec<Vec<f32>> = Vec::try_from(lp.logprobs.detach().to_device(Device::Cpu))?;
+    for (r, cur) in mb.iter().zip(&current) {
+        sums.mismatch.add(cur, &r.sampling_logprobs);
+    }
+    let old = match input.old_from {
+        OldLogprobs::Scored => {
+            let old: Vec<&[f32]> = mb.iter().map(|r| r.old_logprobs.as_slice()).collect();
+            padded(&old, c, device)
+        }
+        OldLogprobs::Current => lp.logprobs.detach(),
+    };
+    let adv: Vec<f32> = mb.iter().map(|r| r.advantage).collect();
+    let adv = Tensor::from_slice(&adv).unsqueeze(1).to_device(device); // [b, 1]
+    let reference = (input.settings.beta > 0.0).then(|| {
+        let r: Vec<&[f32]> = mb.iter().map(|r| r.ref_logprobs.as_deref().unwrap_or(&[])).collect();
+        padded(&r, c, device)
+    });
+    let parts = match input.settings.loss_type {
+        LossType::DrGrpo => dr_grpo_loss(lp, &old, &adv, reference.as_ref(), loss_settings),
+    };
+    sums.pg += parts.pg_sum;
+    sums.kl += parts.kl_sum;
+    sums.clipped += parts.clipped;
+    sums.tokens += parts.tokens;
+    Ok(parts.loss)
+}
+
+/// The step's metrics row.
+fn step_metrics(
+    input: &StepInput<'_>,
+    loss_settings: &LossSettings,
+    sums: &StepSums,
+    out: &Outcome,
+) -> UpdateMetricsRow {
+    let (c_n, c_reward, c_adv) = role_stats(input, Role::Challenger);
+    let (r_n, r_reward, r_adv) = role_stats(input, Role::Reasoner);
+    let tokens = sums.tokens;
+    UpdateMetricsRow {
+        iteration: input.settings.iteration,
+        epoch: input.at.epoch,
+        step: input.at.step,
+        loss: out.loss,
+        pg_loss: sums.pg / loss_settings.normaliser,
+        // The KL estimate per token, as TRL logs it; its share of `loss` is β·Σkl / (L·N).
+        kl: if tokens > 0.0 { sums.kl / tokens } else { 0.0 },
+        grad_norm: out.grad_norm,
+        clip_fraction: if tokens > 0.0 { sums.clipped / tokens } else { 0.0 },
+        learning_rate: out.learning_rate,
+        sequences: input.members.len() as u32,
         tokens: tokens as u64,
         challenger_sequences: c_n,
         reasoner_sequences: r_n,
@@ -317,16 +400,25 @@ pub fn train_step(
         challenger_mean_advantage: c_adv,
         reasoner_mean_reward: r_reward,
         reasoner_mean_advantage: r_adv,
-        seconds,
-        tokens_per_second: if seconds > 0.0 { tokens / seconds } else { 0.0 },
+        seconds: out.seconds,
+        tokens_per_second: if out.seconds > 0.0 { tokens / out.seconds } else { 0.0 },
         peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+/// Rows of `role` in the step: how many, their mean reward and mean advantage.
+fn role_stats(input: &StepInput<'_>, role: Role) -> (u32, f64, f64) {
+    let of: Vec<&TrainRow> =
+        input.members.iter().map(|&i| &input.rows[i]).filter(|r| r.role == role).collect();
+    let n = of.len();
+    let mean = |f: fn(&TrainRow) -> f32| {
+        if n == 0 {
+            0.0
+        } else {
+            of.iter().map(|r| f(r) as f64).sum::<f64>() / n as f64
+        }
     };
-    let sampling_mismatch = Mismatch {
-        mean_abs: if mis_n > 0 { mis_sum / mis_n as f64 } else { 0.0 },
-        max_abs: mis_max,
-        tokens: mis_n,
-    };
-    Ok(Step { metrics, sampling_mismatch })
+    (n as u32, mean(|r| r.reward), mean(|r| r.advantage))
 }
 
 /// Whether the whole update is one optimizer step over the whole batch, so πθ_old is the
@@ -358,16 +450,14 @@ pub fn run_epochs(
     let mut step = 0;
     for epoch in 0..s.ppo_epochs {
         for members in mini_batches(rows, s, epoch) {
-            let out = train_step(
-                policy,
-                opt,
+            let input = StepInput {
                 rows,
-                &members,
-                s,
+                members: &members,
+                settings: s,
                 old_from,
-                StepIndex { epoch, step },
-                bar,
-            )?;
+                at: StepIndex { epoch, step },
+            };
+            let out = train_step(policy, opt, &input, bar)?;
             let m = &out.metrics;
             tracing::debug!(
                 epoch,

@@ -144,7 +144,7 @@ fn missing_or_unfinished_scored_folder_is_refused_by_name() {
     let mut w = ShardWriter::<ScoredRow>::create(out.part_path()).unwrap();
     w.write_all(scored_rows(0, 1)).unwrap();
     w.finish().unwrap();
-    out.commit(Default::default()).unwrap();
+    out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
     let msg = err_text(spice_update::run(&run.ctx(0, false), &UpdateOptions::default()));
     assert!(
         msg.contains("_manifest.part-00001-of-00002.json") && msg.contains("incomplete"),
@@ -161,7 +161,8 @@ fn bad_rows_are_named_and_never_undo_a_finished_update() {
     let update_manifest = run.layout().folder(0, "update").join("_manifest.json");
     let ckpt_manifest = run.checkpoint(0).join("_manifest.json");
 
-    let cases: [(&str, fn(&mut ScoredRow)); 4] = [
+    type Corruption = (&'static str, fn(&mut ScoredRow));
+    let cases: [Corruption; 4] = [
         ("field `logprobs` has", |r| r.logprobs.pop().map(|_| ()).unwrap()),
         ("field `completion_ids` holds token id 5000", |r| r.completion_ids[0] = 5000),
         ("field `role`", |r| r.role = "critic".into()),

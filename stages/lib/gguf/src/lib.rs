@@ -98,164 +98,219 @@ pub fn import_gguf(gguf: &Path, out_dir: &Path) -> Result<ImportReport> {
 }
 
 pub fn import_gguf_with(gguf: &Path, out_dir: &Path, opts: &ImportOptions) -> Result<ImportReport> {
-    let start = Instant::now();
-    let say = |msg: &str| {
-        if opts.progress {
-            eprintln!("[{:6.1}s] {msg}", start.elapsed().as_secs_f64());
-        }
-    };
+    let progress = Progress { start: Instant::now(), on: opts.progress };
     let digest = sha256_file(gguf)?;
-    say(&format!("{}: sha256 {digest}", gguf.display()));
+    progress.say(&format!("{}: sha256 {digest}", gguf.display()));
+    let report = |record: &ImportRecord, skipped: bool| ImportReport {
+        out_dir: out_dir.to_path_buf(),
+        source: gguf.to_path_buf(),
+        source_sha256: digest.clone(),
+        skipped,
+        tensors: record.tensors,
+        parameters: record.parameters,
+        seconds: progress.seconds(),
+    };
     if !opts.force {
         if let Some(rec) = up_to_date(out_dir, &digest) {
-            say(&format!(
+            progress.say(&format!(
                 "{} is up to date (same source digest); nothing to do",
                 out_dir.display()
             ));
-            return Ok(ImportReport {
-                out_dir: out_dir.to_path_buf(),
-                source: gguf.to_path_buf(),
-                source_sha256: digest,
-                skipped: true,
-                tensors: rec.tensors,
-                parameters: rec.parameters,
-                seconds: start.elapsed().as_secs_f64(),
-            });
+            return Ok(report(&rec, true));
         }
     }
 
-    let mut g = GgufFile::open(gguf)?;
-    let tok = GgufTokenizer::from_gguf(&g)?;
-    let tied = g.tensor_meta("output.weight").is_none();
-    let cfg = LlamaConfig::from_gguf(&g, tok.tokens.len(), tied)?;
-    if let Some(n) = g.opt_uint("llama.vocab_size")? {
-        if n as usize != tok.tokens.len() {
-            bail!(
-                "{}: `llama.vocab_size` {n} disagrees with `tokenizer.ggml.tokens` ({} tokens)",
-                gguf.display(),
-                tok.tokens.len()
-            );
-        }
-    }
-    let plan = llama_plan(&cfg, tied);
-    check_tensor_names(&g, &plan)?;
-    say(&format!(
-        "{} layers, hidden {}, heads {}/{}, vocab {}, {} tensors{}",
-        cfg.num_hidden_layers,
-        cfg.hidden_size,
-        cfg.num_attention_heads,
-        cfg.num_key_value_heads,
-        cfg.vocab_size,
-        plan.len(),
-        if tied { ", tied embeddings" } else { "" }
-    ));
-
+    let mut src = Source::open(gguf, &progress)?;
     let tmp = sibling(out_dir, "tmp")?;
     remove_if_exists(&tmp)?;
     fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let result = (|| -> Result<ImportRecord> {
-        let mut tensors: Vec<(String, F32Tensor)> = Vec::with_capacity(plan.len());
-        let mut parameters = 0u64;
-        for (k, p) in plan.iter().enumerate() {
-            let (shape, data) = g.dequantize(&p.gguf_name)?;
-            if shape != p.shape {
-                bail!(
-                    "{}: tensor `{}` has shape {shape:?}, expected {:?} for `{}` from the metadata",
-                    gguf.display(),
-                    p.gguf_name,
-                    p.shape,
-                    p.hf_name
-                );
-            }
-            let data = match p.permute {
-                Permute::None => data,
-                Permute::Query => {
-                    unpermute_rows(&data, cfg.num_attention_heads, shape[0], shape[1])?
-                }
-                Permute::Key => unpermute_rows(&data, cfg.num_key_value_heads, shape[0], shape[1])?,
-            };
-            if let Some(bad) = data.iter().position(|x| !x.is_finite()) {
-                bail!(
-                    "{}: tensor `{}` has a non-finite value at index {bad}",
-                    gguf.display(),
-                    p.gguf_name
-                );
-            }
-            parameters += data.len() as u64;
-            tensors.push((p.hf_name.clone(), F32Tensor { shape, data }));
-            if (k + 1) % 27 == 0 || k + 1 == plan.len() {
-                say(&format!("dequantized {}/{} tensors", k + 1, plan.len()));
-            }
-        }
-        let st = tmp.join("model.safetensors");
-        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize_to_file(
-            tensors.iter().map(|(n, t)| (n.as_str(), t)),
-            Some(meta),
-            &st,
-        )
-        .map_err(|e| anyhow!("cannot write {}: {e}", st.display()))?;
-        readable_by_all(&st)?;
-        say(&format!("wrote model.safetensors ({parameters} parameters, f32)"));
-
-        write_json(&tmp.join("config.json"), &cfg.to_json())?;
-        write_json(&tmp.join("generation_config.json"), &cfg.generation_config())?;
-        let tokenizer = tok.build()?;
-        let tj = tmp.join("tokenizer.json");
-        tokenizer.save(&tj, true).map_err(|e| anyhow!("cannot write {}: {e}", tj.display()))?;
-        write_json(
-            &tmp.join("tokenizer_config.json"),
-            &tok.tokenizer_config(cfg.max_position_embeddings),
-        )?;
-        write_json(&tmp.join("special_tokens_map.json"), &tok.special_tokens_map())?;
-        say("wrote config, generation config and tokenizer files");
-
-        let record = ImportRecord {
-            format_version: FORMAT_VERSION,
-            importer: format!("spice-gguf {}", env!("CARGO_PKG_VERSION")),
-            source_file: gguf
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            source_sha256: digest.clone(),
-            source_bytes: fs::metadata(gguf)?.len(),
-            tensors: plan.len(),
-            parameters,
-        };
-        write_json(&tmp.join(RECORD_FILE), &serde_json::to_value(&record)?)?;
-        Ok(record)
-    })();
-    let record = match result {
+    // A failed import leaves no half-written folder behind.
+    let record = match write_folder(&mut src, &digest, &tmp, &progress) {
         Ok(r) => r,
         Err(e) => {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
     };
+    swap_into_place(&tmp, out_dir)?;
+    progress.say(&format!("imported into {}", out_dir.display()));
+    Ok(report(&record, false))
+}
 
-    // Swap into place: the old folder (if any) is moved aside first, then removed.
-    if out_dir.exists() {
-        let old = sibling(out_dir, "old")?;
-        remove_if_exists(&old)?;
-        fs::rename(out_dir, &old)
-            .with_context(|| format!("cannot move the old {} aside", out_dir.display()))?;
-        fs::rename(&tmp, out_dir)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), out_dir.display()))?;
-        fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
-    } else {
-        fs::rename(&tmp, out_dir)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), out_dir.display()))?;
+/// Progress lines on stderr (when `on`), stamped with the seconds since the import started.
+struct Progress {
+    start: Instant,
+    on: bool,
+}
+
+impl Progress {
+    fn say(&self, msg: &str) {
+        if self.on {
+            eprintln!("[{:6.1}s] {msg}", self.seconds());
+        }
     }
-    say(&format!("imported into {}", out_dir.display()));
-    Ok(ImportReport {
-        out_dir: out_dir.to_path_buf(),
-        source: gguf.to_path_buf(),
-        source_sha256: digest,
-        skipped: false,
-        tensors: record.tensors,
-        parameters: record.parameters,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+
+    fn seconds(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// What an import reads from the GGUF, checked for consistency before anything is written.
+struct Source<'a> {
+    path: &'a Path,
+    g: GgufFile,
+    tok: GgufTokenizer,
+    cfg: LlamaConfig,
+    plan: Vec<weights::TensorPlan>,
+}
+
+impl<'a> Source<'a> {
+    fn open(gguf: &'a Path, progress: &Progress) -> Result<Self> {
+        let g = GgufFile::open(gguf)?;
+        let tok = GgufTokenizer::from_gguf(&g)?;
+        let tied = g.tensor_meta("output.weight").is_none();
+        let cfg = LlamaConfig::from_gguf(&g, tok.tokens.len(), tied)?;
+        if let Some(n) = g.opt_uint("llama.vocab_size")? {
+            if n as usize != tok.tokens.len() {
+                bail!(
+                    "{}: `llama.vocab_size` {n} disagrees with `tokenizer.ggml.tokens` ({} tokens)",
+                    gguf.display(),
+                    tok.tokens.len()
+                );
+            }
+        }
+        let plan = llama_plan(&cfg, tied);
+        check_tensor_names(&g, &plan)?;
+        progress.say(&format!(
+            "{} layers, hidden {}, heads {}/{}, vocab {}, {} tensors{}",
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.vocab_size,
+            plan.len(),
+            if tied { ", tied embeddings" } else { "" }
+        ));
+        Ok(Source { path: gguf, g, tok, cfg, plan })
+    }
+
+    /// Every tensor of the plan, dequantized, un-permuted and checked, with its Hugging Face
+    /// name.
+    fn dequantize_all(&mut self, progress: &Progress) -> Result<Vec<(String, F32Tensor)>> {
+        let n = self.plan.len();
+        let mut tensors = Vec::with_capacity(n);
+        for k in 0..n {
+            let t = self.dequantize(k)?;
+            tensors.push((self.plan[k].hf_name.clone(), t));
+            if (k + 1) % 27 == 0 || k + 1 == n {
+                progress.say(&format!("dequantized {}/{n} tensors", k + 1));
+            }
+        }
+        Ok(tensors)
+    }
+
+    /// Tensor `k` of the plan in Hugging Face layout.
+    fn dequantize(&mut self, k: usize) -> Result<F32Tensor> {
+        let p = &self.plan[k];
+        let (shape, data) = self.g.dequantize(&p.gguf_name)?;
+        if shape != p.shape {
+            bail!(
+                "{}: tensor `{}` has shape {shape:?}, expected {:?} for `{}` from the metadata",
+                self.path.display(),
+                p.gguf_name,
+                p.shape,
+                p.hf_name
+            );
+        }
+        let heads = match p.permute {
+            Permute::None => None,
+            Permute::Query => Some(self.cfg.num_attention_heads),
+            Permute::Key => Some(self.cfg.num_key_value_heads),
+        };
+        let data = match heads {
+            Some(h) => unpermute_rows(&data, h, shape[0], shape[1])?,
+            None => data,
+        };
+        if let Some(bad) = data.iter().position(|x| !x.is_finite()) {
+            bail!(
+                "{}: tensor `{}` has a non-finite value at index {bad}",
+                self.path.display(),
+                p.gguf_name
+            );
+        }
+        Ok(F32Tensor { shape, data })
+    }
+}
+
+/// Writes every file of the import into `tmp`, the record last.
+fn write_folder(
+    src: &mut Source<'_>,
+    digest: &str,
+    tmp: &Path,
+    progress: &Progress,
+) -> Result<ImportRecord> {
+    let tensors = src.dequantize_all(progress)?;
+    let parameters: u64 = tensors.iter().map(|(_, t)| t.data.len() as u64).sum();
+    write_safetensors(&tmp.join("model.safetensors"), &tensors)?;
+    progress.say(&format!("wrote model.safetensors ({parameters} parameters, f32)"));
+    write_metadata(src, tmp)?;
+    progress.say("wrote config, generation config and tokenizer files");
+
+    let record = ImportRecord {
+        format_version: FORMAT_VERSION,
+        importer: format!("spice-gguf {}", env!("CARGO_PKG_VERSION")),
+        source_file: src
+            .path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        source_sha256: digest.to_string(),
+        source_bytes: fs::metadata(src.path)?.len(),
+        tensors: src.plan.len(),
+        parameters,
+    };
+    write_json(&tmp.join(RECORD_FILE), &serde_json::to_value(&record)?)?;
+    Ok(record)
+}
+
+fn write_safetensors(st: &Path, tensors: &[(String, F32Tensor)]) -> Result<()> {
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), st)
+        .map_err(|e| anyhow!("cannot write {}: {e}", st.display()))?;
+    readable_by_all(st)
+}
+
+/// The config, generation config and tokenizer files.
+fn write_metadata(src: &Source<'_>, tmp: &Path) -> Result<()> {
+    let (cfg, tok) = (&src.cfg, &src.tok);
+    write_json(&tmp.join("config.json"), &cfg.to_json())?;
+    write_json(&tmp.join("generation_config.json"), &cfg.generation_config())?;
+    let tokenizer = tok.build()?;
+    let tj = tmp.join("tokenizer.json");
+    tokenizer.save(&tj, true).map_err(|e| anyhow!("cannot write {}: {e}", tj.display()))?;
+    write_json(
+        &tmp.join("tokenizer_config.json"),
+        &tok.tokenizer_config(cfg.max_position_embeddings),
+    )?;
+    write_json(&tmp.join("special_tokens_map.json"), &tok.special_tokens_map())
+}
+
+/// Moves the finished `tmp` to `out_dir`. The old folder (if any) is moved aside first, then
+/// removed, so `out_dir` is never a mix of the two.
+fn swap_into_place(tmp: &Path, out_dir: &Path) -> Result<()> {
+    let rename = || {
+        fs::rename(tmp, out_dir)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), out_dir.display()))
+    };
+    if !out_dir.exists() {
+        return rename();
+    }
+    let old = sibling(out_dir, "old")?;
+    remove_if_exists(&old)?;
+    fs::rename(out_dir, &old)
+        .with_context(|| format!("cannot move the old {} aside", out_dir.display()))?;
+    rename()?;
+    fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))
 }
 
 /// The record of `out_dir` if it was imported from a file with this digest by this format

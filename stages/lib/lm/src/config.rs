@@ -144,7 +144,7 @@ impl Config {
                 bail!("field `{name}` is missing or zero");
             }
         }
-        if self.num_attention_heads % self.num_kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
             bail!(
                 "field `num_key_value_heads` = {} does not divide `num_attention_heads` = {}",
                 self.num_kv_heads(),

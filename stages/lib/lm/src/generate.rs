@@ -130,6 +130,45 @@ struct Row {
     finish: Option<FinishReason>,
 }
 
+impl Row {
+    /// Request `index`, nothing generated yet.
+    fn new(index: usize, request: &GenRequest) -> Row {
+        Row {
+            index,
+            rng: row_rng(request.seed),
+            prompt_len: request.prompt_ids.len() as i64,
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            finish: None,
+        }
+    }
+}
+
+/// A batch of prompts padded on the left to `p` tokens: token ids (padded with `pad`),
+/// positions (each prompt's from 0), and the key mask of a cache of `p + max_new` columns,
+/// −∞ on the padding so no row attends to it.
+fn left_padded(
+    prompts: &[&[u32]],
+    p: usize,
+    max_new: usize,
+    pad: i64,
+) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
+    let b = prompts.len();
+    let mut ids = vec![pad; b * p];
+    let mut pos = vec![0i64; b * p];
+    let mut key_mask = vec![0f32; b * (p + max_new)];
+    for (r, prompt) in prompts.iter().enumerate() {
+        // Row r's prompt occupies the last prompt.len() columns of [0, p).
+        let off = p - prompt.len();
+        for (j, &t) in prompt.iter().enumerate() {
+            ids[r * p + off + j] = t as i64;
+            pos[r * p + off + j] = j as i64;
+        }
+        key_mask[r * (p + max_new)..r * (p + max_new) + off].fill(f32::NEG_INFINITY);
+    }
+    (ids, pos, key_mask)
+}
+
 impl Policy {
     /// Generate a completion for every request; results come back in request order.
     pub fn generate(
@@ -211,6 +250,8 @@ impl Policy {
         })
     }
 
+    /// Generates the requests `indices` as one batch: a prefill of the left-padded prompts,
+    /// then one decode step per new token until every row has finished.
     fn run_batch(
         &self,
         weights: &StepWeights<'_>,
@@ -219,42 +260,46 @@ impl Policy {
         params: &SamplingParams,
         progress: Option<&ProgressBar>,
     ) -> Result<Vec<Row>> {
-        let device = self.device();
-        let cfg = self.config();
-        let b = indices.len() as i64;
-        let p = indices.iter().map(|&i| requests[i].prompt_ids.len()).max().unwrap() as i64;
+        let rows: Vec<Row> = indices.iter().map(|&i| Row::new(i, &requests[i])).collect();
         let max_new = params.max_new_tokens as i64;
-        let mut rows: Vec<Row> = indices
-            .iter()
-            .map(|&i| Row {
-                index: i,
-                rng: row_rng(requests[i].seed),
-                prompt_len: requests[i].prompt_ids.len() as i64,
-                tokens: Vec::new(),
-                logprobs: Vec::new(),
-                finish: None,
-            })
-            .collect();
-        let mut done = Vec::new();
         if max_new == 0 {
             return Ok(rows);
         }
-        // Left padding: row r's prompt occupies the last prompt_len columns of [0, p).
-        let pad = self.eos_ids().first().copied().unwrap_or(0) as i64;
-        let mut ids = vec![pad; (b * p) as usize];
-        let mut pos = vec![0i64; (b * p) as usize];
-        let mut key_mask = vec![0f32; (b * (p + max_new)) as usize];
-        for (r, &i) in indices.iter().enumerate() {
-            let prompt = &requests[i].prompt_ids;
-            let off = (p as usize) - prompt.len();
-            for (j, &t) in prompt.iter().enumerate() {
-                ids[r * p as usize + off + j] = t as i64;
-                pos[r * p as usize + off + j] = j as i64;
+        let prompts: Vec<&[u32]> =
+            indices.iter().map(|&i| requests[i].prompt_ids.as_slice()).collect();
+        // The prefill has b × p rows per GEMM: the compute dtype's weights.
+        let (mut cache, mut logits) = self.prefill(weights.wide, &prompts, max_new);
+
+        let stop_window = params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0) + 8;
+        let mut live = rows;
+        let mut done = Vec::new();
+        for _ in 0..max_new {
+            self.sample_next(&mut live, &logits, params, max_new, stop_window)?;
+            if live.iter().any(|r| r.finish.is_some()) {
+                let fin = self.drop_finished(&mut live, &mut cache);
+                if let Some(pb) = progress {
+                    pb.inc(fin.len() as u64);
+                }
+                done.extend(fin);
+                if live.is_empty() {
+                    break;
+                }
             }
-            for j in 0..off {
-                key_mask[r * (p + max_new) as usize + j] = f32::NEG_INFINITY;
-            }
+            logits = self.decode_step(weights, &live, &mut cache);
         }
+        done.extend(live);
+        Ok(done)
+    }
+
+    /// Runs the left-padded prompts through the model with weights `w`: the KV cache (with
+    /// room for `max_new` more tokens per row) and each row's next-token logits [b, vocab].
+    fn prefill(&self, w: &Weights, prompts: &[&[u32]], max_new: i64) -> (KvCache, Tensor) {
+        let device = self.device();
+        let cfg = self.config();
+        let b = prompts.len() as i64;
+        let p = prompts.iter().map(|x| x.len()).max().unwrap() as i64;
+        let pad = self.eos_ids().first().copied().unwrap_or(0) as i64;
+        let (ids, pos, key_mask) = left_padded(prompts, p as usize, max_new as usize, pad);
         let attn_kind = if device == Device::Cpu { Kind::Float } else { self.compute_kind() };
         let mut cache = KvCache::new(
             cfg.num_hidden_layers,
@@ -269,62 +314,70 @@ impl Policy {
         let ids = Tensor::from_slice(&ids).view([b, p]).to_device(device);
         let pos = Tensor::from_slice(&pos).view([b, p]).to_device(device);
         let t0 = Instant::now();
-        // The prefill has b × p rows per GEMM: the compute dtype's weights.
-        let w = weights.wide;
         let hidden = w.forward(&ids, &pos, AttnMode::Cached(&mut cache), None);
-        let mut logits = w.last_logits(&hidden); // [b, vocab]
+        let logits = w.last_logits(&hidden); // [b, vocab]
         tracing::trace!(batch = b, prompt = p, seconds = t0.elapsed().as_secs_f64(), "prefill");
+        (cache, logits)
+    }
 
-        let stop_window = params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0) + 8;
-        let mut live: Vec<Row> = rows.drain(..).collect();
-        for _ in 0..max_new {
-            // One draw per live row from its own stream; the choice happens on the device.
-            let draws: Vec<f64> = live.iter_mut().map(|r| r.rng.random::<f64>()).collect();
-            let (tokens, lps) = sample_batch(&logits, params, &draws);
-            for (row, (tok, lp)) in live.iter_mut().zip(tokens.into_iter().zip(lps)) {
-                row.tokens.push(tok);
-                row.logprobs.push(lp);
-                if self.eos_ids().contains(&tok) || self.hits_stop(row, params, stop_window)? {
-                    row.finish = Some(FinishReason::Stop);
-                } else if row.tokens.len() as i64 >= max_new {
-                    row.finish = Some(FinishReason::Length);
-                }
+    /// Samples one token for every live row from `logits` and marks the rows it finishes.
+    fn sample_next(
+        &self,
+        live: &mut [Row],
+        logits: &Tensor,
+        params: &SamplingParams,
+        max_new: i64,
+        stop_window: usize,
+    ) -> Result<()> {
+        // One draw per live row from its own stream; the choice happens on the device.
+        let draws: Vec<f64> = live.iter_mut().map(|r| r.rng.random::<f64>()).collect();
+        let (tokens, lps) = sample_batch(logits, params, &draws);
+        for (row, (tok, lp)) in live.iter_mut().zip(tokens.into_iter().zip(lps)) {
+            row.tokens.push(tok);
+            row.logprobs.push(lp);
+            if self.eos_ids().contains(&tok) || self.hits_stop(row, params, stop_window)? {
+                row.finish = Some(FinishReason::Stop);
+            } else if row.tokens.len() as i64 >= max_new {
+                row.finish = Some(FinishReason::Length);
             }
-            // Drop finished rows from the batch and the cache.
-            if live.iter().any(|r| r.finish.is_some()) {
-                let keep: Vec<i64> = live
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.finish.is_none())
-                    .map(|(i, _)| i as i64)
-                    .collect();
-                let (fin, still): (Vec<Row>, Vec<Row>) =
-                    live.into_iter().partition(|r| r.finish.is_some());
-                if let Some(pb) = progress {
-                    pb.inc(fin.len() as u64);
-                }
-                done.extend(fin);
-                live = still;
-                if live.is_empty() {
-                    break;
-                }
-                cache.keep_rows(&Tensor::from_slice(&keep).to_device(device));
-            }
-            // Next step: one token per live row at its own position.
-            let bl = live.len() as i64;
-            let next: Vec<i64> = live.iter().map(|r| *r.tokens.last().unwrap() as i64).collect();
-            let next_pos: Vec<i64> =
-                live.iter().map(|r| r.prompt_len + r.tokens.len() as i64 - 1).collect();
-            let ids = Tensor::from_slice(&next).view([bl, 1]).to_device(device);
-            let pos = Tensor::from_slice(&next_pos).view([bl, 1]).to_device(device);
-            let t0 = Instant::now();
-            let w = weights.for_rows(live.len());
-            let hidden = w.forward(&ids, &pos, AttnMode::Cached(&mut cache), None);
-            logits = w.last_logits(&hidden);
-            tracing::trace!(batch = bl, seconds = t0.elapsed().as_secs_f64(), "decode step");
         }
-        done.extend(live);
-        Ok(done)
+        Ok(())
+    }
+
+    /// Takes the finished rows out of `live` and, unless none is left, out of the cache, so
+    /// they stop costing compute. Returns them.
+    fn drop_finished(&self, live: &mut Vec<Row>, cache: &mut KvCache) -> Vec<Row> {
+        let keep: Vec<i64> = live
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.finish.is_none())
+            .map(|(i, _)| i as i64)
+            .collect();
+        let (fin, still): (Vec<Row>, Vec<Row>) =
+            std::mem::take(live).into_iter().partition(|r| r.finish.is_some());
+        *live = still;
+        if !live.is_empty() {
+            cache.keep_rows(&Tensor::from_slice(&keep).to_device(self.device()));
+        }
+        fin
+    }
+
+    /// One token per live row, its newest, at its own position through the model: the next
+    /// logits [live, vocab].
+    fn decode_step(&self, weights: &StepWeights<'_>, live: &[Row], cache: &mut KvCache) -> Tensor {
+        let device = self.device();
+        let bl = live.len() as i64;
+        let next: Vec<i64> = live.iter().map(|r| *r.tokens.last().unwrap() as i64).collect();
+        let next_pos: Vec<i64> =
+            live.iter().map(|r| r.prompt_len + r.tokens.len() as i64 - 1).collect();
+        let ids = Tensor::from_slice(&next).view([bl, 1]).to_device(device);
+        let pos = Tensor::from_slice(&next_pos).view([bl, 1]).to_device(device);
+        let t0 = Instant::now();
+        let w = weights.for_rows(live.len());
+        let hidden = w.forward(&ids, &pos, AttnMode::Cached(cache), None);
+        let logits = w.last_logits(&hidden);
+        tracing::trace!(batch = bl, seconds = t0.elapsed().as_secs_f64(), "decode step");
+        logits
     }
 
     /// Whether the newest token completed one of the stop strings. Only a tail of the

@@ -100,10 +100,6 @@ impl Policy {
         &self.model.vs
     }
 
-    pub fn var_store_mut(&mut self) -> &mut tch::nn::VarStore {
-        &mut self.model.vs
-    }
-
     /// Prompt text for chat `messages` through the folder's chat template.
     pub fn render_chat(
         &self,

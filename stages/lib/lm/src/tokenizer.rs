@@ -27,11 +27,6 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special).map_err(|e| anyhow!("decoding token ids: {e}"))
     }
 
-    /// The id of a token string such as `<|im_end|>`, if the vocabulary has it.
-    pub fn token_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
-    }
-
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use spice_lm::{ChatMessage, GenRequest, Generation, Policy, SamplingParams};
-use spice_schemas::{digest::digest_path, layout::policy_id};
+use spice_schemas::{digest::digest_path, layout::policy_id, metrics::GenerationMetrics};
 
 /// A loaded policy, the id its rows record (`checkpoint@3fa2c0d91b7e`) and the device it
 /// runs on (`cpu`, `cuda:0`), which the stage's manifest records.
@@ -68,56 +68,20 @@ impl StagePolicy {
         params: &SamplingParams,
         batch_size: usize,
         what: &str,
-    ) -> Result<(Vec<Generation>, Throughput)> {
+    ) -> Result<(Vec<Generation>, GenerationMetrics)> {
         let pb = spice_stage::progress(requests.len() as u64, what, "rows");
         let (gens, stats) =
             self.policy.generate_with_stats(requests, params, batch_size, Some(&pb))?;
         pb.finish();
-        let t = Throughput {
-            rows: gens.len() as u64,
-            new_tokens: stats.new_tokens as u64,
-            seconds: stats.seconds,
-        };
+        let t = GenerationMetrics::new(gens.len() as u64, stats.new_tokens as u64, stats.seconds);
         tracing::info!(
             rows = t.rows,
             new_tokens = t.new_tokens,
-            seconds = t.seconds,
-            tokens_per_second = t.tokens_per_second(),
+            seconds = t.generation_seconds,
+            tokens_per_second = t.tokens_per_second,
             "{what} done"
         );
         Ok((gens, t))
-    }
-}
-
-/// Totals of generation, for manifests.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Throughput {
-    pub rows: u64,
-    pub new_tokens: u64,
-    pub seconds: f64,
-}
-
-impl Throughput {
-    pub fn tokens_per_second(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.new_tokens as f64 / self.seconds
-        } else {
-            0.0
-        }
-    }
-
-    pub fn add(&mut self, other: Throughput) {
-        self.rows += other.rows;
-        self.new_tokens += other.new_tokens;
-        self.seconds += other.seconds;
-    }
-
-    /// Manifest metrics under `prefix` (`generated_rows`, `new_tokens`, …).
-    pub fn metrics(&self, prefix: &str, m: &mut serde_json::Map<String, serde_json::Value>) {
-        m.insert(format!("{prefix}rows"), self.rows.into());
-        m.insert(format!("{prefix}new_tokens"), self.new_tokens.into());
-        m.insert(format!("{prefix}generation_seconds"), self.seconds.into());
-        m.insert(format!("{prefix}tokens_per_second"), self.tokens_per_second().into());
     }
 }
 

@@ -78,22 +78,21 @@ mod tests {
         let c = parse_format_choice(
             r#"{"format": "free_form", "answer_type": "integer"}"#,
             BOTH,
-            &AnswerType::ALL,
+            AnswerType::ALL,
         );
         assert_eq!(
             c,
             Some(FormatChoice { kind: TaskKind::FreeForm, answer_type: Some(AnswerType::Integer) })
         );
         let c =
-            parse_format_choice("I would ask a multiple choice question.", BOTH, &AnswerType::ALL);
+            parse_format_choice("I would ask a multiple choice question.", BOTH, AnswerType::ALL);
         assert_eq!(c, Some(FormatChoice { kind: TaskKind::Mcq, answer_type: None }));
-        assert_eq!(parse_format_choice("no idea", BOTH, &AnswerType::ALL), None);
+        assert_eq!(parse_format_choice("no idea", BOTH, AnswerType::ALL), None);
     }
 
     #[test]
     fn respects_what_is_allowed() {
-        let c =
-            parse_format_choice(r#"{"format": "mcq"}"#, &[TaskKind::FreeForm], &AnswerType::ALL);
+        let c = parse_format_choice(r#"{"format": "mcq"}"#, &[TaskKind::FreeForm], AnswerType::ALL);
         assert_eq!(c, None);
         let c = parse_format_choice(
             r#"{"format": "free_form", "answer_type": "list"}"#,

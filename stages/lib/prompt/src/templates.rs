@@ -230,7 +230,7 @@ mod tests {
     fn paper_format_prompt_lists_only_allowed_formats() {
         let p = repo_prompts();
         let only_mcq =
-            p.challenger_format("paper", Some("doc"), &[TaskKind::Mcq], &AnswerType::ALL).unwrap();
+            p.challenger_format("paper", Some("doc"), &[TaskKind::Mcq], AnswerType::ALL).unwrap();
         assert!(only_mcq.contains("\"mcq\": a multiple-choice"));
         assert!(!only_mcq.contains("\"free_form\": a question"));
         let both = p

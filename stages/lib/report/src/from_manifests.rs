@@ -3,21 +3,34 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use spice_schemas::metrics::{GenerationMetrics, UpdateMetrics};
 use spice_schemas::{layout::RunLayout, Manifest};
 
 use crate::numbers::{IterationReport, PerStage};
 use crate::shards::complete;
 
+/// What a stage's tokens/s is made of: one part's (tokens, seconds).
+type Rate = fn(&Manifest) -> Result<(u64, f64)>;
+
+fn generated(m: &Manifest) -> Result<(u64, f64)> {
+    let g: GenerationMetrics = m.metrics_as()?;
+    Ok((g.new_tokens, g.generation_seconds))
+}
+
+fn trained(m: &Manifest) -> Result<(u64, f64)> {
+    let u: UpdateMetrics = m.metrics_as()?;
+    Ok((u.tokens, u.train_seconds))
+}
+
 /// Folders of each stage (update's `checkpoint/` is not counted: its time is inside
-/// `update/`'s, whose stage saves it), and the metrics its tokens/s is made of (tokens,
-/// seconds), summed over parts and folders.
-const STAGES: [(&str, &[&str], Option<(&str, &str)>); 6] = [
-    ("challenge", &["challenger"], Some(("new_tokens", "generation_seconds"))),
+/// `update/`'s, whose stage saves it), and its tokens/s, summed over parts and folders.
+const STAGES: [(&str, &[&str], Option<Rate>); 6] = [
+    ("challenge", &["challenger"], Some(generated)),
     ("filter", &["tasks"], None),
-    ("rollout", &["rollouts"], Some(("new_tokens", "generation_seconds"))),
+    ("rollout", &["rollouts"], Some(generated)),
     ("score", &["scored"], None),
-    ("update", &["update"], Some(("tokens", "train_seconds"))),
-    ("eval", &["eval", "eval-checkpoint"], Some(("new_tokens", "generation_seconds"))),
+    ("update", &["update"], Some(trained)),
+    ("eval", &["eval", "eval-checkpoint"], Some(generated)),
 ];
 
 pub fn fill(
@@ -37,10 +50,13 @@ pub fn fill(
                 continue;
             }
             minutes.set(stage, Some(ms.iter().map(|m| m.seconds).sum::<f64>() / 60.0));
-            if let Some((tokens, seconds)) = rate {
-                let sum = |k: &str| ms.iter().filter_map(|m| m.metric(k)).sum::<f64>();
-                let s = sum(seconds);
-                rates.set(stage, (s > 0.0).then(|| sum(tokens) / s));
+            if let Some(rate) = rate {
+                let (mut tokens, mut seconds) = (0u64, 0.0);
+                for m in &ms {
+                    let (t, s) = rate(m)?;
+                    (tokens, seconds) = (tokens + t, seconds + s);
+                }
+                rates.set(stage, (seconds > 0.0).then(|| tokens as f64 / seconds));
             }
         }
         let times: Vec<f64> = PerStage::STAGES.iter().filter_map(|s| minutes.get(s)).collect();

@@ -4,15 +4,14 @@
 //! - [`StageCtx`]: the run folder, its frozen `run.toml` and the flags resolved against it;
 //! - [`derive_seed`]: seeds from (run seed, iteration, stage, row), so a rerun reproduces rows;
 //! - [`progress`]: a progress bar on a terminal, plain periodic lines elsewhere (Slurm logs);
-//! - [`init_logging`]: `tracing` to stderr;
-//! - [`metrics`]: manifest numbers that may have nothing to average.
+//! - [`init_logging`]: `tracing` to stderr.
 //!
-//! The commit protocol itself (skip, begin, commit) and reading committed inputs live in
-//! `spice-schemas`, beside the manifest they read and write.
+//! The commit protocol itself (skip, begin, commit, and `run_stage` around a stage's step),
+//! reading committed inputs and the manifest's metric structs live in `spice-schemas`,
+//! beside the manifest they read and write.
 
 mod args;
 mod logging;
-pub mod metrics;
 pub mod progress;
 mod seed;
 

@@ -86,7 +86,7 @@ impl TestRun {
         let mut w = ShardWriter::<ScoredRow>::create(out.part_path()).unwrap();
         w.write_all(rows.iter().cloned()).unwrap();
         w.finish().unwrap();
-        out.commit(Default::default()).unwrap();
+        out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
     }
 
     pub fn update_rows(&self, iter: u32) -> Vec<UpdateMetricsRow> {

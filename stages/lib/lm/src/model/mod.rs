@@ -17,7 +17,7 @@ mod mlp;
 mod norm;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use anyhow::{Context, Result};
 use tch::{nn, Device, Kind, Tensor};
@@ -41,11 +41,11 @@ pub struct Weights {
     /// The embedding matrix itself when the embeddings are tied.
     lm_head: Linear,
     tied: bool,
-    rope: Arc<Rope>,
+    rope: Rc<Rope>,
 }
 
 impl Weights {
-    fn load(cfg: &Config, vars: &mut Vars, rope: Arc<Rope>) -> Result<Weights> {
+    fn load(cfg: &Config, vars: &mut Vars, rope: Rc<Rope>) -> Result<Weights> {
         let h = cfg.hidden_size as i64;
         let v = cfg.vocab_size as i64;
         let embed_tokens = vars.get("model.embed_tokens.weight", &[v, h])?;
@@ -201,7 +201,7 @@ impl Model {
     ) -> Result<Model> {
         let vs = nn::VarStore::new(device);
         let mut vars = Vars::new(tensors, vs.root());
-        let master = Weights::load(&cfg, &mut vars, Arc::new(Rope::new(&cfg, device)))?;
+        let master = Weights::load(&cfg, &mut vars, Rc::new(Rope::new(&cfg, device)))?;
         vars.finish(&cfg.model_type)?;
         Ok(Model { cfg, vs, master })
     }

@@ -1,0 +1,34 @@
+use serde::{Deserialize, Serialize};
+
+/// Totals of one generation pass (Challenger, Reasoner or evaluation), flattened into the
+/// metrics of the stage that generated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerationMetrics {
+    /// Generated rows (completions).
+    pub rows: u64,
+    pub new_tokens: u64,
+    /// Wall time inside generation, without loading and writing.
+    pub generation_seconds: f64,
+    /// `new_tokens / generation_seconds` (0 when no time was spent).
+    pub tokens_per_second: f64,
+}
+
+/// Also a view of the metrics of any stage that flattens it in.
+impl crate::metrics::StageMetrics for GenerationMetrics {}
+
+impl GenerationMetrics {
+    pub fn new(rows: u64, new_tokens: u64, seconds: f64) -> Self {
+        let tokens_per_second = if seconds > 0.0 { new_tokens as f64 / seconds } else { 0.0 };
+        GenerationMetrics { rows, new_tokens, generation_seconds: seconds, tokens_per_second }
+    }
+
+    /// Both passes together (the rates are recomputed from the sums).
+    pub fn add(&mut self, other: GenerationMetrics) {
+        *self = GenerationMetrics::new(
+            self.rows + other.rows,
+            self.new_tokens + other.new_tokens,
+            self.generation_seconds + other.generation_seconds,
+        );
+    }
+}

@@ -1,0 +1,63 @@
+use serde::{Deserialize, Serialize};
+
+/// `update/`: the policy-gradient steps of one iteration (per-step numbers are in its
+/// `part-00000.parquet`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpdateMetrics {
+    pub steps: u64,
+    /// Rows read from `scored/`, the sequences trained on (per role), and Challenger rows
+    /// left out because the Challenger is frozen.
+    pub rows_read: u64,
+    pub sequences: u64,
+    pub challenger_sequences: u64,
+    pub reasoner_sequences: u64,
+    pub frozen_challenger_rows_skipped: u64,
+    pub tokens: u64,
+    /// Means over steps.
+    #[serde(alias = "loss", deserialize_with = "super::null_as_nan")]
+    pub mean_loss: f64,
+    #[serde(deserialize_with = "super::null_as_nan")]
+    pub mean_pg_loss: f64,
+    #[serde(deserialize_with = "super::null_as_nan")]
+    pub mean_kl: f64,
+    #[serde(deserialize_with = "super::null_as_nan")]
+    pub mean_clip_fraction: f64,
+    #[serde(alias = "grad_norm", deserialize_with = "super::null_as_nan")]
+    pub final_grad_norm: f64,
+    pub learning_rate: f64,
+    pub optimizer_step: u64,
+    pub optimizer_resumed: bool,
+    /// |log πθ_old − log π_sampling| over completion tokens: how far the update's model
+    /// drifts from the one that generated.
+    #[serde(deserialize_with = "super::null_as_nan")]
+    pub logprob_mismatch_mean_abs: f64,
+    #[serde(deserialize_with = "super::null_as_nan")]
+    pub logprob_mismatch_max_abs: f64,
+    /// Where πθ_old came from (`step forward pass` or `scored before the first step`).
+    pub old_logprobs: String,
+    pub score_seconds: f64,
+    pub reference_seconds: f64,
+    pub train_seconds: f64,
+    pub save_seconds: f64,
+    pub seconds: f64,
+    /// Trained tokens per second of training.
+    pub tokens_per_second: f64,
+    pub peak_rss_mib: f64,
+    pub device: String,
+    pub compute_dtype: String,
+}
+
+impl crate::metrics::StageMetrics for UpdateMetrics {}
+
+/// `checkpoint/`: the policy the next iteration starts from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CheckpointMetrics {
+    pub optimizer_step: u64,
+    pub optimizer_resumed: bool,
+    pub trained_sequences: u64,
+    pub steps: u64,
+}
+
+impl crate::metrics::StageMetrics for CheckpointMetrics {}

@@ -42,6 +42,9 @@ pub struct RunSection {
     pub dtype: Dtype,
     /// Parts each generation stage is split into (`--shard I/N`), for Slurm arrays.
     pub shards: u32,
+    /// Tokens the KV cache of one generation pass may hold; fewer rows then decode together
+    /// than the batch size asks. Unset: half the memory free on the device when it starts.
+    pub kv_cache_tokens: Option<u64>,
 }
 
 impl Default for RunSection {
@@ -54,6 +57,7 @@ impl Default for RunSection {
             device: "auto".into(),
             dtype: Dtype::Bf16,
             shards: 1,
+            kv_cache_tokens: None,
         }
     }
 }

@@ -8,6 +8,13 @@ pub struct GenerationMetrics {
     /// Generated rows (completions).
     pub rows: u64,
     pub new_tokens: u64,
+    /// Prompt tokens of all rows, and those run through a prefill: once per distinct prompt,
+    /// shared by its G or K samples.
+    pub prompt_tokens: u64,
+    pub prefill_tokens: u64,
+    /// Rows decoded together at most (the batch size, or fewer where the KV cache budget
+    /// or the number of rows bound it).
+    pub max_live_rows: u64,
     /// Wall time inside generation, without loading and writing.
     pub generation_seconds: f64,
     /// `new_tokens / generation_seconds` (0 when no time was spent).
@@ -20,15 +27,25 @@ impl crate::metrics::StageMetrics for GenerationMetrics {}
 impl GenerationMetrics {
     pub fn new(rows: u64, new_tokens: u64, seconds: f64) -> Self {
         let tokens_per_second = if seconds > 0.0 { new_tokens as f64 / seconds } else { 0.0 };
-        GenerationMetrics { rows, new_tokens, generation_seconds: seconds, tokens_per_second }
+        GenerationMetrics {
+            rows,
+            new_tokens,
+            generation_seconds: seconds,
+            tokens_per_second,
+            ..Default::default()
+        }
     }
 
     /// Both passes together (the rates are recomputed from the sums).
     pub fn add(&mut self, other: GenerationMetrics) {
-        *self = GenerationMetrics::new(
+        let mut sum = GenerationMetrics::new(
             self.rows + other.rows,
             self.new_tokens + other.new_tokens,
             self.generation_seconds + other.generation_seconds,
         );
+        sum.prompt_tokens = self.prompt_tokens + other.prompt_tokens;
+        sum.prefill_tokens = self.prefill_tokens + other.prefill_tokens;
+        sum.max_live_rows = self.max_live_rows.max(other.max_live_rows);
+        *self = sum;
     }
 }

@@ -99,7 +99,8 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
     let done = run_stage(out, ctx.force, |part| {
         // 1. The iteration's documents; this part owns every N-th slot.
         let slots = owned_documents(ctx, grounded, documents_seed)?;
-        let sp = StagePolicy::load(&policy_dir, &ctx.device, ctx.cfg.run.dtype.as_str())?;
+        let mut sp = StagePolicy::load(&policy_dir, &ctx.device, ctx.cfg.run.dtype.as_str())?;
+        sp.policy.set_kv_cache_tokens(ctx.cfg.run.kv_cache_tokens.map(|t| t as usize));
         part.device(&sp.device);
         let challenger = Challenger {
             ctx,

@@ -50,6 +50,8 @@ pub struct EvalOptions {
     /// First N questions of each benchmark (0 = all).
     pub limit: u32,
     pub batch_size: u32,
+    /// KV cache budget in tokens (None: from free memory); changes speed, not answers.
+    pub kv_cache_tokens: Option<u64>,
     pub device: String,
     pub dtype: String,
     pub seed: u64,
@@ -138,7 +140,8 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
     let greedy = opts.temperature == 0.0;
     let mut summary = Vec::new();
     let done = run_stage(out, opts.force, |part| {
-        let sp = StagePolicy::load(&opts.model, &opts.device, &opts.dtype)?;
+        let mut sp = StagePolicy::load(&opts.model, &opts.device, &opts.dtype)?;
+        sp.policy.set_kv_cache_tokens(opts.kv_cache_tokens.map(|t| t as usize));
         part.device(&sp.device);
         let (items, reqs) = prompt_questions(opts, &benches, &prompts, &sp)?;
         let params = sampling(opts.temperature, 1.0, 0, opts.max_new_tokens);
@@ -312,6 +315,7 @@ pub fn run_options(ctx: &spice_stage::StageCtx, target: RunTarget) -> Result<Eva
         max_new_tokens: e.max_completion_length,
         limit: e.limit,
         batch_size: e.batch_size,
+        kv_cache_tokens: ctx.cfg.run.kv_cache_tokens,
         device: ctx.device.clone(),
         dtype: ctx.cfg.run.dtype.as_str().to_string(),
         seed: ctx.seed,

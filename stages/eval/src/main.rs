@@ -64,6 +64,10 @@ struct Cli {
     /// Sequences generated together [default: 64].
     #[arg(long)]
     batch_size: Option<u32>,
+    /// KV cache budget of the generation, in tokens [default: half the free memory, or
+    /// run.kv_cache_tokens].
+    #[arg(long)]
+    kv_cache_tokens: Option<u64>,
     /// auto | cpu | cuda:N [default: auto, or run.device].
     #[arg(long)]
     device: Option<String>,
@@ -130,6 +134,7 @@ fn main() -> Result<()> {
                 max_new_tokens: d.max_completion_length,
                 limit: d.limit,
                 batch_size: d.batch_size,
+                kv_cache_tokens: None,
                 device: cli.device.clone().unwrap_or_else(|| "auto".into()),
                 dtype: "bf16".into(),
                 seed: cli.seed.unwrap_or(0),
@@ -154,6 +159,9 @@ fn main() -> Result<()> {
     }
     if let Some(v) = cli.batch_size {
         opts.batch_size = v;
+    }
+    if let Some(v) = cli.kv_cache_tokens {
+        opts.kv_cache_tokens = Some(v);
     }
     if let Some(v) = &cli.dtype {
         opts.dtype = v.clone();

@@ -62,7 +62,8 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
             .filter(|(i, _)| ctx.shard.owns(*i))
             .map(|(_, t)| t)
             .collect();
-        let sp = StagePolicy::load(&policy_dir, &ctx.device, ctx.cfg.run.dtype.as_str())?;
+        let mut sp = StagePolicy::load(&policy_dir, &ctx.device, ctx.cfg.run.dtype.as_str())?;
+        sp.policy.set_kv_cache_tokens(ctx.cfg.run.kv_cache_tokens.map(|t| t as usize));
         part.device(&sp.device);
         let prompted = prompt_tasks(ctx, &sp, &prompts, &tasks, &tasks_dir)?;
         let params = sampling(rs.temperature, rs.top_p, rs.top_k, rs.max_completion_length);

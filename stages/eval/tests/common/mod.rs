@@ -114,6 +114,7 @@ pub fn options(model: &Path, benches: &[&Path], out: &Path) -> EvalOptions {
         max_new_tokens: 12,
         limit: 0,
         batch_size: 8,
+        kv_cache_tokens: None,
         device: "cpu".into(),
         dtype: "f32".into(),
         seed: 5,

@@ -53,6 +53,27 @@ def table(rows, dtypes, batches):
                 if o and t:
                     out.append(f"| {dt} | {b} | {o[0]:.1f} / {o[1]:.1f} ({o[2]}) | {t[0]:.1f} / {t[1]:.1f} ({t[2]}) "
                                f"| {o[0] / t[0]:.2f}× / {o[1] / t[1]:.2f}× |")
+    spice = [r for r in rows if r["bench"] == "spice"]
+    if spice:
+        out.append("")
+        out.append("| workload | dtype | spice-lm tok/s best / median (runs) | transformers tok/s best / median (runs) | ratio best / median | rows stopped early (ours / theirs) | prompt tokens prefilled (ours) | peak GB (ours / theirs) |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for w in sorted({r["workload"] for r in spice}):
+            for dt in dtypes:
+                o = cell("spice-lm", "spice", dt, "tokens_per_s", workload=w)
+                t = cell("transformers", "spice", dt, "tokens_per_s", workload=w)
+                if not (o and t):
+                    continue
+                def last(impl, key):
+                    v = [r.get(key) for r in spice if r["impl"] == impl and r["workload"] == w and r["dtype"] == dt]
+                    return v[-1] if v else None
+                peak = lambda impl: max((r.get("peak_rss_bytes") or 0 for r in spice
+                                         if r["impl"] == impl and r["workload"] == w and r["dtype"] == dt), default=0) / 1e9
+                out.append(f"| {w} | {dt} | {o[0]:.1f} / {o[1]:.1f} ({o[2]}) | {t[0]:.1f} / {t[1]:.1f} ({t[2]}) "
+                           f"| {o[0] / t[0]:.2f}× / {o[1] / t[1]:.2f}× "
+                           f"| {last('spice-lm', 'stopped_rows')}/{last('spice-lm', 'rows')} / {last('transformers', 'stopped_rows')}/{last('transformers', 'rows')} "
+                           f"| {last('spice-lm', 'prefill_tokens')} of {last('spice-lm', 'prompt_tokens')} "
+                           f"| {peak('spice-lm'):.2f} / {peak('transformers'):.2f} |")
     upd = [r for r in rows if r["bench"] == "update"]
     if upd:
         # GPU rows carry device memory; the process's RSS says little there.
@@ -73,6 +94,15 @@ def table(rows, dtypes, batches):
     return "\n".join(out)
 
 
+def native_dtype():
+    """bf16 where the CPU multiplies it natively (else libtorch emulates it, slowly), else f32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return "f32"
+    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "f32"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -83,9 +113,13 @@ def main():
                     help="run transformers only in the first N rounds (default: every round); "
                          "for a baseline many times slower than ours. The tables give the runs per side.")
     ap.add_argument("--new-tokens", default="128")
-    ap.add_argument("--dtypes", default="bf16,f32")
+    ap.add_argument("--dtypes", help="default: bf16,f32; for --what spice the dtype this CPU "
+                    "runs natively (bf16 with avx512_bf16 or AMX, else f32)")
     ap.add_argument("--batches", default="1,8,32,64")
-    ap.add_argument("--what", default="all", help="generate, update or all")
+    ap.add_argument("--what", default="all", help="generate, update, all, or spice (the "
+                    "SPICE-shaped workloads: 8 documents x 4 attempts, 8 questions x 8 answers)")
+    ap.add_argument("--spice-prompts", default="bench-spice-prompts.json",
+                    help="--what spice: the prompts file (written from data/corpus when absent)")
     ap.add_argument("--micro-batch", default="1")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
     ap.add_argument("--log", default="bench-results.jsonl")
@@ -93,6 +127,8 @@ def main():
     ap.add_argument("--from-logs", nargs="+", metavar="LOG",
                     help="print the tables from earlier --log files instead of running")
     a = ap.parse_args()
+    if a.dtypes is None:
+        a.dtypes = native_dtype() if a.what == "spice" else "bf16,f32"
     dtypes = a.dtypes.split(",")
     batches = [int(x) for x in a.batches.split(",")]
     if a.from_logs:
@@ -109,6 +145,8 @@ def main():
                           "--new-tokens", a.new_tokens, "--device", a.device]
                 if what == "generate":
                     common += ["--batches", a.batches]
+                if what == "spice":
+                    common += ["--spice-prompts", a.spice_prompts]
                 if a.threads:
                     common += ["--threads", a.threads]
                 ours = [a.spice_lm, "bench", "--micro-batch", a.micro_batch] + common

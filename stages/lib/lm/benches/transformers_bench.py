@@ -6,6 +6,8 @@
 
 Generation: `model.generate` with do_sample, temperature 1, top_p 1, top_k 0 (transformers
 otherwise applies top-k 50) and min_new_tokens = max_new_tokens, on random 64-token prompts.
+Spice (--what spice): the SPICE-shaped workloads of `spice-lm bench --what spice`, read from
+--spice-prompts (see `spice_workloads`).
 Update: forward + backward + torch.optim.AdamW on 16 × 512 tokens with the loss on the last
 256 (Dr. GRPO surrogate, full-vocabulary logits as a plain transformers step computes them);
 bf16 uses autocast over f32 weights. Peak memory is the process's peak RSS during the step.
@@ -67,6 +69,9 @@ def main():
     ap.add_argument("--update-completion", type=int, default=256)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--spice-prompts", default="bench-spice-prompts.json",
+                    help="--what spice: the workloads' prompts, written by `spice-lm bench`")
+    ap.add_argument("--corpus", help="ignored (spice-lm makes the prompts)")
     ap.add_argument("--micro-batch", type=int, default=0,
                     help="rows per forward/backward pass of the update (0: all rows at once)")
     a = ap.parse_args()
@@ -102,6 +107,8 @@ def main():
                         "threads": threads, "device": str(device),
                     }), flush=True)
             del model
+        if a.what == "spice":
+            spice_workloads(a, dt, dtype, device, threads)
         if a.what in ("update", "all"):
             model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32).to(device).train()
             vocab = model.config.vocab_size
@@ -148,6 +155,49 @@ def main():
                     line["gpu_used_bytes"] = total - free
                 print(json.dumps(line), flush=True)
             del model, opt
+
+
+def spice_workloads(a, dt, dtype, device, threads):
+    """The SPICE-shaped workloads: each prompt's samples through `generate` with
+    num_return_sequences (nothing shared between them), every row in one call, left-padded,
+    sampled at temperature 1 with the model's own EOS. New tokens count up to and including
+    each row's EOS, as ours do."""
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype).to(device).eval()
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    pad = min(eos)
+    with open(a.spice_prompts) as f:
+        workloads = json.load(f)
+    for r in range(a.repeats):
+        for w in workloads:
+            prompts = w["prompts"]
+            width = max(len(p) for p in prompts)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+            torch.manual_seed(r)
+            reset_peak_rss()
+            sync(device)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = model.generate(
+                    ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                    max_new_tokens=w["max_new_tokens"], num_return_sequences=w["samples"],
+                    pad_token_id=pad,
+                )
+            sync(device)
+            secs = time.perf_counter() - t0
+            new, stopped = 0, 0
+            for row in out[:, width:].tolist():
+                hit = next((i for i, t in enumerate(row) if t in eos), None)
+                new += len(row) if hit is None else hit + 1
+                stopped += hit is not None
+            print(json.dumps({
+                "impl": "transformers", "bench": "spice", "workload": w["name"], "dtype": dt,
+                "rows": len(prompts) * w["samples"], "run": r, "new_tokens": new,
+                "seconds": secs, "tokens_per_s": new / secs, "stopped_rows": stopped,
+                "peak_rss_bytes": peak_rss_bytes(), "threads": threads, "device": str(device),
+            }), flush=True)
+    del model
 
 
 if __name__ == "__main__":

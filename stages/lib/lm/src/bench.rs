@@ -16,6 +16,8 @@ use crate::logprobs::{GradOptions, ScoreRow};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::{GenRequest, Policy, SamplingParams};
 
+mod spice;
+
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Hugging Face model folder.
@@ -37,7 +39,8 @@ pub struct BenchArgs {
     /// Runs of each measurement.
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
-    /// What to measure: generate, update or all.
+    /// What to measure: generate, update, all, or spice (the SPICE-shaped workloads: G
+    /// attempts at long documents, K answers to short questions, with real early stops).
     #[arg(long, default_value = "all")]
     pub what: String,
     /// Update step: sequences, tokens per sequence, and completion tokens (the loss covers
@@ -56,6 +59,13 @@ pub struct BenchArgs {
     /// libtorch intra-op threads (default: every core).
     #[arg(long)]
     pub threads: Option<i32>,
+    /// `--what spice`: the corpus its documents come from.
+    #[arg(long, default_value = "data/corpus")]
+    pub corpus: PathBuf,
+    /// `--what spice`: the prompts as token ids (JSON), written from the corpus when absent,
+    /// so the baseline reads exactly the same ones.
+    #[arg(long, default_value = "bench-spice-prompts.json")]
+    pub spice_prompts: PathBuf,
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
@@ -129,6 +139,20 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                         "compute": format!("{:?}", policy.compute_kind()),
                     });
                     println!("{line}");
+                }
+            }
+        }
+        if a.what == "spice" {
+            let workloads = spice::workloads(&policy, &a.corpus, &a.spice_prompts)?;
+            for r in 0..a.repeats {
+                for w in &workloads {
+                    let mut line = spice::run(&policy, w)?;
+                    line.insert("dtype".into(), json!(dt));
+                    line.insert("run".into(), json!(r));
+                    line.insert("threads".into(), json!(host_threads));
+                    line.insert("device".into(), json!(label));
+                    line.insert("compute".into(), json!(format!("{:?}", policy.compute_kind())));
+                    println!("{}", serde_json::Value::Object(line));
                 }
             }
         }

@@ -113,6 +113,53 @@ pub fn compute_kind_on(device: Device, dtype: Kind, native_bf16: bool) -> Kind {
     }
 }
 
+/// Memory free for this process on `device` now, in bytes: on a CPU the kernel's
+/// `MemAvailable`, capped by the cgroup's limit where one applies (Slurm jobs, containers);
+/// on a GPU what NVML reports unused. 8 GiB when it cannot be read.
+pub fn free_memory_bytes(device: Device) -> u64 {
+    const FALLBACK: u64 = 8 << 30;
+    match device {
+        Device::Cuda(i) => {
+            // libtorch's ordinal counts the devices CUDA_VISIBLE_DEVICES leaves, NVML all.
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+            let index = visible
+                .and_then(|v| v.split(',').nth(i).and_then(|x| x.trim().parse::<u32>().ok()))
+                .unwrap_or(i as u32);
+            let gpu = CudaFacts::get()
+                .driver
+                .as_ref()
+                .ok()
+                .and_then(|d| d.gpus.iter().find(|g| g.index == index).cloned());
+            match (gpu, crate::cuda::gpu_memory_used(index)) {
+                (Some(g), Some(used)) => g.memory_total_bytes.saturating_sub(used),
+                _ => FALLBACK,
+            }
+        }
+        _ => {
+            let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            let available = meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024);
+            let read = |f: &str| {
+                std::fs::read_to_string(format!("/sys/fs/cgroup/{f}"))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+            };
+            // cgroup v2; `max` (no limit) does not parse and leaves MemAvailable alone.
+            let cgroup = read("memory.max")
+                .map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
+            match (available, cgroup) {
+                (Some(a), Some(c)) => a.min(c),
+                (Some(a), None) => a,
+                (None, Some(c)) => c,
+                (None, None) => FALLBACK,
+            }
+        }
+    }
+}
+
 /// Set libtorch's intra-op threads: `SPICE_LM_THREADS` when set, else every core (libtorch
 /// may default to fewer).
 pub fn use_all_cores() {

@@ -1,9 +1,7 @@
-//! Batched generation with a KV cache.
-//!
-//! Requests are sorted by prompt length and run in batches of left-padded prompts. Each row
-//! samples on the CPU from its own seeded RNG (see `sample.rs`), so its tokens depend only on
-//! its seed and prompt. Rows that finish are dropped from the batch (and from the KV cache)
-//! at once, so they stop costing compute.
+//! Generation: requests in, completions out, through the continuous-batching engine of
+//! `engine.rs` (shared prefill per distinct prompt, slots refilled as samples finish, a KV
+//! cache sized to a token budget). Each sample draws from its own seeded stream (see
+//! `sample.rs`), so its tokens depend only on its seed and prompt.
 //!
 //! What a [`Generation`] holds:
 //! - `token_ids`: the completion, including the EOS token when the row ended on one, and up
@@ -20,13 +18,13 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
+use crate::engine::{Engine, EngineStats, Plan};
 use crate::kv_cache::KvCache;
-use crate::model::{AttnMode, Weights};
+use crate::model::Weights;
 use crate::policy::Policy;
-use crate::sample::{row_rng, sample_batch, SamplingParams};
-use rand::Rng;
+use crate::sample::SamplingParams;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenRequest {
@@ -66,6 +64,8 @@ pub struct Generation {
 pub struct GenStats {
     pub new_tokens: usize,
     pub seconds: f64,
+    /// What the engine shared and how many slots it ran.
+    pub engine: EngineStats,
 }
 
 /// Live rows at or below which a CPU decode step reads bf16 weights when bf16 was asked for
@@ -77,18 +77,23 @@ pub const NARROW_DECODE_ROWS: usize = 4;
 
 /// The weights a decode step multiplies with: the compute dtype's, and (CPU, bf16 asked for)
 /// bf16 copies for steps of at most [`NARROW_DECODE_ROWS`] rows.
-struct StepWeights<'a> {
-    wide: &'a Weights,
-    narrow: Option<&'a Weights>,
+pub(crate) struct StepWeights<'a> {
+    pub wide: &'a Weights,
+    pub narrow: Option<&'a Weights>,
 }
 
 impl StepWeights<'_> {
-    fn for_rows(&self, rows: usize) -> &Weights {
+    pub fn for_rows(&self, rows: usize) -> &Weights {
         match self.narrow {
             Some(n) if rows <= NARROW_DECODE_ROWS => n,
             _ => self.wide,
         }
     }
+}
+
+/// A progress bar that draws nowhere, for callers (and tests) that only read its counts.
+pub fn hidden_progress() -> ProgressBar {
+    ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden())
 }
 
 /// How generation multiplies by the weights for `dtype` asked on `device`, on a CPU with or
@@ -118,55 +123,6 @@ pub fn matmul_path(device: Device, dtype: Kind, native_bf16: bool) -> String {
         ),
         (other, _) => format!("{other:?} GEMMs"),
     }
-}
-
-/// One row being generated.
-struct Row {
-    index: usize,
-    rng: rand_chacha::ChaCha8Rng,
-    prompt_len: i64,
-    tokens: Vec<u32>,
-    logprobs: Vec<f32>,
-    finish: Option<FinishReason>,
-}
-
-impl Row {
-    /// Request `index`, nothing generated yet.
-    fn new(index: usize, request: &GenRequest) -> Row {
-        Row {
-            index,
-            rng: row_rng(request.seed),
-            prompt_len: request.prompt_ids.len() as i64,
-            tokens: Vec::new(),
-            logprobs: Vec::new(),
-            finish: None,
-        }
-    }
-}
-
-/// A batch of prompts padded on the left to `p` tokens: token ids (padded with `pad`),
-/// positions (each prompt's from 0), and the key mask of a cache of `p + max_new` columns,
-/// −∞ on the padding so no row attends to it.
-fn left_padded(
-    prompts: &[&[u32]],
-    p: usize,
-    max_new: usize,
-    pad: i64,
-) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
-    let b = prompts.len();
-    let mut ids = vec![pad; b * p];
-    let mut pos = vec![0i64; b * p];
-    let mut key_mask = vec![0f32; b * (p + max_new)];
-    for (r, prompt) in prompts.iter().enumerate() {
-        // Row r's prompt occupies the last prompt.len() columns of [0, p).
-        let off = p - prompt.len();
-        for (j, &t) in prompt.iter().enumerate() {
-            ids[r * p + off + j] = t as i64;
-            pos[r * p + off + j] = j as i64;
-        }
-        key_mask[r * (p + max_new)..r * (p + max_new) + off].fill(f32::NEG_INFINITY);
-    }
-    (ids, pos, key_mask)
 }
 
 impl Policy {
@@ -201,11 +157,11 @@ impl Policy {
             }
         }
         let start = Instant::now();
-        // Similar lengths together waste less compute on padding; output order is restored.
-        let mut order: Vec<usize> = (0..requests.len()).collect();
-        order.sort_by_key(|&i| requests[i].prompt_ids.len());
         let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
         let mut stats = GenStats::default();
+        let capacity =
+            requests.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0) + params.max_new_tokens;
+        let plan = Plan::new(batch_size, requests.len(), capacity, self.kv_budget_tokens());
         tch::no_grad(|| -> Result<()> {
             let t0 = Instant::now();
             // Compute-dtype copies of the weights, made once per call.
@@ -219,22 +175,57 @@ impl Policy {
             let narrow = self.narrow_decode_weights();
             tracing::trace!(seconds = t0.elapsed().as_secs_f64(), "compute weights ready");
             let weights = StepWeights { wide: &w, narrow: narrow.as_ref() };
-            for chunk in order.chunks(batch_size) {
-                for row in self.run_batch(&weights, requests, chunk, params, progress)? {
-                    stats.new_tokens += row.tokens.len();
-                    let text = self.tokenizer().decode(&row.tokens, true)?;
-                    out[row.index] = Some(Generation {
-                        token_ids: row.tokens,
-                        logprobs: row.logprobs,
-                        finish_reason: row.finish.unwrap_or(FinishReason::Length),
-                        text,
-                    });
-                }
+            let (rows, engine) =
+                Engine::new(self, &weights, requests, params, plan, progress).run()?;
+            for row in rows {
+                let text = self.tokenizer().decode(&row.tokens, true)?;
+                out[row.index] = Some(Generation {
+                    token_ids: row.tokens,
+                    logprobs: row.logprobs,
+                    finish_reason: row.finish.unwrap_or(FinishReason::Length),
+                    text,
+                });
             }
+            stats.engine = engine;
             Ok(())
         })?;
+        stats.new_tokens = stats.engine.new_tokens;
         stats.seconds = start.elapsed().as_secs_f64();
+        tracing::debug!(
+            slots = plan.slots,
+            capacity = plan.capacity,
+            kv_budget_tokens = plan.budget_tokens,
+            prompt_tokens = stats.engine.prompt_tokens,
+            prefill_tokens = stats.engine.prefill_tokens,
+            "generation plan"
+        );
         Ok((out.into_iter().map(|g| g.expect("every row generated")).collect(), stats))
+    }
+
+    /// Tokens the KV cache of one `generate` call may hold: the policy's setting, else half
+    /// of the memory free now on its device.
+    pub fn kv_budget_tokens(&self) -> usize {
+        let cfg = self.config();
+        let per_token = KvCache::bytes_per_token(
+            cfg.num_hidden_layers,
+            cfg.num_kv_heads() as i64,
+            cfg.head_dim() as i64,
+            self.attention_kind(),
+        );
+        self.kv_cache_tokens().unwrap_or_else(|| {
+            let free = crate::device::free_memory_bytes(self.device());
+            (free / 2 / per_token.max(1)) as usize
+        })
+    }
+
+    /// The dtype attention and its cache run in: f32 on a CPU even for bf16 compute (see
+    /// `model::attention`), the compute dtype elsewhere.
+    pub fn attention_kind(&self) -> Kind {
+        if self.device() == Device::Cpu {
+            Kind::Float
+        } else {
+            self.compute_kind()
+        }
     }
 
     /// bf16 copies of the weights for decode steps of few rows, when bf16 was asked for on a
@@ -250,145 +241,20 @@ impl Policy {
         })
     }
 
-    /// Generates the requests `indices` as one batch: a prefill of the left-padded prompts,
-    /// then one decode step per new token until every row has finished.
-    fn run_batch(
-        &self,
-        weights: &StepWeights<'_>,
-        requests: &[GenRequest],
-        indices: &[usize],
-        params: &SamplingParams,
-        progress: Option<&ProgressBar>,
-    ) -> Result<Vec<Row>> {
-        let rows: Vec<Row> = indices.iter().map(|&i| Row::new(i, &requests[i])).collect();
-        let max_new = params.max_new_tokens as i64;
-        if max_new == 0 {
-            return Ok(rows);
-        }
-        let prompts: Vec<&[u32]> =
-            indices.iter().map(|&i| requests[i].prompt_ids.as_slice()).collect();
-        // The prefill has b × p rows per GEMM: the compute dtype's weights.
-        let (mut cache, mut logits) = self.prefill(weights.wide, &prompts, max_new);
-
-        let stop_window = params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0) + 8;
-        let mut live = rows;
-        let mut done = Vec::new();
-        for _ in 0..max_new {
-            self.sample_next(&mut live, &logits, params, max_new, stop_window)?;
-            if live.iter().any(|r| r.finish.is_some()) {
-                let fin = self.drop_finished(&mut live, &mut cache);
-                if let Some(pb) = progress {
-                    pb.inc(fin.len() as u64);
-                }
-                done.extend(fin);
-                if live.is_empty() {
-                    break;
-                }
-            }
-            logits = self.decode_step(weights, &live, &mut cache);
-        }
-        done.extend(live);
-        Ok(done)
-    }
-
-    /// Runs the left-padded prompts through the model with weights `w`: the KV cache (with
-    /// room for `max_new` more tokens per row) and each row's next-token logits [b, vocab].
-    fn prefill(&self, w: &Weights, prompts: &[&[u32]], max_new: i64) -> (KvCache, Tensor) {
-        let device = self.device();
-        let cfg = self.config();
-        let b = prompts.len() as i64;
-        let p = prompts.iter().map(|x| x.len()).max().unwrap() as i64;
-        let pad = self.eos_ids().first().copied().unwrap_or(0) as i64;
-        let (ids, pos, key_mask) = left_padded(prompts, p as usize, max_new as usize, pad);
-        let attn_kind = if device == Device::Cpu { Kind::Float } else { self.compute_kind() };
-        let mut cache = KvCache::new(
-            cfg.num_hidden_layers,
-            b,
-            cfg.num_kv_heads() as i64,
-            p + max_new,
-            cfg.head_dim() as i64,
-            attn_kind,
-            device,
-        );
-        cache.key_mask = Tensor::from_slice(&key_mask).view([b, p + max_new]).to_device(device);
-        let ids = Tensor::from_slice(&ids).view([b, p]).to_device(device);
-        let pos = Tensor::from_slice(&pos).view([b, p]).to_device(device);
-        let t0 = Instant::now();
-        let hidden = w.forward(&ids, &pos, AttnMode::Cached(&mut cache), None);
-        let logits = w.last_logits(&hidden); // [b, vocab]
-        tracing::trace!(batch = b, prompt = p, seconds = t0.elapsed().as_secs_f64(), "prefill");
-        (cache, logits)
-    }
-
-    /// Samples one token for every live row from `logits` and marks the rows it finishes.
-    fn sample_next(
-        &self,
-        live: &mut [Row],
-        logits: &Tensor,
-        params: &SamplingParams,
-        max_new: i64,
-        stop_window: usize,
-    ) -> Result<()> {
-        // One draw per live row from its own stream; the choice happens on the device.
-        let draws: Vec<f64> = live.iter_mut().map(|r| r.rng.random::<f64>()).collect();
-        let (tokens, lps) = sample_batch(logits, params, &draws);
-        for (row, (tok, lp)) in live.iter_mut().zip(tokens.into_iter().zip(lps)) {
-            row.tokens.push(tok);
-            row.logprobs.push(lp);
-            if self.eos_ids().contains(&tok) || self.hits_stop(row, params, stop_window)? {
-                row.finish = Some(FinishReason::Stop);
-            } else if row.tokens.len() as i64 >= max_new {
-                row.finish = Some(FinishReason::Length);
-            }
-        }
-        Ok(())
-    }
-
-    /// Takes the finished rows out of `live` and, unless none is left, out of the cache, so
-    /// they stop costing compute. Returns them.
-    fn drop_finished(&self, live: &mut Vec<Row>, cache: &mut KvCache) -> Vec<Row> {
-        let keep: Vec<i64> = live
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.finish.is_none())
-            .map(|(i, _)| i as i64)
-            .collect();
-        let (fin, still): (Vec<Row>, Vec<Row>) =
-            std::mem::take(live).into_iter().partition(|r| r.finish.is_some());
-        *live = still;
-        if !live.is_empty() {
-            cache.keep_rows(&Tensor::from_slice(&keep).to_device(self.device()));
-        }
-        fin
-    }
-
-    /// One token per live row, its newest, at its own position through the model: the next
-    /// logits [live, vocab].
-    fn decode_step(&self, weights: &StepWeights<'_>, live: &[Row], cache: &mut KvCache) -> Tensor {
-        let device = self.device();
-        let bl = live.len() as i64;
-        let next: Vec<i64> = live.iter().map(|r| *r.tokens.last().unwrap() as i64).collect();
-        let next_pos: Vec<i64> =
-            live.iter().map(|r| r.prompt_len + r.tokens.len() as i64 - 1).collect();
-        let ids = Tensor::from_slice(&next).view([bl, 1]).to_device(device);
-        let pos = Tensor::from_slice(&next_pos).view([bl, 1]).to_device(device);
-        let t0 = Instant::now();
-        let w = weights.for_rows(live.len());
-        let hidden = w.forward(&ids, &pos, AttnMode::Cached(cache), None);
-        let logits = w.last_logits(&hidden);
-        tracing::trace!(batch = bl, seconds = t0.elapsed().as_secs_f64(), "decode step");
-        logits
-    }
-
     /// Whether the newest token completed one of the stop strings. Only a tail of the
     /// completion is decoded: every token adds at least one byte, so a stop string of n bytes
     /// ends within the last n tokens (plus a margin for tokens that split characters).
-    fn hits_stop(&self, row: &Row, params: &SamplingParams, window: usize) -> Result<bool> {
+    pub(crate) fn hits_stop(
+        &self,
+        tokens: &[u32],
+        params: &SamplingParams,
+        window: usize,
+    ) -> Result<bool> {
         if params.stop_strings.is_empty() {
             return Ok(false);
         }
-        let from = row.tokens.len().saturating_sub(window);
-        let tail = self.tokenizer().decode(&row.tokens[from..], false)?;
+        let from = tokens.len().saturating_sub(window);
+        let tail = self.tokenizer().decode(&tokens[from..], false)?;
         Ok(params.stop_strings.iter().any(|s| !s.is_empty() && tail.contains(s.as_str())))
     }
 }

@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod device;
 pub mod doctor;
+pub mod engine;
 pub mod folder;
 pub mod generate;
 pub mod kv_cache;

@@ -20,6 +20,8 @@ pub struct Policy {
     eos_ids: Vec<u32>,
     /// Compute dtype (Float or BFloat16); the trainable master weights are always f32.
     pub(crate) dtype: Kind,
+    /// Tokens the KV cache of one `generate` call may hold (None: from free memory).
+    kv_cache_tokens: Option<usize>,
 }
 
 impl Policy {
@@ -49,7 +51,25 @@ impl Policy {
                  computing in f32, which is faster here"
             );
         }
-        Ok(Policy { dir: dir.to_path_buf(), model, tokenizer, chat, eos_ids, dtype })
+        Ok(Policy {
+            dir: dir.to_path_buf(),
+            model,
+            tokenizer,
+            chat,
+            eos_ids,
+            dtype,
+            kv_cache_tokens: None,
+        })
+    }
+
+    /// Bound the KV cache of each `generate` call to `tokens` (None: half the free memory).
+    /// Fewer samples then decode together; what each generates does not change.
+    pub fn set_kv_cache_tokens(&mut self, tokens: Option<usize>) {
+        self.kv_cache_tokens = tokens;
+    }
+
+    pub fn kv_cache_tokens(&self) -> Option<usize> {
+        self.kv_cache_tokens
     }
 
     pub fn config(&self) -> &Config {

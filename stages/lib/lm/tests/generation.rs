@@ -183,3 +183,102 @@ fn onednn_weights_give_the_dense_logits() {
         assert!(d < 1e-4, "{d}");
     });
 }
+
+/// `n` samples (seeds) of each of `prompts` distinct prompts, interleaved as a stage that
+/// lists them prompt by prompt would not: the engine must find the groups itself.
+fn grouped_requests(prompts: usize, n: usize) -> Vec<GenRequest> {
+    let distinct = requests(prompts);
+    (0..n)
+        .flat_map(|s| {
+            distinct.iter().map(move |r| GenRequest {
+                prompt_ids: r.prompt_ids.clone(),
+                seed: r.seed * 100 + s as u64,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn shared_prefill_slots_and_arrival_order_leave_every_sample_unchanged() {
+    for (arch, params) in [
+        // Hot sampling with EOS on: samples end at different steps, so slots are refilled.
+        ("qwen2", SamplingParams { temperature: 1.5, max_new_tokens: 20, ..Default::default() }),
+        ("llama3", SamplingParams::greedy(12)),
+        (
+            "qwen3",
+            SamplingParams { top_k: 20, top_p: 0.9, max_new_tokens: 16, ..Default::default() },
+        ),
+    ] {
+        let mut p = load(arch, Kind::Float);
+        let reqs = grouped_requests(3, 4);
+        let alone: Vec<_> = reqs
+            .iter()
+            .map(|r| p.generate(std::slice::from_ref(r), &params, 1, None).unwrap().remove(0))
+            .collect();
+        let check = |gens: &[spice_lm::Generation], order: &[usize], how: &str| {
+            for (g, &i) in gens.iter().zip(order) {
+                assert_eq!(g.token_ids, alone[i].token_ids, "{arch} {how}: request {i}");
+                assert_eq!(g.finish_reason, alone[i].finish_reason, "{arch} {how}: request {i}");
+                for (a, b) in g.logprobs.iter().zip(&alone[i].logprobs) {
+                    assert!((a - b).abs() < 1e-5, "{arch} {how}: request {i} log-prob {a} vs {b}");
+                }
+            }
+        };
+        let in_order: Vec<usize> = (0..reqs.len()).collect();
+        let (all, stats) = p.generate_with_stats(&reqs, &params, 12, None).unwrap();
+        check(&all, &in_order, "12 slots");
+        // One prefill per distinct prompt, shared by its 4 samples.
+        let distinct: usize = requests(3).iter().map(|r| r.prompt_ids.len()).sum();
+        assert_eq!(stats.engine.prefill_tokens, distinct, "{arch}");
+        assert_eq!(stats.engine.prompt_tokens, 4 * distinct, "{arch}");
+        check(&p.generate(&reqs, &params, 5, None).unwrap(), &in_order, "5 slots");
+        // Last first: a different arrival order and grouping.
+        let reversed: Vec<usize> = in_order.iter().rev().copied().collect();
+        let rev_reqs: Vec<GenRequest> = reversed.iter().map(|&i| reqs[i].clone()).collect();
+        check(&p.generate(&rev_reqs, &params, 3, None).unwrap(), &reversed, "reversed, 3 slots");
+        // A KV budget of two slots' worth binds below the batch size.
+        let longest = reqs.iter().map(|r| r.prompt_ids.len()).max().unwrap();
+        p.set_kv_cache_tokens(Some(2 * (longest + params.max_new_tokens)));
+        let (bounded, stats) = p.generate_with_stats(&reqs, &params, 12, None).unwrap();
+        assert_eq!(stats.engine.slots, 2, "{arch}");
+        check(&bounded, &in_order, "KV budget of 2 slots");
+        // Even a budget below one sample's needs still generates, one sample at a time.
+        p.set_kv_cache_tokens(Some(1));
+        let (one, stats) = p.generate_with_stats(&reqs[..3], &params, 12, None).unwrap();
+        assert_eq!(stats.engine.slots, 1, "{arch}");
+        check(&one, &in_order[..3], "KV budget below one sample");
+        let early = alone.iter().filter(|g| g.finish_reason == FinishReason::Stop).count();
+        println!(
+            "{arch}: {} samples of 3 prompts identical alone, in 12/5/3/2/1 slots and reversed \
+             ({early} stopped early); prefill {} of {} prompt tokens",
+            reqs.len(),
+            distinct,
+            4 * distinct
+        );
+    }
+}
+
+#[test]
+fn shared_samples_logprobs_equal_scoring() {
+    let mut p = load("qwen3", Kind::Float);
+    p.set_eos_ids(Vec::new());
+    let params = SamplingParams { max_new_tokens: 14, ..Default::default() };
+    let worst = logprob_gap(&p, &grouped_requests(2, 5), &params, 4);
+    println!("shared prefill: generation vs scoring log-prob max diff {worst:.2e}");
+    assert!(worst < 1e-4, "{worst}");
+}
+
+#[test]
+fn progress_counts_tokens_and_finishes_at_the_total() {
+    let p = load("qwen2", Kind::Float);
+    let reqs = grouped_requests(2, 3);
+    let params = SamplingParams { temperature: 1.5, max_new_tokens: 20, ..Default::default() };
+    let pb = spice_lm::generate::hidden_progress();
+    let (gens, stats) = p.generate_with_stats(&reqs, &params, 4, Some(&pb)).unwrap();
+    let total: usize = gens.iter().map(|g| g.token_ids.len()).sum();
+    assert_eq!(stats.new_tokens, total);
+    assert_eq!(pb.position(), total as u64);
+    // Samples that stopped early gave back their unused budget.
+    assert_eq!(pb.length(), Some(total as u64));
+    assert_eq!(pb.message(), format!("{0}/{0} samples", reqs.len()));
+}

@@ -103,3 +103,58 @@ fn default_model_matches_transformers() {
         println!("greedy {i}: {} tokens identical: {:?}", want.len(), alone[0].text);
     }
 }
+
+/// The default model's G-style samples (4 seeds of each chat prompt) come out the same
+/// whether each runs alone or all share prefills and slots, in any order; their log-probs
+/// equal the update's re-scored ones.
+#[test]
+fn default_model_samples_do_not_depend_on_sharing_or_slots() {
+    let Some((dir, r)) = paths() else { return };
+    let p = Policy::load(&dir, Device::Cpu, Kind::Float).unwrap();
+    let prompts: Vec<Vec<u32>> =
+        r["greedy"].as_array().unwrap().iter().take(2).map(|g| u32s(&g["prompt_ids"])).collect();
+    let reqs: Vec<GenRequest> = (0..4u64)
+        .flat_map(|s| {
+            prompts.iter().map(move |ids| GenRequest { prompt_ids: ids.clone(), seed: 7 + s })
+        })
+        .collect();
+    for params in
+        [SamplingParams { max_new_tokens: 32, ..Default::default() }, SamplingParams::greedy(24)]
+    {
+        let alone: Vec<_> = reqs
+            .iter()
+            .map(|q| p.generate(std::slice::from_ref(q), &params, 1, None).unwrap().remove(0))
+            .collect();
+        let (shared, stats) = p.generate_with_stats(&reqs, &params, 8, None).unwrap();
+        assert_eq!(stats.engine.prefill_tokens, prompts.iter().map(Vec::len).sum::<usize>());
+        let rev: Vec<GenRequest> = reqs.iter().rev().cloned().collect();
+        let mut reversed = p.generate(&rev, &params, 3, None).unwrap();
+        reversed.reverse();
+        for i in 0..reqs.len() {
+            assert_eq!(shared[i].token_ids, alone[i].token_ids, "request {i}, 8 slots");
+            assert_eq!(reversed[i].token_ids, alone[i].token_ids, "request {i}, reversed, 3 slots");
+        }
+        let rows: Vec<spice_lm::ScoreRow> = reqs
+            .iter()
+            .zip(&shared)
+            .map(|(q, g)| spice_lm::ScoreRow {
+                prompt_ids: q.prompt_ids.clone(),
+                completion_ids: g.token_ids.clone(),
+            })
+            .collect();
+        let scored = p.score(&rows, 4).unwrap();
+        let mut worst = 0.0f32;
+        for (g, s) in shared.iter().zip(&scored) {
+            for (a, b) in g.logprobs.iter().zip(s) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        println!(
+            "default model, temperature {}: {} samples identical alone, shared in 8 slots and \
+             reversed in 3; log-probs vs scoring max diff {worst:.2e}",
+            params.temperature,
+            reqs.len()
+        );
+        assert!(worst < 1e-3, "{worst}");
+    }
+}

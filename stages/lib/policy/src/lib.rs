@@ -60,8 +60,8 @@ impl StagePolicy {
         Ok((text, ids))
     }
 
-    /// Generate for every request with a progress bar over rows; returns the generations
-    /// in request order and the throughput (new tokens per second).
+    /// Generate for every request with a progress bar over generated tokens (and finished
+    /// samples); returns the generations in request order and the throughput.
     pub fn generate(
         &self,
         requests: &[GenRequest],
@@ -69,14 +69,22 @@ impl StagePolicy {
         batch_size: usize,
         what: &str,
     ) -> Result<(Vec<Generation>, GenerationMetrics)> {
-        let pb = spice_stage::progress(requests.len() as u64, what, "rows");
+        let budget = (requests.len() * params.max_new_tokens) as u64;
+        let pb = spice_stage::progress(budget, what, "tokens");
         let (gens, stats) =
             self.policy.generate_with_stats(requests, params, batch_size, Some(&pb))?;
         pb.finish();
-        let t = GenerationMetrics::new(gens.len() as u64, stats.new_tokens as u64, stats.seconds);
+        let mut t =
+            GenerationMetrics::new(gens.len() as u64, stats.new_tokens as u64, stats.seconds);
+        t.prompt_tokens = stats.engine.prompt_tokens as u64;
+        t.prefill_tokens = stats.engine.prefill_tokens as u64;
+        t.max_live_rows = stats.engine.slots as u64;
         tracing::info!(
             rows = t.rows,
             new_tokens = t.new_tokens,
+            prefill_tokens = t.prefill_tokens,
+            prompt_tokens = t.prompt_tokens,
+            live_rows = t.max_live_rows,
             seconds = t.generation_seconds,
             tokens_per_second = t.tokens_per_second,
             "{what} done"

@@ -1,4 +1,5 @@
-//! Progress of long work: an indicatif bar on a terminal; elsewhere (Slurm logs, pipes, the
+//! Progress of long work: an indicatif bar on a terminal (its message, when the worker sets
+//! one, follows the counts); elsewhere (Slurm logs, pipes, the
 //! driver's captured output) one plain line every `SPICE_PROGRESS_SECS` seconds (default 30)
 //! and one at the end, so a log shows the work moving without a wall of redraws.
 
@@ -14,11 +15,11 @@ pub fn progress(len: u64, what: &str, unit: &str) -> ProgressBar {
         pb.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
         pb.set_style(
             ProgressStyle::with_template(&format!(
-                "{{msg}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+                "{{prefix}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}}) {{msg}}"
             ))
             .expect("valid template"),
         );
-        pb.set_message(what.to_string());
+        pb.set_prefix(what.to_string());
     } else {
         pb.set_draw_target(ProgressDrawTarget::hidden());
         let every = std::env::var("SPICE_PROGRESS_SECS")
@@ -43,7 +44,12 @@ pub fn progress(len: u64, what: &str, unit: &str) -> ProgressBar {
                     let (pos, len, secs) =
                         (bar.position(), bar.length().unwrap_or(0), bar.elapsed().as_secs_f64());
                     let rate = if secs > 0.0 { pos as f64 / secs } else { 0.0 };
-                    eprintln!("{what}: {pos}/{len} {unit} in {secs:.0} s ({rate:.1} {unit}/s)");
+                    // What the worker adds (e.g. finished samples) follows the counts.
+                    let msg = bar.message();
+                    let msg = if msg.is_empty() { String::new() } else { format!(", {msg}") };
+                    eprintln!(
+                        "{what}: {pos}/{len} {unit} in {secs:.0} s ({rate:.1} {unit}/s){msg}"
+                    );
                 }
                 if done {
                     break;

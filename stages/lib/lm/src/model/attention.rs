@@ -7,7 +7,7 @@ use super::linear::{Linear, Projections};
 use super::load::Vars;
 use super::norm::RmsNorm;
 use crate::config::Config;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, PrefixKv};
 use crate::rope;
 
 /// How queries may attend.
@@ -15,9 +15,11 @@ pub enum AttnMode<'a> {
     /// Causal over the sequence itself, no padding before real tokens (right-padded rows):
     /// the memory-efficient fused kernel, used for scoring and training.
     Causal,
-    /// Left-padded prompt or one decode step, through a KV cache. `cache.key_mask` marks the
-    /// padding columns.
-    Cached(&'a mut KvCache),
+    /// Right-padded prompts, causal as above; each layer also keeps its keys and values in
+    /// the prefix, which the samples of each prompt then share.
+    Prefill(&'a mut PrefixKv),
+    /// One new token per slot of the cache, each at the slot's own length.
+    Decode(&'a mut KvCache),
 }
 
 pub struct Attention {
@@ -98,54 +100,36 @@ impl Attention {
         let k = rope::apply(&k, cos, sin).to_kind(akind);
         let scale = 1.0 / (d as f64).sqrt();
         // [b, nh, s, d]
+        let causal = |k: &Tensor, v: &Tensor| {
+            let (k, v) = (repeat_kv(k, rep), repeat_kv(v, rep));
+            Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                0.0,
+                true,
+                scale,
+                false,
+            )
+        };
+        // [b, nh, s, d]
         let out = match mode {
-            AttnMode::Causal => {
-                let (k, v) = (repeat_kv(&k, rep), repeat_kv(&v, rep));
-                Tensor::scaled_dot_product_attention(
-                    &q,
-                    &k,
-                    &v,
-                    None::<Tensor>,
-                    0.0,
-                    true,
-                    scale,
-                    false,
-                )
+            AttnMode::Causal => causal(&k, &v),
+            AttnMode::Prefill(prefix) => {
+                prefix.k.push(k.shallow_clone());
+                prefix.v.push(v.shallow_clone());
+                causal(&k, &v)
             }
-            AttnMode::Cached(cache) => {
-                let start = cache.len;
-                let (k_all, v_all) = cache.append(self.layer_idx, &k, &v); // [b, nkv, t, d]
-                let t = start + s;
-                let key_mask = cache.key_mask.narrow(1, 0, t); // [b, t]
-                if start == 0 {
-                    // Prefill: fused kernel with a boolean mask (true = may attend) that is
-                    // causal and hides left padding; a padding query may see itself, so no
-                    // row of the mask is empty (which would give NaN).
-                    let causal = Tensor::ones([s, s], (Kind::Bool, h.device())).tril(0);
-                    let keys = key_mask.eq(0.0).view([b, 1, 1, s]);
-                    let diag = Tensor::eye(s, (Kind::Bool, h.device()));
-                    let mask = causal.logical_and(&keys).logical_or(&diag);
-                    let (k, v) = (repeat_kv(&k_all, rep), repeat_kv(&v_all, rep));
-                    Tensor::scaled_dot_product_attention(
-                        &q,
-                        &k,
-                        &v,
-                        Some(mask),
-                        0.0,
-                        false,
-                        scale,
-                        false,
-                    )
-                } else {
-                    // Decode: group the query heads that share a key/value head so the cache
-                    // is read in place, never repeated. [b, nkv, rep * s, t]
-                    assert_eq!(s, 1, "decoding through the cache takes one token per step");
-                    let qg = q.reshape([b, nkv, rep * s, d]);
-                    let scores = qg.matmul(&k_all.transpose(2, 3)) * scale
-                        + key_mask.view([b, 1, 1, t]).to_kind(akind);
-                    let p = scores.softmax(-1, akind);
-                    p.matmul(&v_all).view([b, nh, s, d])
-                }
+            AttnMode::Decode(cache) => {
+                // Group the query heads that share a key/value head so the cache is read in
+                // place, never repeated. [b, nkv, rep, span]
+                assert_eq!(s, 1, "decoding through the cache takes one token per step");
+                let (k_all, v_all, mask) = cache.append(self.layer_idx, &k, &v);
+                let qg = q.reshape([b, nkv, rep, d]);
+                let scores = qg.matmul(&k_all.transpose(2, 3)) * scale + mask;
+                let p = scores.softmax(-1, akind);
+                p.matmul(&v_all).view([b, nh, s, d])
             }
         };
         let out = out.to_kind(h.kind()).transpose(1, 2).reshape([b, s, nh * d]);

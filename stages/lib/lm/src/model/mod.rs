@@ -129,6 +129,9 @@ impl Weights {
         mut layer_inputs: Option<&mut Vec<Tensor>>,
     ) -> Tensor {
         let (cos, sin) = self.rope.cos_sin(positions);
+        if let AttnMode::Decode(cache) = &mut mode {
+            cache.begin_step();
+        }
         let mut x = self.embed(ids);
         for layer in &self.layers {
             if let Some(saved) = layer_inputs.as_deref_mut() {
@@ -139,8 +142,8 @@ impl Weights {
         if let Some(saved) = layer_inputs {
             saved.push(x.shallow_clone());
         }
-        if let AttnMode::Cached(cache) = mode {
-            cache.len += ids.size()[1];
+        if let AttnMode::Decode(cache) = mode {
+            cache.end_step();
         }
         self.norm.forward(&x)
     }

@@ -1,0 +1,365 @@
+//! Continuous batching with shared prefill: the scheduler under [`Policy::generate`].
+//!
+//! Requests with the same prompt form one group (the Challenger's G attempts at a document,
+//! the Reasoner's K answers to a task, avg@k in evaluation). Each group's prompt is prefilled
+//! once; its keys and values and its last logits are then shared by every sample of the
+//! group. Distinct prompts are prefilled together, right-padded under the causal kernel (a
+//! real token never sees the padding after it), up to [`PREFILL_TOKENS`] at a time. A fixed number of slots decode together, one token per slot per step;
+//! when a sample finishes, the next waiting sample takes its slot before the next step, so no
+//! sample waits for the slowest of a batch. Only when nothing waits do finished slots leave
+//! the cache, so the tail shrinks instead of running empty rows.
+//!
+//! A sample's tokens depend only on its prompt and seed: every sample draws one number per
+//! token from its own stream, padding never enters its prefill, and masked cache columns add
+//! exact zeros — so neither the number of slots nor the order of arrival changes
+//! what it generates (in f32; bf16 GEMMs may round differently with the number of rows).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use anyhow::Result;
+use indicatif::ProgressBar;
+use rand::Rng;
+use tch::{Kind, Tensor};
+
+use crate::generate::{FinishReason, GenRequest, StepWeights};
+use crate::kv_cache::{KvCache, PrefixKv};
+use crate::model::AttnMode;
+use crate::policy::Policy;
+use crate::sample::{row_rng, sample_batch, SamplingParams};
+
+/// One sample being generated.
+pub(crate) struct Row {
+    pub index: usize,
+    rng: rand_chacha::ChaCha8Rng,
+    prompt_len: i64,
+    pub tokens: Vec<u32>,
+    pub logprobs: Vec<f32>,
+    pub finish: Option<FinishReason>,
+}
+
+impl Row {
+    fn new(index: usize, request: &GenRequest) -> Row {
+        Row {
+            index,
+            rng: row_rng(request.seed),
+            prompt_len: request.prompt_ids.len() as i64,
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            finish: None,
+        }
+    }
+}
+
+/// The samples of one distinct prompt, in request order.
+struct Group {
+    members: Vec<usize>,
+}
+
+/// Prompt tokens (padding included) one prefill pass may hold: bounds its activations
+/// (about 15 KB per token for a 135M model in f32) while keeping its GEMMs large. One prompt
+/// longer than this is prefilled alone.
+pub const PREFILL_TOKENS: usize = 16_384;
+
+/// A prefilled group whose samples are still being placed into slots.
+struct Prefilled {
+    group: usize,
+    placed: usize,
+    kv: PrefixKv,
+    /// [1, vocab]: the distribution of every sample's first token.
+    logits: Tensor,
+}
+
+/// How many slots decode together and how long each may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub slots: usize,
+    /// Tokens per slot: the longest prompt plus `max_new_tokens`.
+    pub capacity: usize,
+    /// The KV budget the slots were sized to, in tokens.
+    pub budget_tokens: usize,
+}
+
+impl Plan {
+    /// At most `batch_size` slots, no more than there are samples, and no more than fit in
+    /// `budget_tokens` — but always one, so a stage never dies of its batch size.
+    pub fn new(batch_size: usize, samples: usize, capacity: usize, budget_tokens: usize) -> Plan {
+        let fit = budget_tokens / capacity.max(1);
+        let slots = batch_size.min(samples).min(fit).max(1);
+        if fit == 0 {
+            tracing::warn!(
+                capacity,
+                budget_tokens,
+                "one sample needs more KV cache than the budget allows; generating one at a time"
+            );
+        }
+        Plan { slots, capacity, budget_tokens }
+    }
+}
+
+/// What one `generate` call did, beyond its generations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineStats {
+    pub new_tokens: usize,
+    /// Prompt tokens of all samples, and those actually run through a prefill (once per
+    /// distinct prompt).
+    pub prompt_tokens: usize,
+    pub prefill_tokens: usize,
+    pub slots: usize,
+}
+
+pub(crate) struct Engine<'a> {
+    policy: &'a Policy,
+    weights: &'a StepWeights<'a>,
+    requests: &'a [GenRequest],
+    params: &'a SamplingParams,
+    groups: Vec<Group>,
+    waiting: VecDeque<usize>,
+    /// Prefilled groups with samples still to place, in order.
+    prefilled: VecDeque<Prefilled>,
+    cache: KvCache,
+    slots: Vec<Option<Row>>,
+    done: Vec<Row>,
+    stop_window: usize,
+    progress: Option<&'a ProgressBar>,
+    pub stats: EngineStats,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(
+        policy: &'a Policy,
+        weights: &'a StepWeights<'a>,
+        requests: &'a [GenRequest],
+        params: &'a SamplingParams,
+        plan: Plan,
+        progress: Option<&'a ProgressBar>,
+    ) -> Engine<'a> {
+        // Groups in order of first appearance; a prompt's samples stay together.
+        let mut by_prompt: HashMap<&[u32], usize> = HashMap::new();
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            let g = *by_prompt.entry(r.prompt_ids.as_slice()).or_insert_with(|| {
+                groups.push(Group { members: Vec::new() });
+                groups.len() - 1
+            });
+            groups[g].members.push(i);
+        }
+        let cfg = policy.config();
+        let cache = KvCache::new(
+            cfg.num_hidden_layers,
+            plan.slots,
+            cfg.num_kv_heads() as i64,
+            plan.capacity as i64,
+            cfg.head_dim() as i64,
+            policy.attention_kind(),
+            policy.device(),
+        );
+        if let Some(pb) = progress {
+            pb.set_length((requests.len() * params.max_new_tokens) as u64);
+        }
+        let stats = EngineStats {
+            prompt_tokens: requests.iter().map(|r| r.prompt_ids.len()).sum(),
+            slots: plan.slots,
+            ..Default::default()
+        };
+        Engine {
+            policy,
+            weights,
+            requests,
+            params,
+            waiting: (0..groups.len()).collect(),
+            groups,
+            prefilled: VecDeque::new(),
+            cache,
+            slots: (0..plan.slots).map(|_| None).collect(),
+            done: Vec::new(),
+            stop_window: params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0) + 8,
+            progress,
+            stats,
+        }
+    }
+
+    /// Generate every sample; rows come back in no particular order.
+    pub fn run(mut self) -> Result<(Vec<Row>, EngineStats)> {
+        if self.params.max_new_tokens == 0 {
+            let rows = (0..self.requests.len()).map(|i| Row::new(i, &self.requests[i]));
+            return Ok((rows.collect(), self.stats));
+        }
+        loop {
+            self.fill()?;
+            self.shrink();
+            if self.slots.is_empty() {
+                break;
+            }
+            let logits = self.decode_step();
+            let all: Vec<usize> = (0..self.slots.len()).collect();
+            self.sample(&all, &logits)?;
+        }
+        Ok((self.done, self.stats))
+    }
+
+    /// Place waiting samples into free slots and draw their first tokens, until no slot is
+    /// free or nothing waits.
+    fn fill(&mut self) -> Result<()> {
+        loop {
+            let free: Vec<usize> =
+                (0..self.slots.len()).filter(|&s| self.slots[s].is_none()).collect();
+            if free.is_empty() {
+                return Ok(());
+            }
+            if self.prefilled.is_empty() && !self.prefill_next(free.len()) {
+                return Ok(());
+            }
+            let cur = self.prefilled.front_mut().expect("a prefilled group");
+            let members = &self.groups[cur.group].members;
+            let take = free.len().min(members.len() - cur.placed);
+            let placed = &free[..take];
+            for &slot in placed {
+                let index = members[cur.placed];
+                cur.placed += 1;
+                self.cache.place(slot, &cur.kv);
+                self.slots[slot] = Some(Row::new(index, &self.requests[index]));
+            }
+            let vocab = cur.logits.size()[1];
+            let logits = cur.logits.expand([take as i64, vocab], false);
+            if cur.placed == members.len() {
+                self.prefilled.pop_front();
+            }
+            self.sample(placed, &logits)?;
+        }
+    }
+
+    /// Prefill the next waiting groups, no more than `free` of them (the slots they can
+    /// fill now) and within [`PREFILL_TOKENS`]; false when nothing waits.
+    fn prefill_next(&mut self, free: usize) -> bool {
+        let prompt = |g: usize| self.requests[self.groups[g].members[0]].prompt_ids.as_slice();
+        let mut batch: Vec<usize> = Vec::new();
+        let mut width = 0;
+        while let Some(&g) = self.waiting.front() {
+            let w = width.max(prompt(g).len());
+            if !batch.is_empty() && (batch.len() == free || (batch.len() + 1) * w > PREFILL_TOKENS)
+            {
+                break;
+            }
+            batch.push(g);
+            width = w;
+            self.waiting.pop_front();
+        }
+        if batch.is_empty() {
+            return false;
+        }
+        let prompts: Vec<&[u32]> = batch.iter().map(|&g| prompt(g)).collect();
+        let (kv, logits) = self.prefill(&prompts);
+        for (i, (&group, p)) in batch.iter().zip(&prompts).enumerate() {
+            self.stats.prefill_tokens += p.len();
+            let len = p.len() as i64;
+            let row = |t: &Tensor| t.narrow(0, i as i64, 1).narrow(2, 0, len);
+            let kv =
+                PrefixKv { k: kv.k.iter().map(row).collect(), v: kv.v.iter().map(row).collect() };
+            let logits = logits.narrow(0, i as i64, 1);
+            self.prefilled.push_back(Prefilled { group, placed: 0, kv, logits });
+        }
+        true
+    }
+
+    /// Distinct prompts through the model together, right-padded: their keys and values
+    /// [prompts, kv_heads, width, head_dim] per layer, and the logits [prompts, vocab] of
+    /// each one's last real position only (never the full-vocabulary logits of every
+    /// position).
+    fn prefill(&self, prompts: &[&[u32]]) -> (PrefixKv, Tensor) {
+        let device = self.policy.device();
+        let (b, width) = (prompts.len(), prompts.iter().map(|p| p.len()).max().unwrap());
+        let pad = self.policy.eos_ids().first().copied().unwrap_or(0) as i64;
+        let mut ids = vec![pad; b * width];
+        for (r, p) in prompts.iter().enumerate() {
+            for (j, &t) in p.iter().enumerate() {
+                ids[r * width + j] = t as i64;
+            }
+        }
+        let ids = Tensor::from_slice(&ids).view([b as i64, width as i64]).to_device(device);
+        let pos = Tensor::arange(width as i64, (Kind::Int64, device))
+            .view([1, width as i64])
+            .expand([b as i64, width as i64], false);
+        let t0 = Instant::now();
+        let mut kv = PrefixKv::default();
+        let w = self.weights.wide;
+        let hidden = w.forward(&ids, &pos, AttnMode::Prefill(&mut kv), None);
+        let last: Vec<i64> = prompts.iter().map(|p| p.len() as i64 - 1).collect();
+        let last = Tensor::from_slice(&last).to_device(device);
+        let rows = Tensor::arange(b as i64, (Kind::Int64, device));
+        // [b, 1, hidden]: each prompt's last real position.
+        let at_last = hidden.index(&[Some(rows), Some(last)]).unsqueeze(1);
+        let logits = w.last_logits(&at_last);
+        tracing::trace!(prompts = b, width, seconds = t0.elapsed().as_secs_f64(), "prefill");
+        (kv, logits)
+    }
+
+    /// Drop free slots from the cache; only happens once nothing waits.
+    fn shrink(&mut self) {
+        if self.slots.iter().all(Option::is_some) {
+            return;
+        }
+        let keep: Vec<usize> = (0..self.slots.len()).filter(|&s| self.slots[s].is_some()).collect();
+        if !keep.is_empty() {
+            self.cache.keep_slots(&keep);
+        }
+        self.slots.retain(Option::is_some);
+    }
+
+    /// Every slot's newest token at its own position through the model: the next logits
+    /// [slots, vocab].
+    fn decode_step(&mut self) -> Tensor {
+        let device = self.policy.device();
+        let rows: Vec<&Row> = self.slots.iter().map(|r| r.as_ref().expect("a live slot")).collect();
+        let b = rows.len() as i64;
+        let next: Vec<i64> = rows.iter().map(|r| *r.tokens.last().unwrap() as i64).collect();
+        let pos: Vec<i64> = rows.iter().map(|r| r.prompt_len + r.tokens.len() as i64 - 1).collect();
+        let ids = Tensor::from_slice(&next).view([b, 1]).to_device(device);
+        let pos = Tensor::from_slice(&pos).view([b, 1]).to_device(device);
+        let t0 = Instant::now();
+        let w = self.weights.for_rows(rows.len());
+        let hidden = w.forward(&ids, &pos, AttnMode::Decode(&mut self.cache), None);
+        let logits = w.last_logits(&hidden);
+        tracing::trace!(batch = b, seconds = t0.elapsed().as_secs_f64(), "decode step");
+        logits
+    }
+
+    /// One token for the samples in `slots` from `logits` (row i for `slots[i]`); finished
+    /// samples leave their slots.
+    fn sample(&mut self, slots: &[usize], logits: &Tensor) -> Result<()> {
+        // One draw per sample from its own stream; the choice happens on the logits' device.
+        let draws: Vec<f64> = slots
+            .iter()
+            .map(|&s| self.slots[s].as_mut().expect("a live slot").rng.random::<f64>())
+            .collect();
+        let (tokens, lps) = sample_batch(logits, self.params, &draws);
+        let max_new = self.params.max_new_tokens;
+        for (&s, (tok, lp)) in slots.iter().zip(tokens.into_iter().zip(lps)) {
+            let row = self.slots[s].as_mut().unwrap();
+            row.tokens.push(tok);
+            row.logprobs.push(lp);
+            self.stats.new_tokens += 1;
+            if self.policy.eos_ids().contains(&tok)
+                || self.policy.hits_stop(&row.tokens, self.params, self.stop_window)?
+            {
+                row.finish = Some(FinishReason::Stop);
+            } else if row.tokens.len() >= max_new {
+                row.finish = Some(FinishReason::Length);
+            }
+            if row.finish.is_some() {
+                let row = self.slots[s].take().unwrap();
+                if let Some(pb) = self.progress {
+                    // The bar counts tokens; a sample that stops early gives back the rest.
+                    let len = pb.length().unwrap_or(0);
+                    pb.set_length(len - (max_new - row.tokens.len()) as u64);
+                }
+                self.done.push(row);
+            }
+        }
+        if let Some(pb) = self.progress {
+            pb.inc(slots.len() as u64);
+            pb.set_message(format!("{}/{} samples", self.done.len(), self.requests.len()));
+        }
+        Ok(())
+    }
+}

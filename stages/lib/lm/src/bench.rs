@@ -92,11 +92,7 @@ fn sync(device: tch::Device) {
 /// index list is followed), the context included; `None` on the CPU.
 fn gpu_used(device: tch::Device) -> Option<u64> {
     let tch::Device::Cuda(n) = device else { return None };
-    let index = match std::env::var("CUDA_VISIBLE_DEVICES") {
-        Ok(v) => v.split(',').nth(n).and_then(|s| s.trim().parse().ok())?,
-        Err(_) => n as u32,
-    };
-    crate::cuda::gpu_memory_used(index)
+    crate::cuda::gpu_memory_used(crate::cuda::nvml_index(n)?)
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {

@@ -174,6 +174,15 @@ fn probe_driver() -> Result<Driver, String> {
     Ok(Driver { version, cuda_version: format!("{}.{}", cuda / 1000, (cuda % 1000) / 10), gpus })
 }
 
+/// NVML's index (driver order) of libtorch's CUDA device `ordinal`, which counts only the
+/// devices `CUDA_VISIBLE_DEVICES` leaves; None when that list names it other than by index.
+pub fn nvml_index(ordinal: usize) -> Option<u32> {
+    match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(v) => v.split(',').nth(ordinal).and_then(|s| s.trim().parse().ok()),
+        Err(_) => Some(ordinal as u32),
+    }
+}
+
 /// Device memory in use on GPU `index` (driver order) right now, all processes together,
 /// the CUDA context included. libtorch's allocator statistics are not reachable through tch;
 /// right after a step this is the allocator's reserve plus the context, which is what a

@@ -120,11 +120,7 @@ pub fn free_memory_bytes(device: Device) -> u64 {
     const FALLBACK: u64 = 8 << 30;
     match device {
         Device::Cuda(i) => {
-            // libtorch's ordinal counts the devices CUDA_VISIBLE_DEVICES leaves, NVML all.
-            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-            let index = visible
-                .and_then(|v| v.split(',').nth(i).and_then(|x| x.trim().parse::<u32>().ok()))
-                .unwrap_or(i as u32);
+            let index = crate::cuda::nvml_index(i).unwrap_or(i as u32);
             let gpu = CudaFacts::get()
                 .driver
                 .as_ref()

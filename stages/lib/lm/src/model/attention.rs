@@ -99,7 +99,6 @@ impl Attention {
         let q = rope::apply(&q, cos, sin).to_kind(akind);
         let k = rope::apply(&k, cos, sin).to_kind(akind);
         let scale = 1.0 / (d as f64).sqrt();
-        // [b, nh, s, d]
         let causal = |k: &Tensor, v: &Tensor| {
             let (k, v) = (repeat_kv(k, rep), repeat_kv(v, rep));
             Tensor::scaled_dot_product_attention(

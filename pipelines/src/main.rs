@@ -8,6 +8,7 @@ mod report;
 mod show;
 mod slurm;
 mod summary;
+mod verify_run;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,10 @@ enum Cli {
     /// GPUs, cuDNN, NCCL, the CPU's ISA and matmul path, threads, what `device = "auto"`
     /// picks and why, and how each model stage binary links libtorch.
     Doctor(doctor::DoctorArgs),
+    /// Check every committed folder of a run against its manifests (parts, sizes, content
+    /// digests, inputs) and say what must be redone; `--repair` marks damaged parts
+    /// unfinished so the next `spice iterate` redoes them.
+    VerifyRun(verify_run::VerifyRunArgs),
     /// Print the effective run configuration (defaults + profile + overrides) as TOML.
     Config {
         /// Profile (pipelines/*.toml).
@@ -83,6 +88,7 @@ fn main() -> Result<()> {
         Cli::Report(args) => report::run(&args)?,
         Cli::Show(args) => show::run(&args)?,
         Cli::Doctor(args) => doctor::run(&args)?,
+        Cli::VerifyRun(args) => verify_run::run(&args)?,
     }
     Ok(())
 }

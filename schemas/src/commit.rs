@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::{
     digest::{digest_path, sha256_bytes, sha256_file, sha256_json, InputDigest},
+    integrity::size_of,
     manifest::{host_name, Manifest, OutputFile},
     metrics::StageMetrics,
     shard::ShardSpec,
@@ -62,6 +63,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     rename_into_place(&tmp, path)
+}
+
+/// The run folder that holds `dir`: its nearest ancestor with a `run.toml`.
+pub fn run_root(dir: &Path) -> Option<PathBuf> {
+    let dir = std::path::absolute(dir).ok()?;
+    dir.ancestors().find(|a| a.join("run.toml").is_file()).map(Path::to_path_buf)
+}
+
+/// `path` relative to the run folder of the output folder `out_dir` when it lies inside it
+/// (`iter-0002/tasks`), else as given.
+fn run_relative(out_dir: &Path, path: &Path) -> PathBuf {
+    let (Some(root), Ok(abs)) = (run_root(out_dir), std::path::absolute(path)) else {
+        return path.to_path_buf();
+    };
+    match abs.strip_prefix(&root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// Whether a stage part must run.
@@ -107,10 +126,12 @@ impl StageOutput {
         }
     }
 
-    /// Record an input (file or folder) by content digest.
+    /// Record an input (file or folder) by content digest, and by its path relative to the
+    /// run folder when it lies inside it, so a moved run keeps its records.
     pub fn input(mut self, name: &str, path: &Path) -> Result<Self> {
         let digest = digest_path(path).with_context(|| format!("digesting input `{name}`"))?;
-        self.inputs.push(InputDigest { name: name.to_string(), path: path.to_path_buf(), digest });
+        let path = run_relative(&self.dir, path);
+        self.inputs.push(InputDigest { name: name.to_string(), path, digest });
         Ok(self)
     }
 
@@ -175,14 +196,18 @@ impl StageOutput {
         if m.seed != self.seed {
             return Ok(Status::Stale(format!("seed changed ({} -> {})", m.seed, self.seed)));
         }
-        if m.inputs != self.inputs {
-            let changed: Vec<&str> = self
-                .inputs
-                .iter()
-                .filter(|i| !m.inputs.contains(i))
-                .map(|i| i.name.as_str())
-                .collect();
-            return Ok(Status::Stale(format!("inputs changed: {}", changed.join(", "))));
+        // Inputs are their content: the same digests under another path (a moved run, a
+        // model copied elsewhere) are the same inputs.
+        let same = |a: &InputDigest, b: &InputDigest| a.name == b.name && a.digest == b.digest;
+        let changed: Vec<&str> = self
+            .inputs
+            .iter()
+            .filter(|i| !m.inputs.iter().any(|r| same(r, i)))
+            .map(|i| i.name.as_str())
+            .collect();
+        if !changed.is_empty() || m.inputs.len() != self.inputs.len() {
+            let what = if changed.is_empty() { "their number".into() } else { changed.join(", ") };
+            return Ok(Status::Stale(format!("inputs changed: {what}")));
         }
         for out in &m.outputs {
             if !self.dir.join(&out.file).exists() {
@@ -260,13 +285,15 @@ impl StageOutput {
             outputs.push(OutputFile {
                 file: self.shard.part_file(),
                 rows,
+                bytes: size_of(&part)?,
                 digest: sha256_file(&part)?,
             });
         }
         for (file, rows) in extra_files {
             let path = self.dir.join(file);
             let digest = digest_path(&path)?;
-            outputs.push(OutputFile { file: file.to_string(), rows: *rows, digest });
+            let bytes = size_of(&path).with_context(|| format!("sizing {}", path.display()))?;
+            outputs.push(OutputFile { file: file.to_string(), rows: *rows, bytes, digest });
         }
         let listing: Vec<String> =
             outputs.iter().map(|o| format!("{}\t{}", o.file, o.digest)).collect();

@@ -44,6 +44,8 @@ pub fn sha256_json<T: Serialize>(value: &T) -> String {
 pub struct InputDigest {
     /// What the input is to the stage (`policy`, `tasks`, `corpus`, …).
     pub name: String,
+    /// Relative to the run folder when the input lies inside it (`iter-0002/tasks`), else as
+    /// the stage was given it. For people: "done" compares names and digests only.
     pub path: PathBuf,
     pub digest: String,
 }

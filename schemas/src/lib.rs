@@ -5,8 +5,9 @@
 //! - [`parquet_io`]: zstd Parquet writing and schema-checked reading.
 //! - [`manifest`] and [`commit`]: `_manifest.json` and the write-rename-manifest-last protocol
 //!   that makes a stage's output either finished or visibly unfinished; [`committed`]: reading
-//!   a stage's input folder only once every part has committed; [`run_stage`]: the lifecycle
-//!   of one stage part (skip, read, begin, write, commit) around the stage's own step.
+//!   a stage's input folder only once every part has committed, each file checked against its
+//!   manifest ([`integrity`]); [`run_stage`]: the lifecycle of one stage part (skip, read,
+//!   begin, write, commit) around the stage's own step.
 //! - [`metrics`]: the numbers each stage records in its manifest, one struct per stage.
 //! - [`config`]: `run.toml`, every knob of the method with the paper's defaults.
 //! - [`layout`]: where each folder of a run lives.
@@ -17,6 +18,7 @@ pub mod commit;
 pub mod committed;
 pub mod config;
 pub mod digest;
+pub mod integrity;
 pub mod layout;
 pub mod manifest;
 pub mod metrics;
@@ -26,7 +28,9 @@ pub mod run_stage;
 pub mod shard;
 
 pub use commit::{StageOutput, Status};
-pub use committed::{committed_files, read_committed, read_committed_rows, Located, RowAt};
+pub use committed::{
+    committed_files, read_committed, read_committed_rows, CommittedFile, Located, RowAt,
+};
 pub use config::RunConfig;
 pub use manifest::Manifest;
 pub use parquet_io::{read_folder, read_shard, ShardWriter};

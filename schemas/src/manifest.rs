@@ -15,6 +15,9 @@ pub struct OutputFile {
     pub file: String,
     /// Rows, for Parquet shards (0 for other files).
     pub rows: u64,
+    /// Size in bytes (absent, read as 0, in manifests written before sizes were recorded).
+    #[serde(default)]
+    pub bytes: u64,
     pub digest: String,
 }
 

@@ -118,7 +118,19 @@ pub fn write_shard<T: ShardRow>(path: impl Into<PathBuf>, rows: &[T]) -> Result<
 /// Read every row of one shard, after checking that its schema is `T`'s.
 pub fn read_shard<T: ShardRow>(path: &Path) -> Result<Vec<T>> {
     let file = File::open(path).with_context(|| format!("opening shard {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| {
+    decode_shard(path, file)
+}
+
+/// Decode the rows of a shard already read into memory (`path` names it in errors).
+pub fn read_shard_bytes<T: ShardRow>(path: &Path, bytes: bytes::Bytes) -> Result<Vec<T>> {
+    decode_shard(path, bytes)
+}
+
+fn decode_shard<T: ShardRow, R: parquet::file::reader::ChunkReader + 'static>(
+    path: &Path,
+    source: R,
+) -> Result<Vec<T>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(source).with_context(|| {
         format!("{} is not a readable Parquet file (corrupt or truncated?)", path.display())
     })?;
     check_schema::<T>(path, builder.schema())?;

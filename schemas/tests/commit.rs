@@ -170,3 +170,72 @@ fn sharded_folder_completes_when_every_part_commits() {
     out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
     assert_ne!(d0, digest_path(&out_dir).unwrap());
 }
+
+#[test]
+fn a_damaged_committed_shard_is_an_error_naming_the_file_and_both_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input.txt");
+    std::fs::write(&input, "tasks").unwrap();
+    let dir = tmp.path().join("rollouts");
+    let out = stage(&dir, &input, 1e-6);
+    out.begin().unwrap();
+    write_rows(&out, 40).unwrap();
+    let m = out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
+    let part = dir.join("part-00000.parquet");
+    assert_eq!(m.outputs[0].bytes, std::fs::metadata(&part).unwrap().len());
+    let rows = spice_schemas::read_committed_rows::<RolloutRow>(&dir, "spice-rollout").unwrap();
+    assert_eq!(rows.len(), 40);
+
+    // Two bytes flipped in the middle: same size, other content.
+    let mut bytes = std::fs::read(&part).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    bytes[mid + 1] ^= 0xff;
+    std::fs::write(&part, &bytes).unwrap();
+    let found = spice_schemas::digest::sha256_file(&part).unwrap();
+    let err = format!(
+        "{:#}",
+        spice_schemas::read_committed_rows::<RolloutRow>(&dir, "spice-rollout").unwrap_err()
+    );
+    for want in [part.display().to_string(), m.outputs[0].digest.clone(), found, "--force".into()] {
+        assert!(err.contains(&want), "`{want}` missing from: {err}");
+    }
+
+    // Cut short: caught by its size, before anything is read.
+    std::fs::write(&part, &bytes[..mid]).unwrap();
+    let err = format!("{:#}", spice_schemas::committed_files(&dir, "spice-rollout").unwrap_err());
+    assert!(err.contains("is corrupt") && err.contains(&format!("size {mid} bytes")), "{err}");
+}
+
+#[test]
+fn inputs_inside_a_run_are_recorded_run_relative_and_done_survives_a_move() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(run.join("iter-0000/tasks")).unwrap();
+    std::fs::write(run.join("run.toml"), "").unwrap();
+    std::fs::write(run.join("iter-0000/tasks/t.txt"), "tasks").unwrap();
+    let outside = tmp.path().join("model.txt");
+    std::fs::write(&outside, "weights").unwrap();
+    let stage_in = |run: &Path| {
+        StageOutput::new(&run.join("iter-0000/rollouts"), "rollout", ShardSpec::WHOLE)
+            .input("tasks", &run.join("iter-0000/tasks"))
+            .unwrap()
+            .input("policy", &outside)
+            .unwrap()
+            .seed(7)
+    };
+    let out = stage_in(&run);
+    out.begin().unwrap();
+    write_rows(&out, 4).unwrap();
+    let m = out.commit(&spice_schemas::metrics::NoMetrics {}).unwrap();
+    assert_eq!(m.inputs[0].path, Path::new("iter-0000/tasks"));
+    assert_eq!(m.inputs[1].path, outside, "an input outside the run keeps its path");
+
+    let moved = tmp.path().join("elsewhere/run");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&run, &moved).unwrap();
+    assert!(matches!(stage_in(&moved).status().unwrap(), Status::Done(_)));
+    // Content still decides: a changed input is stale wherever the run lives.
+    std::fs::write(moved.join("iter-0000/tasks/t.txt"), "other tasks").unwrap();
+    assert!(matches!(stage_in(&moved).status().unwrap(), Status::Stale(s) if s.contains("tasks")));
+}

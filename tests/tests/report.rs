@@ -368,7 +368,12 @@ fn manifest(
         seed: 7,
         config_digest: "sha256:00".into(),
         inputs: Vec::new(),
-        outputs: vec![OutputFile { file: spec.part_file(), rows, digest: "sha256:00".into() }],
+        outputs: vec![OutputFile {
+            file: spec.part_file(),
+            rows,
+            bytes: 0,
+            digest: "sha256:00".into(),
+        }],
         output_digest: "sha256:00".into(),
         rows,
         started_at: "2026-01-01T00:00:00Z".into(),

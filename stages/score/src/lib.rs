@@ -20,7 +20,7 @@ use spice_schemas::{
     committed_files, read_committed, run_stage, Located, RowAt, ShardRow, ShardSpec, StageOutput,
 };
 use spice_stage::{derive_seed, StageArgs, StageCtx};
-use spice_verify::{check, AnswerType, Check, TaskKind};
+use spice_verify::{check_with_options, AnswerType, Check, TaskKind, MCQ_MAX_LETTER};
 use tracing::{info, warn};
 
 /// Stage name recorded in the manifest, and the stage name in T_R's seed.
@@ -315,7 +315,18 @@ fn verify(docs: &[Vec<Entry>]) -> Vec<Vec<Vec<Check>>> {
             let v: Vec<Check> = e
                 .rollouts
                 .iter()
-                .map(|r| check(gold, &r.value.completion, e.kind, e.answer_type))
+                .map(|r| {
+                    // The options' texts let an answer that names its option by text count.
+                    let options = &e.task.value.options;
+                    check_with_options(
+                        gold,
+                        &r.value.completion,
+                        e.kind,
+                        e.answer_type,
+                        MCQ_MAX_LETTER,
+                        options,
+                    )
+                })
                 .collect();
             pb.inc(v.len() as u64);
             v

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use spice_lm::ScoreRow;
-use spice_schemas::{committed_files, read_shard, rows::ScoredRow, vocab::Role};
+use spice_schemas::{committed_files, rows::ScoredRow, vocab::Role};
 
 /// One trajectory of the training batch, with the log-probs the loss compares against.
 #[derive(Debug, Clone)]
@@ -68,10 +68,10 @@ pub struct Selection {
 pub fn read_scored(dir: &Path, iteration: u32, train_challenger: bool) -> Result<Selection> {
     let mut sel = Selection::default();
     for file in committed_files(dir, "spice-score")? {
-        let rows: Vec<ScoredRow> = read_shard(&file)?;
+        let rows: Vec<ScoredRow> = file.read_rows()?;
         for (i, row) in rows.into_iter().enumerate() {
             sel.read += 1;
-            let origin = format!("{} row {i}", file.display());
+            let origin = format!("{} row {i}", file.path.display());
             let role = check_row(&row, iteration).with_context(|| origin.clone())?;
             if !row.in_batch {
                 continue;

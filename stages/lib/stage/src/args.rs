@@ -1,7 +1,11 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use spice_schemas::{layout::RunLayout, RunConfig, ShardSpec};
+use spice_schemas::{
+    integrity::{check_file, corruption_error, Depth},
+    layout::RunLayout,
+    RunConfig, ShardSpec,
+};
 
 /// Flags every stage takes. The configuration itself comes from `<run>/run.toml`; flags only
 /// pick the iteration and part, and override the device and seed.
@@ -78,6 +82,9 @@ impl StageCtx {
                 self.iter - 1
             );
         }
+        if self.iter > 0 {
+            check_checkpoint(&dir)?;
+        }
         if !dir.join("config.json").exists() {
             bail!(
                 "model folder {} has no config.json (run `just setup` for the default model, or \
@@ -92,4 +99,24 @@ impl StageCtx {
     pub fn folder(&self, name: &str) -> PathBuf {
         self.layout.folder(self.iter, name)
     }
+}
+
+/// A committed checkpoint's files against their manifest, by size: a checkpoint can be many
+/// GB and is loaded by every stage, so its digests are checked by `spice verify-run`, while a
+/// truncated or half-copied weight file is caught here for free.
+fn check_checkpoint(dir: &std::path::Path) -> Result<()> {
+    let manifest_path = dir.join("_manifest.json");
+    let manifest = spice_schemas::Manifest::read(&manifest_path)?;
+    for out in &manifest.outputs {
+        let state = check_file(dir, out, Depth::Size)?;
+        if !state.is_intact() {
+            return Err(corruption_error(
+                &dir.join(&out.file),
+                &manifest_path,
+                &state,
+                "spice-update",
+            ));
+        }
+    }
+    Ok(())
 }

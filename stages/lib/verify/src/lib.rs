@@ -19,9 +19,13 @@ pub mod json_extract;
 pub mod task;
 
 pub use answer::equiv::is_equivalent;
-pub use answer::mcq::extract_choice;
+pub use answer::mcq::{extract_choice, extract_choice_with_options};
+pub use answer::reasoning::strip_reasoning;
 pub use answer::MCQ_MAX_LETTER;
-pub use answer::{check, check_with_letters, equiv, extract, extract_answer, mcq, text, Check};
+pub use answer::{
+    check, check_with_letters, check_with_options, equiv, extract, extract_answer, mcq, read_gold,
+    reasoning, text, Check,
+};
 pub use spice_vocab::{AnswerType, TaskKind, UnknownName};
 pub use task::{
     copied_from_prompt, parse_task, parse_task_for_prompt, Invalid, InvalidReason, ParsedTask, Task,

@@ -1,14 +1,16 @@
 //! `spice-verify check`: answer verification from the command line. It reads JSON lines
-//! `{"gold": …, "pred": …, "answer_type"?: …, "kind"?: …}` on stdin and writes one JSON line
-//! per input line, `{"equivalent": bool, "extracted": …}`, or `{"error": …, "line": N}` for a
-//! line it cannot read, so output line N always answers input line N. The pipeline stages built
-//! on this library are `spice-filter` and `spice-score`.
+//! `{"gold": …, "pred": …, "answer_type"?: …, "kind"?: …, "options"?: […]}` on stdin and
+//! writes one JSON line per input line, `{"equivalent": bool, "extracted": …}`, or
+//! `{"error": …, "line": N}` for a line it cannot read, so output line N always answers input
+//! line N. Each line goes through `check_with_options`, the same check the pipeline stages
+//! (`spice-filter`, `spice-score`) use: the gold is read like the prediction when it is more
+//! than a bare answer.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use serde_json::Value;
-use spice_verify::{check_with_letters, AnswerType, TaskKind};
+use spice_verify::{check_with_options, AnswerType, TaskKind};
 use std::io::{BufRead, BufWriter, Write};
 
 #[derive(Parser, Debug)]
@@ -23,13 +25,16 @@ enum Command {
     /// Check predictions against gold answers: JSON lines on stdin, one verdict per line on stdout.
     ///
     /// Input lines: {"gold": "...", "pred": "<completion>", "answer_type"?: "integer|float|
-    /// expression|string|boolean|list", "kind"?: "mcq|free_form|any"}. Output lines:
+    /// expression|string|boolean|list", "kind"?: "mcq|free_form|any", "options"?: ["text of
+    /// A", "text of B", ...]}. The gold is read like the prediction when it is more than a bare
+    /// answer (a whole solution, a boxed answer). Output lines:
     /// {"equivalent": true|false, "extracted": "..."|null}, or {"error": "...", "line": N}.
     Check {
         /// Format assumed for lines without "kind".
         #[arg(long, default_value = "any")]
         kind: TaskKind,
-        /// Highest option letter for multiple choice (D for SPICE tasks, J for MMLU-Pro).
+        /// Highest option letter for multiple choice (D for SPICE tasks, J for MMLU-Pro); a line
+        /// with "options" uses A up to its last option instead.
         #[arg(long, default_value_t = 'D')]
         max_letter: char,
     },
@@ -43,6 +48,9 @@ struct Line {
     answer_type: Option<String>,
     #[serde(default)]
     kind: Option<String>,
+    /// Option texts of a multiple-choice question, A first.
+    #[serde(default)]
+    options: Vec<Value>,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -74,7 +82,15 @@ fn verdict(raw: &str, default_kind: TaskKind, max_letter: char) -> Result<Value,
         })?),
         None => None,
     };
-    let c = check_with_letters(&gold, &pred, kind, answer_type, max_letter);
+    let options = line
+        .options
+        .iter()
+        .map(|o| text(o).ok_or("options must be strings, numbers or booleans"))
+        .collect::<Result<Vec<String>, _>>()?;
+    if options.len() > 26 {
+        return Err("options: at most 26 (A to Z)".into());
+    }
+    let c = check_with_options(&gold, &pred, kind, answer_type, max_letter, &options);
     Ok(serde_json::json!({"equivalent": c.equivalent, "extracted": c.extracted}))
 }
 

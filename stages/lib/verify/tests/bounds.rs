@@ -4,7 +4,9 @@
 //! huge factorials, long digit strings, unbalanced braces, nested fractions, long lists,
 //! megabyte completions, and random bytes.
 
-use spice_verify::{check, extract_answer, is_equivalent, parse_task, AnswerType, TaskKind};
+use spice_verify::{
+    check, check_with_options, extract_answer, is_equivalent, parse_task, AnswerType, TaskKind,
+};
 use std::time::{Duration, Instant};
 
 /// Per-check cap. Debug builds are several times slower, so they get more room.
@@ -203,6 +205,7 @@ fn adversarial() -> Vec<String> {
 fn adversarial_inputs_are_bounded() {
     let inputs = adversarial();
     let golds = ["1", "x^2+1", "(1,2)", "\\{1,2\\}", "\\frac{1}{2}", "B"];
+    let options = ["1", "x^2+1", "\\frac{1}{2}", "(1,2)"];
     let types = [
         None,
         Some(AnswerType::Integer),
@@ -252,6 +255,12 @@ fn adversarial_inputs_are_bounded() {
         timed("check mcq", input, &mut || {
             check("B", input, TaskKind::Mcq, None);
         });
+        timed("check mcq with options", input, &mut || {
+            check_with_options("B", input, TaskKind::Mcq, None, 'D', &options);
+        });
+        timed("check with the input as gold", input, &mut || {
+            check(input, "so \\boxed{1}", TaskKind::Any, ty);
+        });
         timed("parse_task", input, &mut || {
             parse_task(input, TaskKind::Any, ty);
         });
@@ -265,6 +274,13 @@ fn adversarial_inputs_are_bounded() {
         "\\boxed{".repeat(200_000),
         "{".repeat(1_000_000),
         "1".repeat(1_000_000),
+        "<think>".repeat(150_000),
+        "</think>B".repeat(110_000),
+        "<think>\\boxed{A}</think>".repeat(40_000),
+        "B is correct ".repeat(80_000),
+        "the answer is ".repeat(70_000),
+        "A) 1\n".repeat(200_000),
+        "\\boxed{A} or ".repeat(70_000),
     ];
     for b in &big {
         timed("extract free_form (1 MB)", b, &mut || {
@@ -278,6 +294,12 @@ fn adversarial_inputs_are_bounded() {
         });
         timed("is_equivalent (1 MB)", b, &mut || {
             is_equivalent(b, b, None);
+        });
+        timed("check, 1 MB gold and completion", b, &mut || {
+            check(b, b, TaskKind::Any, None);
+        });
+        timed("check mcq with options (1 MB)", b, &mut || {
+            check_with_options("B", b, TaskKind::Mcq, None, 'D', &options);
         });
     }
     // Inputs the fuzzer once found slow, replayed the way the fuzz target splits them.

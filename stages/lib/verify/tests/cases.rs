@@ -2,11 +2,16 @@
 //!
 //! `equivalence.jsonl`: `{gold, pred, expected, category, answer_type?}` for
 //! [`is_equivalent`]; `extraction.jsonl`: `{completion, kind, extracted, gold?, expected?,
-//! category}` for [`extract_answer`] and [`check`]. Each test prints its case count per
+//! category, options?}` for [`extract_answer`] and [`check`] (with `options`, the option
+//! texts of a multiple-choice question: [`extract_choice_with_options`] and
+//! [`check_with_options`]). Each test prints its case count per
 //! category and lists every failing case before failing.
 
 use serde::Deserialize;
-use spice_verify::{check, extract_answer, is_equivalent, AnswerType, TaskKind};
+use spice_verify::{
+    check, check_with_options, extract_answer, extract_choice_with_options, is_equivalent,
+    AnswerType, TaskKind, MCQ_MAX_LETTER,
+};
 use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
@@ -29,6 +34,8 @@ struct ExCase {
     #[serde(default)]
     expected: Option<bool>,
     category: String,
+    #[serde(default)]
+    options: Vec<String>,
 }
 
 fn read<T: for<'de> Deserialize<'de>>(name: &str) -> Vec<T> {
@@ -85,7 +92,11 @@ fn extraction_table() {
     let mut failures = Vec::new();
     for c in &cases {
         let kind: TaskKind = c.kind.parse().expect("kind in table");
-        let got = extract_answer(&c.completion, kind);
+        let got = if c.options.is_empty() {
+            extract_answer(&c.completion, kind)
+        } else {
+            extract_choice_with_options(&c.completion, MCQ_MAX_LETTER, &c.options).map(String::from)
+        };
         let e = counts.entry(c.category.clone()).or_default();
         e.0 += 1;
         e.1 += usize::from(c.expected == Some(false));
@@ -96,7 +107,11 @@ fn extraction_table() {
             ));
         }
         if let (Some(gold), Some(expected)) = (&c.gold, c.expected) {
-            let v = check(gold, &c.completion, kind, None);
+            let v = if c.options.is_empty() {
+                check(gold, &c.completion, kind, None)
+            } else {
+                check_with_options(gold, &c.completion, kind, None, MCQ_MAX_LETTER, &c.options)
+            };
             if v.equivalent != expected {
                 failures.push(format!(
                     "[{}] gold {gold:?} vs {:?}: expected {expected}, got {}",

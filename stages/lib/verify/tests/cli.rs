@@ -93,3 +93,35 @@ fn throughput_is_at_least_ten_thousand_lines_per_second() {
         assert!(rate >= 10_000.0, "{rate:.0} lines/s is below 10,000");
     }
 }
+
+#[test]
+fn hedged_answers_reasoning_blocks_and_solution_golds() {
+    let lines = [
+        // Several options named: no answer.
+        (r#"{"gold": "B", "pred": "\\boxed{A} or \\boxed{B}", "kind": "mcq"}"#, false),
+        (r#"{"gold": "B", "pred": "\\boxed{\\text{B and C}}", "kind": "mcq"}"#, false),
+        (r#"{"gold": "A", "pred": "The answer is A, B, C or D.", "kind": "mcq"}"#, false),
+        (r#"{"gold": "D", "pred": "We need vitamin D to absorb calcium.", "kind": "mcq"}"#, false),
+        // One option, committed.
+        (r#"{"gold": "B", "pred": "Comparing the options...\n\nB", "kind": "mcq"}"#, true),
+        // A reasoning block is not the answer.
+        (r#"{"gold": "42", "pred": "<think>Maybe \\boxed{41}?</think> Final: \\boxed{42}"}"#, true),
+        // A gold that is a whole solution is read like a prediction.
+        (
+            r#"{"gold": "We add $3+4=7$, so the answer is $\\boxed{7}$.", "pred": "The sum is \\boxed{7}."}"#,
+            true,
+        ),
+        (r#"{"gold": "Hence: \\[ \\boxed{2,\\! 450} \\]", "pred": "\\boxed{2450}"}"#, true),
+        // Option texts, when the line gives them.
+        (
+            r#"{"gold": "B", "pred": "\\boxed{Paris}", "kind": "mcq", "options": ["London", "Paris", "Rome", "Berlin"]}"#,
+            true,
+        ),
+    ];
+    let input: String = lines.iter().map(|(l, _)| format!("{l}\n")).collect();
+    let out = run_check(&input, &[]);
+    assert_eq!(out.len(), lines.len());
+    for ((line, want), got) in lines.iter().zip(&out) {
+        assert_eq!(got["equivalent"], *want, "{line} -> {got}");
+    }
+}

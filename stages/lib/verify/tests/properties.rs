@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use spice_verify::{
-    check, extract_answer, extract_choice, is_equivalent, parse_task, AnswerType, TaskKind,
+    check, extract_answer, extract_choice, is_equivalent, parse_task, read_gold, AnswerType,
+    TaskKind,
 };
 
 /// Strings built from the pieces answers are made of, so the parser's corners get exercised
@@ -92,6 +93,22 @@ proptest! {
         let _ = check(&a, &b, TaskKind::FreeForm, ty);
         let _ = check("B", &b, TaskKind::Mcq, None);
         let _ = parse_task(&format!("{{\"question\": \"what is {a}?\", \"answer\": \"{b}\"}}"), TaskKind::Any, ty);
+    }
+
+    #[test]
+    fn challenger_gold_answers_are_taken_as_they_are(a in latexish(), ty in any_type()) {
+        // A valid free-form task's gold answer is a short answer: the checker reads it as it
+        // is, never as a solution to extract from (only a boxed one loses its box).
+        let json = serde_json::json!({"question": "What is the value asked for here?", "answer": a});
+        let mut json = json;
+        if let Some(t) = ty {
+            json["answer_type"] = t.as_str().into();
+        }
+        if let Ok(task) = parse_task(&json.to_string(), TaskKind::FreeForm, None).task {
+            if !task.answer.contains("\\boxed") && !task.answer.contains("\\fbox") {
+                prop_assert_eq!(read_gold(&task.answer, task.answer_type), task.answer.trim(), "{:?}", task.answer);
+            }
+        }
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! phrase, the whole text when it is already just an answer, then the last mathematics or
 //! number in the text. The first candidate that parses as an answer wins, so
 //! `Final answer is $\sum_k k$. 42` still yields `42` when the sum cannot be read.
+//! Reasoning blocks (`<think>…</think>`) are removed before anything is read
+//! ([`crate::answer::reasoning`]).
 
 use crate::answer::equiv::clean;
 use crate::answer::expr::parse;
-use crate::bounds::{tail, MAX_ANSWER_BYTES, MAX_COMPLETION_BYTES};
+use crate::answer::reasoning::strip_reasoning;
+use crate::bounds::{tail, MAX_ANSWER_BYTES, MAX_COMPLETION_BYTES, MAX_ELEMENTS};
 
 /// Most candidates parsed per completion.
 const MAX_CANDIDATES: usize = 48;
@@ -65,11 +68,20 @@ fn matching_brace(s: &str, open: usize) -> Option<usize> {
 fn find_boxes(s: &str) -> Vec<Span> {
     let mut out = Vec::new();
     let mut from = 0;
+    // Next occurrence of each command at or after `from` (searched again only once passed),
+    // so a text with many boxes is not rescanned for an absent `\fbox` at every box.
+    let cmds = ["\\boxed", "\\fbox"];
+    let mut next: [Option<usize>; 2] = [None; 2];
+    let mut searched = [false; 2];
     while from < s.len() {
-        let hit = ["\\boxed", "\\fbox"]
-            .iter()
-            .filter_map(|c| s[from..].find(c).map(|i| (from + i, c.len())))
-            .min_by_key(|(i, _)| *i);
+        for k in 0..2 {
+            if !searched[k] || next[k].is_some_and(|i| i < from) {
+                next[k] = s[from..].find(cmds[k]).map(|i| from + i);
+                searched[k] = true;
+            }
+        }
+        let hit =
+            (0..2).filter_map(|k| next[k].map(|i| (i, cmds[k].len()))).min_by_key(|(i, _)| *i);
         let Some((start, len)) = hit else { break };
         let mut j = start + len;
         while j < s.len() && s.as_bytes()[j] == b' ' {
@@ -95,16 +107,21 @@ fn find_boxes(s: &str) -> Vec<Span> {
     out
 }
 
-/// The last box, joined with the boxes just before it when only a few characters separate
-/// them (`\boxed{1} and \boxed{2}` is the answer `1, 2`); repeated boxes count once.
-fn last_boxed(s: &str) -> Option<String> {
+/// The contents of the last box and of the boxes just before it when only a few characters
+/// separate them, in order (at most 64); repeated boxes count once. Empty when there is no box.
+pub(crate) fn last_box_group(s: &str) -> Vec<String> {
     let boxes = find_boxes(s);
-    let last = boxes.last()?;
+    let Some(last) = boxes.last() else { return Vec::new() };
     let mut parts = vec![last.content.clone()];
     let mut start = last.start;
     for b in boxes.iter().rev().skip(1) {
         let gap = &s[b.end..start];
-        if gap.len() > 30 || gap.contains("\n\n") || gap.contains(';') || gap.contains(". ") {
+        if parts.len() >= MAX_ELEMENTS
+            || gap.len() > 30
+            || gap.contains("\n\n")
+            || gap.contains(';')
+            || gap.contains(". ")
+        {
             break;
         }
         if !parts.contains(&b.content) {
@@ -113,7 +130,19 @@ fn last_boxed(s: &str) -> Option<String> {
         start = b.start;
     }
     parts.reverse();
-    Some(parts.join(", "))
+    parts
+}
+
+/// The last box, joined with the boxes just before it (`\boxed{1} and \boxed{2}` is the
+/// answer `1, 2`).
+fn last_boxed(s: &str) -> Option<String> {
+    let parts = last_box_group(s);
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// Whether `s` holds mathematics between delimiters (`$…$`, `\(…\)`, `\[…\]`).
+pub(crate) fn has_math(s: &str) -> bool {
+    !math_segments(s).is_empty()
 }
 
 /// Inline and display mathematics: `$…$`, `$$…$$`, `\(…\)`, `\[…\]`.
@@ -451,8 +480,10 @@ pub(crate) fn parses(candidate: &str) -> bool {
 }
 
 /// The free-form answer in a completion, or `None` when there is nothing answer-like.
+/// Reasoning blocks (`<think>…</think>`) are removed first.
 pub fn extract_free_form(completion: &str) -> Option<String> {
-    let (cands, explicit, fallback) = candidates(completion);
+    let completion = strip_reasoning(completion);
+    let (cands, explicit, fallback) = candidates(&completion);
     // An explicitly marked answer is kept even when it does not parse (it may be text), then
     // the last mathematics; a guess from prose must at least read as an answer.
     let chosen = cands

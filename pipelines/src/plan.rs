@@ -81,8 +81,7 @@ pub fn iteration_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall>
 /// initial model once (with iteration 0, into `iter-0000/eval/`), and the checkpoint of
 /// every N-th iteration (into `iter-NNNN/eval-checkpoint/`), so a report shows the curve.
 pub fn eval_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall> {
-    let every = cfg.eval.eval_every;
-    if every == 0 || cfg.eval.benchmarks.is_empty() {
+    if cfg.eval.eval_every == 0 || cfg.eval.benchmarks.is_empty() {
         return Vec::new();
     }
     let dir = run.join(format!("iter-{iter:04}"));
@@ -98,7 +97,7 @@ pub fn eval_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall> {
     if iter == 0 {
         calls.push(call("--iter", "eval"));
     }
-    if (iter + 1).is_multiple_of(every) {
+    if cfg.eval.evaluates_checkpoint(iter) {
         calls.push(call("--checkpoint-of", "eval-checkpoint"));
     }
     calls

@@ -47,6 +47,8 @@ impl Row {
             "incomplete"
         } else if !check.stale_inputs.is_empty() {
             "stale"
+        } else if check.pruned {
+            "pruned"
         } else {
             "ok"
         }

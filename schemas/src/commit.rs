@@ -180,7 +180,8 @@ impl StageOutput {
         self.dir.join(self.shard.manifest_file())
     }
 
-    /// Compare what is on disk with what this run would produce.
+    /// Compare what is on disk with what this run would produce. A pruned folder whose
+    /// manifest matches is done: its files were removed on purpose (`crate::prune`).
     pub fn status(&self) -> Result<Status> {
         let path = self.manifest_path();
         if !path.exists() {
@@ -209,8 +210,10 @@ impl StageOutput {
             let what = if changed.is_empty() { "their number".into() } else { changed.join(", ") };
             return Ok(Status::Stale(format!("inputs changed: {what}")));
         }
+        // A folder pruned on purpose (`prune.rs`) lost its files, not what it was made from.
+        let pruned = crate::prune::is_pruned(&self.dir);
         for out in &m.outputs {
-            if !self.dir.join(&out.file).exists() {
+            if !pruned && !self.dir.join(&out.file).exists() {
                 return Ok(Status::Stale(format!("output {} is missing", out.file)));
             }
         }

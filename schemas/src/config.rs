@@ -23,6 +23,7 @@ pub struct RunConfig {
     pub reward: RewardSection,
     pub update: UpdateSection,
     pub eval: EvalSection,
+    pub checkpoint: CheckpointSection,
     pub slurm: SlurmSection,
 }
 
@@ -269,6 +270,43 @@ impl Default for EvalSection {
     }
 }
 
+impl EvalSection {
+    /// Whether a run evaluates the checkpoint iteration `iter`'s update writes (into
+    /// `iter-N/eval-checkpoint/`): every `eval_every`-th iteration, when there are benchmarks.
+    pub fn evaluates_checkpoint(&self, iter: u32) -> bool {
+        self.eval_every > 0
+            && !self.benchmarks.is_empty()
+            && (iter + 1).is_multiple_of(self.eval_every)
+    }
+}
+
+/// How many iterations' checkpoints a run keeps on disk (like TRL's `save_total_limit`). The
+/// update of iteration N prunes older folders once its own output has committed; the newest
+/// checkpoint and optimizer state, which the next iteration and a resume need, are never
+/// pruned, nor a checkpoint whose scheduled evaluation (`eval.eval_every`) has not finished.
+/// A pruned folder keeps its `_manifest.json` (and gains `_pruned.json`), so the iterations
+/// that used it still read as done. Neither setting changes what a stage computes: they are
+/// not part of any stage's configuration digest, and may be edited in a run's `run.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    /// Model folders `iter-N/checkpoint/` to keep, the most recent ones (0 = all). The
+    /// default keeps every one, so any iteration can be evaluated or resumed from later.
+    pub keep: u32,
+    /// Optimizer folders `iter-N/optimizer/` (AdamW moments, twice the size of the f32
+    /// weights) to keep, the most recent ones (0 = all). Only the newest is ever read: the
+    /// next iteration resumes from it. Older ones matter only to redo an old iteration with
+    /// its original moments, so by default they go, which bounds the largest part of a run's
+    /// disk use (a 4B model's moments are 32 GB per iteration).
+    pub keep_optimizer: u32,
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        Self { keep: 0, keep_optimizer: 1 }
+    }
+}
+
 /// Resources of the Slurm jobs `spice slurm iterate` submits (`--partition`, `--gres`, …);
 /// unset keys leave the cluster's defaults. The keys are those of [`SlurmResources`], plus
 /// per-stage tables.
@@ -491,6 +529,25 @@ mod tests {
         assert_eq!(c.corpus.max_doc_tokens, 5992);
         assert_eq!(c.challenger.temperature, 1.0);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn checkpoint_bounds_default_to_every_model_and_the_last_optimizer() {
+        let c = RunConfig::default();
+        assert_eq!((c.checkpoint.keep, c.checkpoint.keep_optimizer), (0, 1));
+        let c = RunConfig::from_toml("[checkpoint]\nkeep = 3\n", "c.toml").unwrap();
+        assert_eq!((c.checkpoint.keep, c.checkpoint.keep_optimizer), (3, 1));
+        let err = RunConfig::from_toml("[checkpoint]\nsave_total_limit = 3\n", "c.toml");
+        assert!(format!("{:#}", err.unwrap_err()).contains("save_total_limit"));
+    }
+
+    #[test]
+    fn checkpoint_evaluations_follow_eval_every() {
+        let mut e = EvalSection { eval_every: 2, ..EvalSection::default() };
+        assert!(!e.evaluates_checkpoint(1), "no benchmarks, no evaluation");
+        e.benchmarks = vec!["b.jsonl".into()];
+        let evaluated: Vec<u32> = (0..6).filter(|i| e.evaluates_checkpoint(*i)).collect();
+        assert_eq!(evaluated, [1, 3, 5]);
     }
 
     #[test]

@@ -156,8 +156,11 @@ pub struct FolderCheck {
     /// Inputs whose content differs from what the stage read (its stage will redo it):
     /// `name (path)`.
     pub stale_inputs: Vec<String>,
-    /// Inputs no longer on disk (a pruned checkpoint, a moved model): `name (path)`.
+    /// Inputs no longer on disk (a moved model): `name (path)`.
     pub gone_inputs: Vec<String>,
+    /// Its files were removed on purpose (`checkpoint.keep`, [`crate::prune`]): only its
+    /// manifests are checked.
+    pub pruned: bool,
 }
 
 impl FolderCheck {
@@ -177,11 +180,12 @@ pub fn check_folder(dir: &Path, run_root: &Path) -> Result<FolderCheck> {
     };
     let count = first.shard.count;
     check.parts_expected = count;
+    check.pruned = crate::prune::is_pruned(dir);
     let mut inputs_seen: Vec<&crate::digest::InputDigest> = Vec::new();
     for m in manifests.iter().filter(|m| m.shard.count == count) {
         check.parts += 1;
         let manifest = dir.join(m.shard.manifest_file());
-        for out in &m.outputs {
+        for out in m.outputs.iter().filter(|_| !check.pruned) {
             check.files += 1;
             check.bytes += out.bytes;
             let state = check_file(dir, out, Depth::Full)?;

@@ -4,8 +4,13 @@
 //! <run>/run.toml                     frozen config of the run (with overrides)
 //! <run>/chunks/                      the chunked corpus (shared by all iterations)
 //! <run>/iter-0003/challenger/ tasks/ rollouts/ scored/ update/ eval/
-//! <run>/iter-0003/checkpoint/        policy after this iteration's update
+//! <run>/iter-0003/checkpoint/        policy after this iteration's update: a plain Hugging
+//!                                    Face model folder (+ _manifest.json)
+//! <run>/iter-0003/optimizer/         its AdamW state, read by the next iteration's update
 //! ```
+//!
+//! `[checkpoint]` of run.toml bounds how many of the last two are kept; a pruned one keeps
+//! only its `_manifest.json` and `_pruned.json` (`crate::prune`).
 
 use std::path::{Path, PathBuf};
 
@@ -37,8 +42,17 @@ impl RunLayout {
         self.iter_dir(iteration).join(name)
     }
 
+    /// The model folder iteration `iteration`'s update writes: what a Hugging Face loader
+    /// reads, and nothing else.
     pub fn checkpoint(&self, iteration: u32) -> PathBuf {
         self.iter_dir(iteration).join("checkpoint")
+    }
+
+    /// The optimizer state (AdamW moments and step) beside that checkpoint, which the next
+    /// iteration's update resumes from. Runs made before this folder existed kept it inside
+    /// `checkpoint/`.
+    pub fn optimizer(&self, iteration: u32) -> PathBuf {
+        self.iter_dir(iteration).join("optimizer")
     }
 
     /// The policy that iteration `iteration` samples with: the initial model for iteration

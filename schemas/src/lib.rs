@@ -10,7 +10,8 @@
 //!   begin, write, commit) around the stage's own step.
 //! - [`metrics`]: the numbers each stage records in its manifest, one struct per stage.
 //! - [`config`]: `run.toml`, every knob of the method with the paper's defaults.
-//! - [`layout`]: where each folder of a run lives.
+//! - [`layout`]: where each folder of a run lives; [`prune`]: removing a committed folder's
+//!   files on purpose (old checkpoints) while it keeps reading as done.
 
 pub use spice_vocab as vocab;
 
@@ -23,6 +24,7 @@ pub mod layout;
 pub mod manifest;
 pub mod metrics;
 pub mod parquet_io;
+pub mod prune;
 pub mod rows;
 pub mod run_stage;
 pub mod shard;

@@ -238,4 +238,46 @@ fn inputs_inside_a_run_are_recorded_run_relative_and_done_survives_a_move() {
     // Content still decides: a changed input is stale wherever the run lives.
     std::fs::write(moved.join("iter-0000/tasks/t.txt"), "other tasks").unwrap();
     assert!(matches!(stage_in(&moved).status().unwrap(), Status::Stale(s) if s.contains("tasks")));
+
+fn a_pruned_folder_keeps_its_digest_and_reads_as_done() {
+    use spice_schemas::metrics::NoMetrics;
+    use spice_schemas::prune::{is_pruned, prune_folder, read_pruned, refuse_pruned, PRUNED_FILE};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input.txt");
+    std::fs::write(&input, "x").unwrap();
+    let dir = tmp.path().join("checkpoint");
+    let out = stage(&dir, &input, 1e-6);
+    let err = format!("{:#}", prune_folder(&tmp.path().join("absent"), "test").unwrap_err());
+    assert!(err.contains("absent"), "{err}");
+    out.begin().unwrap();
+    std::fs::write(dir.join("model.safetensors"), [7u8; 1000]).unwrap();
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+    assert!(prune_folder(&dir, "test").is_err(), "an uncommitted folder is not pruned");
+    out.commit_with_files(&[("config.json", 0), ("model.safetensors", 0)], &NoMetrics {}).unwrap();
+    let digest = digest_path(&dir).unwrap();
+
+    assert_eq!(prune_folder(&dir, "keep = 1 in a test").unwrap(), 1002);
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["_manifest.json", PRUNED_FILE]);
+    assert_eq!(digest, digest_path(&dir).unwrap(), "what later stages recorded still holds");
+    assert!(matches!(stage(&dir, &input, 1e-6).status().unwrap(), Status::Done(_)));
+    // Other inputs or settings still make it stale.
+    assert!(matches!(stage(&dir, &input, 1e-5).status().unwrap(), Status::Stale(_)));
+    let rec = read_pruned(&dir).unwrap().unwrap();
+    assert_eq!((rec.bytes, rec.files.len()), (1002, 2));
+    let err = format!("{:#}", refuse_pruned(&dir).unwrap_err());
+    assert!(err.contains("was pruned") && err.contains("keep = 1 in a test"), "{err}");
+    assert_eq!(prune_folder(&dir, "again").unwrap(), 0);
+    assert_eq!(read_pruned(&dir).unwrap().unwrap().reason, "keep = 1 in a test");
+
+    // A prune killed after its marker: the next one removes the rest.
+    std::fs::write(dir.join("model.safetensors"), [7u8; 10]).unwrap();
+    assert!(is_pruned(&dir));
+    assert_eq!(prune_folder(&dir, "again").unwrap(), 10);
+    assert!(!dir.join("model.safetensors").exists());
+    refuse_pruned(&tmp.path().join("input-folder-never-pruned")).unwrap();
 }

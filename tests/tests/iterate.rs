@@ -1,7 +1,7 @@
 //! The SPICE iteration end to end, through `spice iterate` and the stage binaries, on a tiny
 //! random model the test sets up: every shard with the row counts the config implies, two
 //! runs with one seed give identical shards, a killed run resumes to the same shards, and a
-//! finished run is a no-op.
+//! finished run is a no-op, also after `[checkpoint] keep` pruned its older checkpoints.
 //!
 //! A random model never writes a valid task, so these runs have no Reasoner answers; the
 //! real default model's smoke run (`smoke.rs`) covers that path.
@@ -37,7 +37,8 @@ fn run_ok(mut c: Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const FOLDERS: &[&str] = &["challenger", "tasks", "rollouts", "scored", "update", "checkpoint"];
+const FOLDERS: &[&str] =
+    &["challenger", "tasks", "rollouts", "scored", "update", "checkpoint", "optimizer"];
 
 #[test]
 fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
@@ -91,6 +92,7 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
             ("rollouts", Some("cpu")),
             ("update", Some("cpu")),
             ("checkpoint", Some("cpu")),
+            ("optimizer", Some("cpu")),
             ("eval-checkpoint", Some("cpu")),
             ("tasks", None),
             ("scored", None),
@@ -153,4 +155,64 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
         assert_eq!(a, digests(&run_c, FOLDERS), "resumed run (killed after {marker}) differs");
         println!("killed after {marker}: resumed to identical shards");
     }
+}
+
+/// Every manifest under `run`, by path, with its content.
+fn manifests(run: &Path) -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.file_name().unwrap().to_string_lossy().starts_with("_manifest") {
+                out.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(run, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn pruned_iterations_read_as_done_and_are_not_rerun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = setup(tmp.path(), 5, "", "[checkpoint]\nkeep = 1\n");
+    let run = tmp.path().join("run");
+    let t0 = Instant::now();
+    let mut c = iterate(&profile, &run);
+    c.args(["--iterations", "3"]);
+    run_ok(c);
+    println!("three tiny iterations in {:.1} s", t0.elapsed().as_secs_f64());
+    let layout = spice_schemas::layout::RunLayout::new(&run);
+    for iter in 0..3 {
+        // Only the newest checkpoint and optimizer state are whole; every checkpoint was
+        // evaluated before it went (eval_every = 1).
+        let whole = iter == 2;
+        for dir in [layout.checkpoint(iter), layout.optimizer(iter)] {
+            assert_eq!(spice_schemas::prune::is_pruned(&dir), !whole, "{}", dir.display());
+            assert!(dir.join("_manifest.json").exists(), "{}", dir.display());
+        }
+        assert_eq!(layout.checkpoint(iter).join("model.safetensors").exists(), whole);
+        let eval = layout.iter_dir(iter).join("eval-checkpoint");
+        assert!(folder_complete(&eval).unwrap().is_some(), "iteration {iter} was not evaluated");
+    }
+
+    // The same command again: every stage of the pruned iterations reads as done, so no
+    // manifest is rewritten (a stage that ran would write new times).
+    let before = manifests(&run);
+    assert!(before.len() > 20, "{}", before.len());
+    let mut c = iterate(&profile, &run);
+    c.args(["--iterations", "3"]);
+    let stdout = run_ok(c);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("iter ")).count(), 3, "{stdout}");
+    assert_eq!(before, manifests(&run), "a pruned, finished run must be a no-op");
+
+    // verify-run tells pruned folders from damaged ones.
+    let out = Command::new(bin_dir().join("spice")).arg("verify-run").arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", failure("spice verify-run", &out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let line = table.lines().find(|l| l.starts_with("iter-0000/checkpoint")).unwrap_or_default();
+    assert!(line.ends_with("pruned"), "{table}");
 }

@@ -93,8 +93,16 @@ cpus_per_task = 1
 setup = ["export SPICE_TEST_SETUP=1"]
 "#;
 
-const FOLDERS: &[&str] =
-    &["challenger", "tasks", "rollouts", "scored", "update", "checkpoint", "eval-checkpoint"];
+const FOLDERS: &[&str] = &[
+    "challenger",
+    "tasks",
+    "rollouts",
+    "scored",
+    "update",
+    "checkpoint",
+    "optimizer",
+    "eval-checkpoint",
+];
 
 #[test]
 fn slurm_run_gives_the_shards_of_a_local_run() {

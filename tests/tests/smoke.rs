@@ -22,8 +22,8 @@ fn smoke_profile_runs_one_iteration_on_the_default_model() {
         println!("SKIPPED: the default model or corpus is not in data/ (run `just setup`)");
         return;
     }
-    // Under target/, not the system temp folder: the iteration writes a 1.6 GB checkpoint
-    // (weights and Adam moments in f32), more than a small /tmp may hold.
+    // Under target/, not the system temp folder: the iteration writes 1.6 GB (f32 weights in
+    // checkpoint/, Adam moments in optimizer/), more than a small /tmp may hold.
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let run = tmp.path().join("smoke");
     let t0 = Instant::now();

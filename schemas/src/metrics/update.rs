@@ -46,11 +46,17 @@ pub struct UpdateMetrics {
     pub peak_rss_mib: f64,
     pub device: String,
     pub compute_dtype: String,
+    /// Older `checkpoint/` and `optimizer/` folders this update pruned once it had committed
+    /// (the `[checkpoint]` bounds), and the bytes they held.
+    pub pruned_checkpoints: u64,
+    pub pruned_optimizers: u64,
+    pub pruned_bytes: u64,
 }
 
 impl crate::metrics::StageMetrics for UpdateMetrics {}
 
-/// `checkpoint/`: the policy the next iteration starts from.
+/// `checkpoint/` (the policy the next iteration starts from) and `optimizer/` (the AdamW
+/// state it resumes), one record for both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CheckpointMetrics {

@@ -4,11 +4,13 @@
 //! - [`input`]: reading `scored/` (committed parts only, rows checked) into [`TrainRow`]s;
 //! - [`loss`]: the clipped surrogate with a constant normaliser, and the optional k3 KL term;
 //! - [`train`]: πθ_old / π_ref scoring, mini-batches, micro-batch accumulation, AdamW steps;
-//! - [`save`]: the next policy's checkpoint folder, committed last;
+//! - [`save`]: the next policy's checkpoint folder and its optimizer state, committed last;
+//! - [`prune`]: the `[checkpoint]` disk bounds, applied once the update has committed;
 //! - [`stage`]: the stage itself, files in and out.
 
 pub mod input;
 pub mod loss;
+pub mod prune;
 pub mod save;
 pub mod stage;
 pub mod train;

@@ -9,10 +9,12 @@ use spice_update::{Outcome, UpdateOptions};
 /// Update the policy on both roles' trajectories of one iteration (Dr. GRPO, one optimizer).
 ///
 /// Reads <run>/iter-N/scored/ (every part committed) and the iteration's policy (the initial
-/// model for iteration 0, else iter-(N-1)/checkpoint/ with its AdamW state). Writes
-/// <run>/iter-N/update/part-00000.parquet (one row per optimizer step: loss, KL, gradient
-/// norm, clip fraction, tokens/s, peak memory) and <run>/iter-N/checkpoint/ (the next policy
-/// and its optimizer state). All settings come from run.toml's [update] section: epsilon,
+/// model for iteration 0, else iter-(N-1)/checkpoint/, resuming AdamW from
+/// iter-(N-1)/optimizer/). Writes <run>/iter-N/update/part-00000.parquet (one row per
+/// optimizer step: loss, KL, gradient norm, clip fraction, tokens/s, peak memory),
+/// <run>/iter-N/optimizer/ (AdamW state) and <run>/iter-N/checkpoint/ (the next policy, a
+/// plain Hugging Face folder), then prunes older folders over run.toml's [checkpoint] bounds
+/// (keep, keep_optimizer). Training settings come from run.toml's [update] section: epsilon,
 /// beta, learning_rate, max_grad_norm, ppo_epochs, mini_batch_size, micro_batch_size,
 /// gradient_checkpointing, AdamW betas/epsilon/weight decay. A finished update is not redone
 /// unless its inputs or settings changed, or --force is given.

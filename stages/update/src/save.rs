@@ -1,7 +1,9 @@
-//! Writing `iter-N/checkpoint/`, the next iteration's policy: the Hugging Face folder and the
-//! optimizer state go to `checkpoint.tmp/`, the folder is renamed into place, and its
-//! manifest is written last — so a checkpoint without `_manifest.json` is never taken as a
-//! policy, whatever moment a kill interrupted.
+//! Writing iteration N's result: `iter-N/optimizer/` (AdamW moments and step) and
+//! `iter-N/checkpoint/` (the next policy, a plain Hugging Face model folder). Each is written
+//! into its `.tmp` folder, renamed into place and committed by its own manifest, the optimizer
+//! first. So whatever moment a kill interrupts, a checkpoint that reads as finished has its
+//! optimizer state committed beside it, and a checkpoint without `_manifest.json` is never
+//! taken as a policy.
 
 use std::path::Path;
 
@@ -18,48 +20,81 @@ use spice_schemas::{
 pub enum SavePoint {
     /// The weights and model files are in `checkpoint.tmp/`.
     WeightsWritten,
-    /// The optimizer state is there too.
+    /// The optimizer state is in `optimizer.tmp/`.
     OptimizerWritten,
+    /// `optimizer/` is in place with its manifest; `checkpoint.tmp/` is not renamed yet.
+    OptimizerCommitted,
     /// `checkpoint.tmp/` has become `checkpoint/`; its manifest is not written yet.
     FolderRenamed,
+    /// `checkpoint/` has its manifest; the update's own manifest is not written yet.
+    CheckpointCommitted,
 }
 
-/// Save `policy` and `opt` as `out`'s folder and commit it. `interrupt` is called at each
-/// [`SavePoint`]; an error from it aborts the save there.
+/// Where the save commits: the model folder and the optimizer folder, each with the stage's
+/// inputs and configuration.
+pub struct SaveOutputs {
+    pub checkpoint: StageOutput,
+    pub optimizer: StageOutput,
+}
+
+/// Save `opt` and `policy` into `out`'s folders and commit them, the optimizer first.
+/// `interrupt` is called at each [`SavePoint`]; an error from it aborts the save there.
+/// Returns the checkpoint's manifest.
 pub fn save_checkpoint(
     policy: &Policy,
     opt: &AdamW,
-    out: StageOutput,
+    out: SaveOutputs,
     metrics: &CheckpointMetrics,
     interrupt: &mut dyn FnMut(SavePoint) -> Result<()>,
 ) -> Result<Manifest> {
-    let dir = out.dir().to_path_buf();
-    let tmp = tmp_path(&dir);
-    remove_leftovers(&dir)?;
-    spice_lm::checkpoint::save(policy, &tmp)?;
+    let ckpt = out.checkpoint.dir().to_path_buf();
+    let opt_dir = out.optimizer.dir().to_path_buf();
+    remove_leftovers(&ckpt)?;
+    remove_leftovers(&opt_dir)?;
+
+    let ckpt_tmp = tmp_path(&ckpt);
+    spice_lm::checkpoint::save(policy, &ckpt_tmp)?;
     // The policy's own folder (the previous checkpoint) had a manifest, and the model saver
     // copies every small file: this folder's manifest must only ever be the one written below.
-    for name in files_in(&tmp)? {
+    for name in files_in(&ckpt_tmp)? {
         if name.starts_with("_manifest") {
-            std::fs::remove_file(tmp.join(&name))
-                .with_context(|| format!("removing {name} from {}", tmp.display()))?;
+            std::fs::remove_file(ckpt_tmp.join(&name))
+                .with_context(|| format!("removing {name} from {}", ckpt_tmp.display()))?;
         }
     }
     interrupt(SavePoint::WeightsWritten)?;
-    opt.save(&tmp)?;
+
+    let opt_tmp = tmp_path(&opt_dir);
+    opt.save(&opt_tmp)?;
     interrupt(SavePoint::OptimizerWritten)?;
+    replace_folder(&opt_tmp, &opt_dir)?;
+    commit_listing(out.optimizer, metrics)?;
+    interrupt(SavePoint::OptimizerCommitted)?;
+
+    replace_folder(&ckpt_tmp, &ckpt)?;
+    interrupt(SavePoint::FolderRenamed)?;
+    let manifest = commit_listing(out.checkpoint, metrics)?;
+    interrupt(SavePoint::CheckpointCommitted)?;
+    Ok(manifest)
+}
+
+/// Put the finished `tmp` folder in the place of `dir`, whose unfinished content goes.
+fn replace_folder(tmp: &Path, dir: &Path) -> Result<()> {
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
+        std::fs::remove_dir_all(dir)
             .with_context(|| format!("removing the unfinished {}", dir.display()))?;
     }
-    rename_into_place(&tmp, &dir)?;
-    interrupt(SavePoint::FolderRenamed)?;
-    let files = files_in(&dir)?;
+    rename_into_place(tmp, dir)
+}
+
+/// Commit `out` with every file of its folder listed.
+fn commit_listing(out: StageOutput, metrics: &CheckpointMetrics) -> Result<Manifest> {
+    let files = files_in(out.dir())?;
     let listed: Vec<(&str, u64)> = files.iter().map(|f| (f.as_str(), 0)).collect();
     out.commit_with_files(&listed, metrics)
 }
 
-/// What an earlier, killed save may have left beside `dir`: `checkpoint.tmp/`, and the model
+/// What an earlier, killed save may have left beside `dir`: `<dir>.tmp/`, and the model
 /// saver's own temporary folders.
 fn remove_leftovers(dir: &Path) -> Result<()> {
     let tmp = tmp_path(dir);

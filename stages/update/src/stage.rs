@@ -1,7 +1,8 @@
-//! The `spice-update` stage: `iter-N/scored/` and the iteration's policy in, `iter-N/update/`
-//! (one metrics row per optimizer step) and `iter-N/checkpoint/` (the next policy, with the
-//! optimizer state) out. Both folders commit only after the work is complete; the update's
-//! manifest is the last thing written.
+//! The `spice-update` stage: `iter-N/scored/`, the iteration's policy and the previous
+//! iteration's optimizer state in; `iter-N/update/` (one metrics row per optimizer step),
+//! `iter-N/optimizer/` (AdamW state) and `iter-N/checkpoint/` (the next policy, a plain model
+//! folder) out. Every folder commits only after the work is complete; the update's manifest is
+//! the last thing written, and only then are folders over the `[checkpoint]` bounds pruned.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,13 +16,15 @@ use spice_schemas::{
     committed_files,
     config::UpdateSection,
     metrics::{CheckpointMetrics, UpdateMetrics},
+    prune::{is_pruned, refuse_pruned},
     rows::{ScoredRow, UpdateMetricsRow},
     Manifest, ShardRow, ShardSpec, ShardWriter, StageOutput, Status,
 };
 use spice_stage::StageCtx;
 
 use crate::input::{check_vocab, read_scored, TrainRow};
-use crate::save::{save_checkpoint, SavePoint};
+use crate::prune::{Kind as Pruned, PrunePlan};
+use crate::save::{save_checkpoint, SaveOutputs, SavePoint};
 use crate::train::{
     adamw_config, peak_rss_mib, run_epochs, score_old, score_reference, single_step, Mismatch,
     UpdateSettings,
@@ -40,7 +43,7 @@ pub struct UpdateOptions {
 /// What a run of the stage did.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Both folders were already committed with the same inputs and config.
+    /// Every folder was already committed with the same inputs and config.
     AlreadyDone,
     /// The update ran; the manifest of `update/`.
     Updated(Box<Manifest>),
@@ -69,14 +72,13 @@ pub fn run_with(
 ) -> Result<Outcome> {
     let t_start = Instant::now();
     let plan = Plan::new(ctx, opts)?;
-    if !ctx.force
-        && matches!(plan.out_update.status()?, Status::Done(_))
-        && matches!(plan.out_ckpt.status()?, Status::Done(_))
-    {
+    if !ctx.force && plan.done()? {
         tracing::info!(
             iteration = ctx.iter,
             "update and checkpoint are already done (--force redoes them)"
         );
+        // A prune a kill interrupted, or bounds lowered since, are applied now.
+        prune(&over_bounds(ctx));
         return Ok(Outcome::AlreadyDone);
     }
     // Everything that can reject the input happens before the old manifests are removed, so
@@ -86,10 +88,15 @@ pub fn run_with(
     let device = spice_lm::parse_device(&ctx.device)?;
     let (policy, mut opt, resumed) = plan.load(ctx, device, &rows, selection.frozen_skipped)?;
     let label = spice_lm::device_label(device);
-    let (out_update, out_ckpt) = (plan.out_update.device(&label), plan.out_ckpt.device(&label));
-    // Both folders read as unfinished from here until their manifests are written.
+    let out_update = plan.out_update.device(&label);
+    let saved = SaveOutputs {
+        checkpoint: plan.out_ckpt.device(&label),
+        optimizer: plan.out_opt.device(&label),
+    };
+    // Every folder reads as unfinished from here until its manifest is written.
     out_update.begin()?;
-    out_ckpt.begin()?;
+    saved.optimizer.begin()?;
+    saved.checkpoint.begin()?;
 
     let reference = plan.reference.as_deref().map(|r| (r, plan.kind));
     let trained = train(&policy, &mut opt, &mut rows, &plan.settings, reference)?;
@@ -104,7 +111,9 @@ pub fn run_with(
         trained_sequences: rows.len() as u64,
         steps: trained.steps.len() as u64,
     };
-    save_checkpoint(&policy, &opt, out_ckpt, &ckpt_metrics, interrupt)?;
+    save_checkpoint(&policy, &opt, saved, &ckpt_metrics, interrupt)?;
+    // Planned now, done once the update has committed: the manifest records what goes.
+    let over = over_bounds(ctx);
 
     let report = UpdateReport {
         rows: &rows,
@@ -119,8 +128,10 @@ pub fn run_with(
         trained: &trained,
         device,
         compute: policy.compute_kind(),
+        prune: &over,
     };
     let manifest = out_update.commit(&report.metrics())?;
+    prune(&over);
     tracing::info!(
         steps = trained.steps.len(),
         sequences = rows.len(),
@@ -130,6 +141,22 @@ pub fn run_with(
         "update done"
     );
     Ok(Outcome::Updated(Box::new(manifest)))
+}
+
+/// The folders over the `[checkpoint]` bounds after this iteration's update. Housekeeping
+/// never fails an update: a folder that cannot be read is kept, with a warning.
+fn over_bounds(ctx: &StageCtx) -> PrunePlan {
+    PrunePlan::after(&ctx.layout, &ctx.cfg, ctx.iter).unwrap_or_else(|e| {
+        tracing::warn!("not pruning old checkpoints ([checkpoint] bounds): {e:#}");
+        PrunePlan::default()
+    })
+}
+
+/// Prune `plan`'s folders; a failure is a warning (the next update tries again).
+fn prune(plan: &PrunePlan) {
+    if let Err(e) = plan.execute() {
+        tracing::warn!("pruning old checkpoints ([checkpoint] bounds) stopped: {e:#}");
+    }
 }
 
 /// What the update will do and where it writes, from `run.toml` and the flags; reads nothing
@@ -142,8 +169,11 @@ struct Plan {
     train_challenger: bool,
     /// π_ref for the KL term (the run's initial model), when β > 0.
     reference: Option<PathBuf>,
+    /// Where the AdamW state to resume from is.
+    optimizer: OptimizerSource,
     out_update: StageOutput,
     out_ckpt: StageOutput,
+    out_opt: StageOutput,
 }
 
 impl Plan {
@@ -160,6 +190,7 @@ impl Plan {
         // Refuse an unfinished folder before digesting anything, with the reason.
         committed_files(&scored, "spice-score")?;
         let policy_dir = ctx.policy_dir()?;
+        let optimizer = OptimizerSource::find(ctx, &policy_dir)?;
         let settings = UpdateSettings::from_config(cfg, ctx.iter, ctx.seed);
         let dtype = opts.dtype.clone().unwrap_or_else(|| cfg.run.dtype.as_str().to_string());
         let kind = spice_lm::parse_dtype(&dtype)?;
@@ -181,11 +212,17 @@ impl Plan {
             if let Some(r) = &reference {
                 out = out.input("reference", r)?;
             }
+            // A run from before `optimizer/` kept the state in the policy folder, whose
+            // digest is recorded already; so is the state of a policy that has none.
+            if let OptimizerSource::Folder(dir) = &optimizer {
+                out = out.input("optimizer", dir)?;
+            }
             Ok(out)
         };
         let out_update =
             output(ctx.folder(UpdateMetricsRow::FOLDER))?.schema(UpdateMetricsRow::schema_id());
         let out_ckpt = output(ctx.layout.checkpoint(ctx.iter))?;
+        let out_opt = output(ctx.layout.optimizer(ctx.iter))?;
         Ok(Plan {
             train_challenger: cfg.challenger.training == ChallengerTraining::SelfPlay,
             scored,
@@ -193,9 +230,25 @@ impl Plan {
             settings,
             kind,
             reference,
+            optimizer,
             out_update,
             out_ckpt,
+            out_opt,
         })
+    }
+
+    /// Whether every folder of this update is committed for these inputs and settings. A
+    /// folder pruned since reads as done; so does a checkpoint of a run made before
+    /// `optimizer/` existed, whose optimizer state it holds itself.
+    fn done(&self) -> Result<bool> {
+        let done =
+            |out: &StageOutput| -> Result<bool> { Ok(matches!(out.status()?, Status::Done(_))) };
+        if !done(&self.out_update)? || !done(&self.out_ckpt)? {
+            return Ok(false);
+        }
+        let ckpt = self.out_ckpt.dir();
+        Ok(done(&self.out_opt)?
+            || (!self.out_opt.dir().exists() && (is_pruned(ckpt) || has_optimizer_state(ckpt))))
     }
 
     /// The policy on `device`, checked against the rows' token ids, and AdamW with the
@@ -208,11 +261,12 @@ impl Plan {
         frozen_skipped: usize,
     ) -> Result<(Policy, AdamW, bool)> {
         let t_load = Instant::now();
+        refuse_pruned(&self.policy_dir)?;
         let policy = Policy::load(&self.policy_dir, device, self.kind)
             .with_context(|| format!("loading the policy {}", self.policy_dir.display()))?;
         check_vocab(rows, policy.config().vocab_size)?;
         let mut opt = AdamW::new(policy.var_store(), adamw_config(&ctx.cfg));
-        let resumed = load_optimizer(&mut opt, &self.policy_dir, ctx.iter)?;
+        let resumed = self.optimizer.load(&mut opt, ctx.iter)?;
         tracing::info!(
             policy = %self.policy_dir.display(),
             device = %spice_lm::device_label(device),
@@ -321,6 +375,8 @@ struct UpdateReport<'a> {
     timings: Timings,
     device: Device,
     compute: Kind,
+    /// Folders over the `[checkpoint]` bounds, pruned once the update has committed.
+    prune: &'a PrunePlan,
 }
 
 impl UpdateReport<'_> {
@@ -367,26 +423,91 @@ impl UpdateReport<'_> {
             peak_rss_mib: peak_rss_mib(),
             device: format!("{:?}", self.device),
             compute_dtype: format!("{:?}", self.compute),
+            pruned_checkpoints: self.prune.count(Pruned::Checkpoint),
+            pruned_optimizers: self.prune.count(Pruned::Optimizer),
+            pruned_bytes: self.prune.bytes(),
         }
     }
 }
 
-/// Restore AdamW's moments from the previous iteration's checkpoint. Iteration 0 (the
-/// initial model) starts fresh; so does a later one whose policy folder has no optimizer
-/// state (a checkpoint written by something else), with a warning. Returns whether it loaded.
-fn load_optimizer(opt: &mut AdamW, policy_dir: &Path, iteration: u32) -> Result<bool> {
-    if iteration == 0 {
-        return Ok(false);
+/// Where the AdamW state this update resumes from lives.
+#[derive(Debug, Clone, PartialEq)]
+enum OptimizerSource {
+    /// Iteration 0 starts the run's optimizer.
+    Start,
+    /// `iter-(N-1)/optimizer/`, committed (and possibly pruned since).
+    Folder(PathBuf),
+    /// A run made before `optimizer/` existed: the state inside `iter-(N-1)/checkpoint/`.
+    InCheckpoint(PathBuf),
+    /// The previous checkpoint has no optimizer state (a folder written by something else).
+    Missing(PathBuf),
+}
+
+impl OptimizerSource {
+    fn find(ctx: &StageCtx, policy_dir: &Path) -> Result<OptimizerSource> {
+        if ctx.iter == 0 {
+            return Ok(OptimizerSource::Start);
+        }
+        let dir = ctx.layout.optimizer(ctx.iter - 1);
+        if dir.join("_manifest.json").is_file() {
+            return Ok(OptimizerSource::Folder(dir));
+        }
+        if dir.exists() {
+            bail!(
+                "{} is not finished (it has no _manifest.json) although {} is: was iteration \
+                 {}'s update killed while it ran again? Run it again (--force), or remove {} to \
+                 start AdamW with fresh moments",
+                dir.display(),
+                policy_dir.display(),
+                ctx.iter - 1,
+                dir.display()
+            );
+        }
+        if has_optimizer_state(policy_dir) {
+            return Ok(OptimizerSource::InCheckpoint(policy_dir.to_path_buf()));
+        }
+        Ok(OptimizerSource::Missing(policy_dir.to_path_buf()))
     }
-    if !policy_dir.join(STATE_FILE).is_file() || !policy_dir.join(META_FILE).is_file() {
-        tracing::warn!(
-            "{} has no optimizer state ({STATE_FILE}, {META_FILE}): AdamW starts with fresh moments",
-            policy_dir.display()
-        );
-        return Ok(false);
+
+    /// Restore AdamW's moments and step into `opt` (the run's settings win over the saved
+    /// ones, which are the same unless run.toml changed). Returns whether state was loaded.
+    fn load(&self, opt: &mut AdamW, iteration: u32) -> Result<bool> {
+        let dir = match self {
+            OptimizerSource::Start => return Ok(false),
+            OptimizerSource::Missing(policy) => {
+                tracing::warn!(
+                    "{} has no optimizer state beside it ({STATE_FILE}, {META_FILE}): AdamW \
+                     starts with fresh moments",
+                    policy.display()
+                );
+                return Ok(false);
+            }
+            OptimizerSource::Folder(dir) => {
+                refuse_pruned(dir).with_context(|| {
+                    format!(
+                        "resuming AdamW for iteration {iteration}; to redo it with fresh moments \
+                         instead, remove {}",
+                        dir.display()
+                    )
+                })?;
+                dir
+            }
+            OptimizerSource::InCheckpoint(dir) => {
+                tracing::info!(
+                    "{}: a run from before optimizer/ folders, resuming AdamW from the state \
+                     inside it",
+                    dir.display()
+                );
+                dir
+            }
+        };
+        opt.load(dir, true)
+            .with_context(|| format!("restoring the optimizer state of {}", dir.display()))?;
+        Ok(true)
     }
-    // The run's settings win over the saved ones (they are the same unless run.toml changed).
-    opt.load(policy_dir, true)
-        .with_context(|| format!("restoring the optimizer state of {}", policy_dir.display()))?;
-    Ok(true)
+}
+
+/// Whether `dir` holds AdamW state (both files).
+fn has_optimizer_state(dir: &Path) -> bool {
+    dir.join(STATE_FILE).is_file() && dir.join(META_FILE).is_file()
 }

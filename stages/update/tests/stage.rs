@@ -43,34 +43,34 @@ fn writes_metrics_and_a_committed_checkpoint_and_a_rerun_is_a_no_op() {
     assert_eq!(m.outputs.len(), 1);
     assert_eq!(m.outputs[0].rows, 4);
 
-    // The checkpoint: a committed folder listing model and optimizer files, next iteration's policy.
+    // The checkpoint: a committed model folder, next iteration's policy; the optimizer
+    // state in its own committed folder beside it.
     let ckpt = run.checkpoint(0);
     let cm = Manifest::read(&ckpt.join("_manifest.json")).unwrap();
     let files: Vec<&str> = cm.outputs.iter().map(|o| o.file.as_str()).collect();
-    for f in [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "optimizer.safetensors",
-        "optimizer.json",
-    ] {
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(files.contains(&f), "{f} missing from {files:?}");
     }
-    assert!(!files.iter().any(|f| f.starts_with("_manifest")));
+    assert!(!files.iter().any(|f| f.starts_with("_manifest") || f.starts_with("optimizer")));
     assert_eq!(cm.metric("optimizer_step"), Some(4.0));
+    let om = Manifest::read(&run.layout().optimizer(0).join("_manifest.json")).unwrap();
+    let files: Vec<&str> = om.outputs.iter().map(|o| o.file.as_str()).collect();
+    assert_eq!(files, ["optimizer.json", "optimizer.safetensors"]);
+    assert_eq!((om.metric("optimizer_step"), om.device.as_deref()), (Some(4.0), Some("cpu")));
     assert_eq!(run.ctx(1, false).policy_dir().unwrap(), ckpt);
-    assert!(!run.layout().iter_dir(0).join("checkpoint.tmp").exists());
+    for leftover in ["checkpoint.tmp", "optimizer.tmp"] {
+        assert!(!run.layout().iter_dir(0).join(leftover).exists(), "{leftover}");
+    }
 
     // A rerun changes nothing.
-    let before = std::fs::read(run.layout().folder(0, "update").join("_manifest.json")).unwrap();
-    let ckpt_before = std::fs::read(ckpt.join("_manifest.json")).unwrap();
+    let manifests = || {
+        ["update", "checkpoint", "optimizer"]
+            .map(|f| std::fs::read(run.layout().folder(0, f).join("_manifest.json")).unwrap())
+    };
+    let before = manifests();
     let again = spice_update::run(&run.ctx(0, false), &UpdateOptions::default()).unwrap();
     assert!(matches!(again, Outcome::AlreadyDone));
-    assert_eq!(
-        before,
-        std::fs::read(run.layout().folder(0, "update").join("_manifest.json")).unwrap()
-    );
-    assert_eq!(ckpt_before, std::fs::read(ckpt.join("_manifest.json")).unwrap());
+    assert_eq!(before, manifests());
 
     // Changed input: redone.
     run.write_scored(0, &scored_rows(0, 2));
@@ -78,30 +78,82 @@ fn writes_metrics_and_a_committed_checkpoint_and_a_rerun_is_a_no_op() {
     assert!(matches!(redo, Outcome::Updated(_)));
 }
 
+const SAVE_POINTS: [SavePoint; 5] = [
+    SavePoint::WeightsWritten,
+    SavePoint::OptimizerWritten,
+    SavePoint::OptimizerCommitted,
+    SavePoint::FolderRenamed,
+    SavePoint::CheckpointCommitted,
+];
+
+/// A forced update of iteration `iter` killed at `point`.
+fn kill_at(run: &TestRun, iter: u32, point: SavePoint) {
+    let r = spice_update::run_with(&run.ctx(iter, true), &UpdateOptions::default(), &mut |p| {
+        if p == point {
+            anyhow::bail!("killed at {p:?}")
+        }
+        Ok(())
+    });
+    assert!(err_text(r).contains("killed"));
+}
+
 #[test]
 fn a_save_killed_at_any_point_leaves_nothing_that_looks_done() {
     let run = make_run(&[]);
     run.write_scored(0, &scored_rows(0, 1));
-    for point in [SavePoint::WeightsWritten, SavePoint::OptimizerWritten, SavePoint::FolderRenamed]
-    {
-        let r = spice_update::run_with(&run.ctx(0, true), &UpdateOptions::default(), &mut |p| {
-            if p == point {
-                anyhow::bail!("killed at {p:?}")
-            }
-            Ok(())
-        });
-        assert!(err_text(r).contains("killed"));
-        let ckpt = run.checkpoint(0);
-        assert!(!ckpt.join("_manifest.json").exists(), "{point:?}: checkpoint manifest exists");
-        assert!(!run.layout().folder(0, "update").join("_manifest.json").exists(), "{point:?}");
-        let next = run.ctx(1, false).policy_dir();
-        assert!(next.is_err(), "{point:?}: iteration 1 would start from an unfinished checkpoint");
-        println!("killed at {point:?}: iteration 1 refuses with: {:#}", next.unwrap_err());
+    let committed = |dir: std::path::PathBuf| dir.join("_manifest.json").exists();
+    for point in SAVE_POINTS {
+        kill_at(&run, 0, point);
+        let (ckpt, opt) = (run.checkpoint(0), run.layout().optimizer(0));
+        // Never a finished checkpoint without its optimizer state.
+        assert!(!committed(ckpt.clone()) || committed(opt.clone()), "{point:?}");
+        assert!(!committed(run.layout().folder(0, "update")), "{point:?}");
+        if point == SavePoint::CheckpointCommitted {
+            run.ctx(1, false).policy_dir().unwrap();
+        } else {
+            assert!(!committed(ckpt), "{point:?}: checkpoint manifest exists");
+            let next = run.ctx(1, false).policy_dir();
+            assert!(
+                next.is_err(),
+                "{point:?}: iteration 1 would start from an unfinished checkpoint"
+            );
+            println!("killed at {point:?}: iteration 1 refuses with: {:#}", next.unwrap_err());
+        }
         // Not done: a plain rerun does the work.
         let out = spice_update::run(&run.ctx(0, false), &UpdateOptions::default()).unwrap();
         assert!(matches!(out, Outcome::Updated(_)), "{point:?}");
         run.ctx(1, false).policy_dir().unwrap();
+        assert!(committed(opt));
         assert!(!run.layout().iter_dir(0).join("checkpoint.tmp").exists());
+        assert!(!run.layout().iter_dir(0).join("optimizer.tmp").exists());
+    }
+}
+
+#[test]
+fn a_resume_after_a_save_killed_at_any_point_equals_an_uninterrupted_run() {
+    // Iteration 1's save is killed; the rerun resumes iteration 0's optimizer state, which no
+    // kill point of iteration 1 may have touched (it is pruned only after 1 has committed).
+    let clean = make_run(&[]);
+    clean.write_scored(0, &scored_rows(0, 1));
+    clean.write_scored(1, &scored_rows(1, 2));
+    for iter in 0..2 {
+        spice_update::run(&clean.ctx(iter, false), &UpdateOptions::default()).unwrap();
+    }
+    let want = load(&clean.checkpoint(1));
+    for point in SAVE_POINTS {
+        let run = make_run(&[]);
+        run.write_scored(0, &scored_rows(0, 1));
+        run.write_scored(1, &scored_rows(1, 2));
+        spice_update::run(&run.ctx(0, false), &UpdateOptions::default()).unwrap();
+        kill_at(&run, 1, point);
+        assert!(run.layout().optimizer(0).join("optimizer.safetensors").exists(), "{point:?}");
+        let out = spice_update::run(&run.ctx(1, false), &UpdateOptions::default()).unwrap();
+        assert!(matches!(out, Outcome::Updated(_)), "{point:?}");
+        assert_eq!(run.update_manifest(1).metric("optimizer_step"), Some(2.0), "{point:?}");
+        let diff = max_param_diff(&load(&run.checkpoint(1)), &want);
+        assert!(diff < 1e-6, "{point:?}: {diff}");
+        // Only now does iteration 0's optimizer state go (checkpoint.keep_optimizer = 1).
+        assert!(!run.layout().optimizer(0).join("optimizer.safetensors").exists(), "{point:?}");
     }
 }
 
@@ -113,13 +165,7 @@ fn iteration_one_checkpoint_does_not_inherit_its_parents_manifest() {
     run.write_scored(0, &scored_rows(0, 1));
     run.write_scored(1, &scored_rows(1, 2));
     spice_update::run(&run.ctx(0, false), &UpdateOptions::default()).unwrap();
-    let r = spice_update::run_with(&run.ctx(1, false), &UpdateOptions::default(), &mut |p| {
-        if p == SavePoint::FolderRenamed {
-            anyhow::bail!("killed")
-        }
-        Ok(())
-    });
-    assert!(r.is_err());
+    kill_at(&run, 1, SavePoint::FolderRenamed);
     assert!(!run.checkpoint(1).join("_manifest.json").exists());
     assert!(run.ctx(2, false).policy_dir().is_err());
 }

@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use spice_lm::AdamW;
-use spice_schemas::rows::UpdateMetricsRow;
+use spice_schemas::{
+    manifest::OutputFile, metrics::UpdateMetrics, rows::UpdateMetricsRow, Manifest,
+};
 use spice_update::{input::read_scored, train, Outcome, UpdateOptions};
 
 fn update(run: &TestRun, iter: u32) -> UpdateMetricsRow {
@@ -49,6 +51,15 @@ fn optimizer_state_survives_the_iteration_boundary() {
     update(&run, 0);
     update(&run, 1);
     let staged = load(&run.checkpoint(1));
+    // Iteration 1 read iteration 0's optimizer/ folder and recorded it as an input; with the
+    // default bounds that folder is pruned once iteration 1 has committed, every checkpoint
+    // is kept.
+    let m = run.update_manifest(1);
+    let input = m.inputs.iter().find(|i| i.name == "optimizer").expect("an optimizer input");
+    assert_eq!(input.path, run.layout().optimizer(0));
+    assert!(m.metrics_as::<UpdateMetrics>().unwrap().optimizer_resumed);
+    assert!(spice_schemas::prune::is_pruned(&run.layout().optimizer(0)));
+    assert!(run.checkpoint(0).join("model.safetensors").exists());
 
     // … against the same two steps in one process, one optimizer throughout.
     let in_process = |resume: bool| {
@@ -72,6 +83,57 @@ fn optimizer_state_survives_the_iteration_boundary() {
     println!("max |Δweight|: resumed vs one process {diff:.2e}; vs fresh moments at iteration 1 {fresh_moments:.2e}");
     assert!(diff < 1e-6, "weights after the resumed update differ from one process by {diff}");
     assert!(fresh_moments > 1e-4, "fresh moments must give other weights ({fresh_moments})");
+}
+
+/// Turn iteration `iter`'s folders into those of a run made before `optimizer/` existed:
+/// the optimizer files inside `checkpoint/`, listed by its manifest.
+fn to_old_layout(run: &TestRun, iter: u32) {
+    let (ckpt, opt) = (run.checkpoint(iter), run.layout().optimizer(iter));
+    let path = ckpt.join("_manifest.json");
+    let mut m = Manifest::read(&path).unwrap();
+    for f in ["optimizer.safetensors", "optimizer.json"] {
+        std::fs::rename(opt.join(f), ckpt.join(f)).unwrap();
+        let digest = spice_schemas::digest::sha256_file(&ckpt.join(f)).unwrap();
+        m.outputs.push(OutputFile { file: f.into(), rows: 0, digest });
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    std::fs::remove_dir_all(opt).unwrap();
+}
+
+#[test]
+fn a_run_from_before_optimizer_folders_resumes_from_the_state_in_its_checkpoint() {
+    let new_layout = make_run(&[]);
+    let old_layout = make_run(&[]);
+    for run in [&new_layout, &old_layout] {
+        run.write_scored(0, &scored_rows(0, 1));
+        run.write_scored(1, &scored_rows(1, 2));
+        update(run, 0);
+    }
+    update(&new_layout, 1);
+    to_old_layout(&old_layout, 0);
+    // The old iteration still reads as done …
+    let again = spice_update::run(&old_layout.ctx(0, false), &UpdateOptions::default()).unwrap();
+    assert!(matches!(again, Outcome::AlreadyDone));
+    // … and the next one resumes its moments from inside checkpoint/, as one optimizer would.
+    update(&old_layout, 1);
+    let m = old_layout.update_manifest(1);
+    assert!(m.metrics_as::<UpdateMetrics>().unwrap().optimizer_resumed);
+    assert!(!m.inputs.iter().any(|i| i.name == "optimizer"), "{:?}", m.inputs);
+    let diff = max_param_diff(&load(&old_layout.checkpoint(1)), &load(&new_layout.checkpoint(1)));
+    assert!(diff < 1e-6, "resumed from the old layout, the weights differ by {diff}");
+    // What it writes is the new layout.
+    assert!(!old_layout.checkpoint(1).join("optimizer.safetensors").exists());
+    assert!(old_layout.layout().optimizer(1).join("optimizer.safetensors").exists());
+
+    // A checkpoint with no optimizer state at all (made elsewhere): fresh moments.
+    let bare = make_run(&[]);
+    bare.write_scored(0, &scored_rows(0, 1));
+    bare.write_scored(1, &scored_rows(1, 2));
+    update(&bare, 0);
+    std::fs::remove_dir_all(bare.layout().optimizer(0)).unwrap();
+    update(&bare, 1);
+    assert!(!bare.update_manifest(1).metrics_as::<UpdateMetrics>().unwrap().optimizer_resumed);
+    assert_eq!(bare.update_manifest(1).metric("optimizer_step"), Some(1.0));
 }
 
 #[test]

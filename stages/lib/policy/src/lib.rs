@@ -25,6 +25,7 @@ impl StagePolicy {
         let dev = spice_lm::parse_device(device)?;
         let kind = spice_lm::parse_dtype(dtype)?;
         let t0 = Instant::now();
+        spice_schemas::prune::refuse_pruned(dir)?;
         let policy = Policy::load(dir, dev, kind)
             .with_context(|| format!("loading the policy from {}", dir.display()))?;
         let digest = digest_path(dir).with_context(|| format!("digesting {}", dir.display()))?;

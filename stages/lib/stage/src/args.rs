@@ -70,7 +70,10 @@ impl StageCtx {
     }
 
     /// The policy this iteration samples with: the initial model, else the previous
-    /// iteration's checkpoint (which must be committed).
+    /// iteration's checkpoint (which must be committed). A checkpoint pruned since
+    /// (`[checkpoint] keep`) is returned too: its digest is still that of its manifest, so a
+    /// finished stage reads as done; loading it is refused with the reason
+    /// (`spice_schemas::prune::refuse_pruned`).
     pub fn policy_dir(&self) -> Result<PathBuf> {
         let dir = self.layout.policy_for(self.iter, &self.cfg.run.model);
         if self.iter > 0 && !dir.join("_manifest.json").exists() {
@@ -81,6 +84,9 @@ impl StageCtx {
                 dir.display(),
                 self.iter - 1
             );
+        }
+        if self.iter > 0 && spice_schemas::prune::is_pruned(&dir) {
+            return Ok(dir);
         }
         if self.iter > 0 {
             check_checkpoint(&dir)?;

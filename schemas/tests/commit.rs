@@ -238,7 +238,9 @@ fn inputs_inside_a_run_are_recorded_run_relative_and_done_survives_a_move() {
     // Content still decides: a changed input is stale wherever the run lives.
     std::fs::write(moved.join("iter-0000/tasks/t.txt"), "other tasks").unwrap();
     assert!(matches!(stage_in(&moved).status().unwrap(), Status::Stale(s) if s.contains("tasks")));
+}
 
+#[test]
 fn a_pruned_folder_keeps_its_digest_and_reads_as_done() {
     use spice_schemas::metrics::NoMetrics;
     use spice_schemas::prune::{is_pruned, prune_folder, read_pruned, refuse_pruned, PRUNED_FILE};

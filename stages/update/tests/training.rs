@@ -94,7 +94,8 @@ fn to_old_layout(run: &TestRun, iter: u32) {
     for f in ["optimizer.safetensors", "optimizer.json"] {
         std::fs::rename(opt.join(f), ckpt.join(f)).unwrap();
         let digest = spice_schemas::digest::sha256_file(&ckpt.join(f)).unwrap();
-        m.outputs.push(OutputFile { file: f.into(), rows: 0, digest });
+        // Manifests of that time recorded no sizes.
+        m.outputs.push(OutputFile { file: f.into(), rows: 0, bytes: 0, digest });
     }
     std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     std::fs::remove_dir_all(opt).unwrap();

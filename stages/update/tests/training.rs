@@ -56,7 +56,7 @@ fn optimizer_state_survives_the_iteration_boundary() {
     // is kept.
     let m = run.update_manifest(1);
     let input = m.inputs.iter().find(|i| i.name == "optimizer").expect("an optimizer input");
-    assert_eq!(input.path, run.layout().optimizer(0));
+    assert_eq!(input.path, std::path::Path::new("iter-0000/optimizer"), "run-relative");
     assert!(m.metrics_as::<UpdateMetrics>().unwrap().optimizer_resumed);
     assert!(spice_schemas::prune::is_pruned(&run.layout().optimizer(0)));
     assert!(run.checkpoint(0).join("model.safetensors").exists());

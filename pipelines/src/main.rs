@@ -134,13 +134,16 @@ fn freeze_config(args: &IterateArgs) -> Result<RunConfig> {
 fn copy_dir(src: &std::path::Path, dst: &std::path::Path) -> Result<()> {
     let tmp = spice_schemas::commit::tmp_path(dst);
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("removing leftover {}", tmp.display()))?;
     }
     for entry in walk(src)? {
         let rel = entry.strip_prefix(src)?;
         let to = tmp.join(rel);
-        std::fs::create_dir_all(to.parent().expect("a file has a parent"))?;
-        std::fs::copy(&entry, &to).with_context(|| format!("copying {}", entry.display()))?;
+        let dir = to.parent().expect("a file has a parent");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::copy(&entry, &to)
+            .with_context(|| format!("copying {} to {}", entry.display(), to.display()))?;
     }
     spice_schemas::commit::rename_into_place(&tmp, dst)
 }

@@ -103,10 +103,15 @@ batch_size = 4
 /// folder and part; the update rows without their time and memory columns, which no two
 /// runs share.
 pub fn digests(run: &Path, folders: &[&str]) -> Vec<(String, String)> {
+    digests_of(run, folders, 2)
+}
+
+/// [`digests`] of a run of `iterations` iterations.
+pub fn digests_of(run: &Path, folders: &[&str], iterations: u32) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let chunks = folder_complete(&run.join("chunks")).unwrap().expect("chunks committed");
     out.push(("chunks".to_string(), chunks[0].output_digest.clone()));
-    for iter in 0..2 {
+    for iter in 0..iterations {
         for f in folders {
             let dir = run.join(format!("iter-{iter:04}/{f}"));
             let mut ms = folder_complete(&dir)

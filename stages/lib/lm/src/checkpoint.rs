@@ -44,7 +44,9 @@ pub fn save(policy: &Policy, dir: &Path) -> Result<()> {
             obj.insert("dtype".into(), "float32".into());
         }
     }
-    std::fs::write(tmp.path().join(CONFIG), serde_json::to_string_pretty(&cfg)?)?;
+    let cout = tmp.path().join(CONFIG);
+    std::fs::write(&cout, serde_json::to_string_pretty(&cfg)?)
+        .with_context(|| format!("writing {}", cout.display()))?;
 
     // Everything else that describes the model (tokenizer, chat template, generation config).
     for entry in std::fs::read_dir(src).with_context(|| format!("listing {}", src.display()))? {
@@ -61,8 +63,10 @@ pub fn save(policy: &Policy, dir: &Path) -> Result<()> {
             || (name.starts_with("_manifest") && name.ends_with(".json"))
             || name == crate::optim::META_FILE;
         if !skip && entry.file_type()?.is_file() {
-            std::fs::copy(entry.path(), tmp.path().join(&name))
-                .with_context(|| format!("copying {}", entry.path().display()))?;
+            let to = tmp.path().join(&name);
+            std::fs::copy(entry.path(), &to).with_context(|| {
+                format!("copying {} to {}", entry.path().display(), to.display())
+            })?;
         }
     }
 

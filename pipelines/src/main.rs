@@ -137,6 +137,15 @@ fn copy_dir(src: &std::path::Path, dst: &std::path::Path) -> Result<()> {
         std::fs::remove_dir_all(&tmp)
             .with_context(|| format!("removing leftover {}", tmp.display()))?;
     }
+    let copied = copy_files(src, &tmp);
+    if copied.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    copied?;
+    spice_schemas::commit::rename_into_place(&tmp, dst)
+}
+
+fn copy_files(src: &std::path::Path, tmp: &std::path::Path) -> Result<()> {
     for entry in walk(src)? {
         let rel = entry.strip_prefix(src)?;
         let to = tmp.join(rel);
@@ -145,7 +154,7 @@ fn copy_dir(src: &std::path::Path, dst: &std::path::Path) -> Result<()> {
         std::fs::copy(&entry, &to)
             .with_context(|| format!("copying {} to {}", entry.display(), to.display()))?;
     }
-    spice_schemas::commit::rename_into_place(&tmp, dst)
+    Ok(())
 }
 
 fn walk(dir: &std::path::Path) -> Result<Vec<PathBuf>> {

@@ -110,9 +110,16 @@ fn to_batch<T: ShardRow>(rows: &[T]) -> Result<RecordBatch> {
 
 /// Write all `rows` to `path` in one go (temporary name, then rename).
 pub fn write_shard<T: ShardRow>(path: impl Into<PathBuf>, rows: &[T]) -> Result<u64> {
-    let mut writer = ShardWriter::<T>::create(path)?;
-    writer.write_all(rows.iter().cloned())?;
-    writer.finish()
+    let path = path.into();
+    let written = ShardWriter::<T>::create(&path).and_then(|mut writer| {
+        writer.write_all(rows.iter().cloned())?;
+        writer.finish()
+    });
+    if written.is_err() {
+        // Half a shard (a full disk) is of no use to anyone: it goes.
+        let _ = std::fs::remove_file(tmp_path(&path));
+    }
+    written
 }
 
 /// Read every row of one shard, after checking that its schema is `T`'s.

@@ -102,6 +102,10 @@ pub fn run_stage<R: ShardRow, M: StageMetrics>(
             return Err(e);
         }
     };
-    let manifest = part.commit(&metrics)?;
+    // A commit that fails (a full disk) leaves no half-written shard taking space.
+    let shard_tmp = tmp_path(&part.part_path());
+    let manifest = part.commit(&metrics).inspect_err(|_| {
+        let _ = std::fs::remove_file(&shard_tmp);
+    })?;
     Ok(Some((manifest, metrics)))
 }

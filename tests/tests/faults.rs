@@ -193,8 +193,35 @@ fn finished_looking_tmp(run: &Path) -> Vec<String> {
 /// The uninterrupted run: its digests and, from its log, when each stage ran.
 struct Reference {
     digests: Vec<(String, String)>,
-    windows: Vec<(&'static str, f64, f64)>,
+    /// Each stage's window: name, what starts it, from, to (seconds from the start).
+    windows: Vec<(&'static str, Event, f64, f64)>,
     bytes: u64,
+    /// Page-rounded bytes of the run after each writer in order (driver setup, each stage,
+    /// the summary), and the writer's name.
+    growth: Vec<(&'static str, u64)>,
+}
+
+/// What starts a stage's window: the driver's `==>` line, or (for the checkpoint save) the
+/// update's metrics shard, written when training ends.
+#[derive(Clone, Copy)]
+enum Event {
+    Line(&'static str),
+    File(&'static str),
+}
+
+/// Bytes a list of run-relative files and folders take on a tmpfs.
+fn pages_of(run: &Path, entries: &[&str]) -> u64 {
+    entries
+        .iter()
+        .map(|e| {
+            let p = run.join(e);
+            if p.is_dir() {
+                tmpfs_bytes(&p)
+            } else {
+                std::fs::metadata(&p).map_or(0, |m| m.len().div_ceil(4096) * 4096)
+            }
+        })
+        .sum()
 }
 
 /// Bytes `run` takes on a tmpfs: every file rounded up to whole pages.
@@ -228,20 +255,41 @@ fn reference(profile: &Path, run: &Path) -> Reference {
             .unwrap_or_else(|| panic!("no `==> {stage}` line in:\n{}", text.join("\n")))
     };
     let saving = saving.expect("the update shard was never seen");
+    let line = |stage: &'static str| (Event::Line(stage), at(stage));
     let starts = [
-        ("chunk", at("chunk")),
-        ("challenge", at("iter 0000 challenge")),
-        ("filter", at("iter 0000 filter")),
-        ("rollout", at("iter 0000 rollout")),
-        ("score", at("iter 0000 score")),
-        ("update", at("iter 0000 update")),
-        ("checkpoint save", saving),
-        ("eval", at("iter 0000 eval")),
-        ("end", end),
+        ("chunk", line("chunk")),
+        ("challenge", line("iter 0000 challenge")),
+        ("filter", line("iter 0000 filter")),
+        ("rollout", line("iter 0000 rollout")),
+        ("score", line("iter 0000 score")),
+        ("update", line("iter 0000 update")),
+        ("checkpoint save", (Event::File("iter-0000/update/part-00000.parquet"), saving)),
+        ("eval", line("iter 0000 eval")),
+        ("end", (Event::Line(""), end)),
     ];
-    let windows = starts.windows(2).map(|p| (p[0].0, p[0].1, p[1].1)).collect();
+    let windows = starts.windows(2).map(|p| (p[0].0, p[0].1 .0, p[0].1 .1, p[1].1 .1)).collect();
     println!("reference run (one iteration) in {:.1} s", t.elapsed().as_secs_f64());
-    Reference { digests: digests_of(run, FOLDERS, 1), windows, bytes: tmpfs_bytes(run) }
+    let writers: [(&'static str, &[&str]); 10] = [
+        ("driver setup", &["run.toml", "prompts"]),
+        ("chunk", &["chunks"]),
+        ("challenge", &["iter-0000/challenger"]),
+        ("filter", &["iter-0000/tasks"]),
+        ("rollout", &["iter-0000/rollouts"]),
+        ("score", &["iter-0000/scored"]),
+        ("update", &["iter-0000/update", "iter-0000/optimizer", "iter-0000/checkpoint"]),
+        ("eval", &["iter-0000/eval"]),
+        ("eval checkpoint", &["iter-0000/eval-checkpoint"]),
+        ("summary", &["summary.jsonl"]),
+    ];
+    let mut total = 0;
+    let growth = writers
+        .iter()
+        .map(|(name, entries)| {
+            total += pages_of(run, entries);
+            (*name, total)
+        })
+        .collect();
+    Reference { digests: digests_of(run, FOLDERS, 1), windows, bytes: tmpfs_bytes(run), growth }
 }
 
 #[test]
@@ -250,29 +298,43 @@ fn killed_at_random_moments_in_every_stage_resumes_to_the_same_run() {
     let tmp = tempfile::tempdir().unwrap();
     let profile = setup(tmp.path(), 11, "", "");
     let r = reference(&profile, &tmp.path().join("ref"));
-    for (stage, from, to) in &r.windows {
+    for (stage, _, from, to) in &r.windows {
         println!("  window {stage:<16} {from:7.2} .. {to:7.2} s");
     }
 
     let trials: usize =
         std::env::var("SPICE_KILL_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
-    let seed: u64 = std::env::var("SPICE_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
+    let seed: u64 =
+        std::env::var("SPICE_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
                 as u64
-        })
-        | 1;
+        }) | 1;
     println!("kill trials: {trials}, SPICE_KILL_SEED={seed}");
     let mut rng = XorShift(seed);
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for k in 0..trials {
-        let (target, from, to) = r.windows[k % r.windows.len()];
-        let at = from + rng.unit() * (to - from);
+        // A uniform moment of the stage's reference window, timed from the moment this run
+        // starts the stage: stage start-up times vary too much between runs to time a kill
+        // from the start of the run.
+        let (target, event, from, to) = r.windows[k % r.windows.len()];
+        let offset = rng.unit() * (to - from);
         let run = tmp.path().join(format!("trial-{k:02}"));
         let mut w = Watched::start(iterate(&profile, &run));
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while w.running() && Instant::now() < deadline {
+            let started = match event {
+                Event::Line(stage) => {
+                    w.log.lock().unwrap().iter().any(|(_, l)| stage_of(l).as_deref() == Some(stage))
+                }
+                Event::File(f) => run.join(f).exists(),
+            };
+            if started {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let at = w.secs() + offset;
         while w.running() && w.secs() < at {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -316,7 +378,7 @@ fn killed_at_random_moments_in_every_stage_resumes_to_the_same_run() {
         };
         let left = find(&run, &is_tmp).join(",");
         println!(
-            "trial {k:2}  {target:<16} kill at {killed_at:6.2} s  running: {hit:<27} committed: \
+            "trial {k:2}  {target:<16} +{offset:5.3} s = {killed_at:6.2} s  running: {hit:<27} committed: \
              [{at_kill}]  tmp: [{tmp_at_kill}]  -> {}{}",
             result.lines().next().unwrap_or_default(),
             if left.is_empty() { String::new() } else { format!(" (left after resume: {left})") }
@@ -329,7 +391,7 @@ fn killed_at_random_moments_in_every_stage_resumes_to_the_same_run() {
     }
 
     println!("\nper stage window (trials, identical):");
-    for (stage, _, _) in &r.windows {
+    for (stage, _, _, _) in &r.windows {
         let of: Vec<_> = rows.iter().filter(|r| r.0 == *stage).collect();
         let ok = of.iter().filter(|r| r.2).count();
         println!("  {stage:<16} {:3} {:3}", of.len(), ok);
@@ -390,36 +452,44 @@ fn a_full_disk_fails_naming_the_file_keeps_finished_folders_and_resumes() {
     let r = reference(&profile, &tmp.path().join("ref"));
     println!("reference run: {} kB on a tmpfs", r.bytes / 1024);
 
+    // One size per writer: what the run holds before it, plus half of what it adds, so the
+    // disk fills while it writes.
+    let mut sizes = Vec::new();
+    let mut before = 0;
+    for (name, after) in &r.growth {
+        let half = (after - before) / 2 / 4096 * 4096;
+        if after > &before {
+            sizes.push((*name, before + half));
+        }
+        before = *after;
+    }
     let mut failures = Vec::new();
-    for (k, percent) in [5u64, 30, 60, 90].into_iter().enumerate() {
-        let size = (r.bytes * percent / 100).max(4096);
+    for (k, (aimed, size)) in sizes.into_iter().enumerate() {
+        let size = size.max(4096);
         let mnt = tmp.path().join(format!("disk-{k}"));
         let fs = Tmpfs::mount(&mnt, size).expect("a tmpfs mounted before");
         let run = mnt.join("run");
         let out = iterate(&profile, &run).output().unwrap();
         let se = String::from_utf8_lossy(&out.stderr).into_owned();
-        let lines: Vec<&str> = se.lines().collect();
-        let last = lines.iter().rposition(|l| l.starts_with("==> "));
-        let stage = last.and_then(|i| stage_of(lines[i])).unwrap_or_else(|| "driver".into());
-        // The stage's own error: after its `==>` line, before the driver's closing `Error:`.
-        let from = last.map_or(0, |i| i + 1);
-        let to = lines.iter().rposition(|l| l.starts_with("Error: ")).unwrap_or(lines.len());
-        let to = if last.is_some() && to > from { to } else { lines.len() };
-        let own: Vec<&str> = lines[from..to]
-            .iter()
-            .copied()
-            .filter(|l| !l.trim().is_empty() && !l.contains(" INFO ") && !l.contains(" WARN "))
-            .collect();
-        let error = own.join(" | ");
+        let blocks = errors(&se);
+        // The driver's own `… failed (exit status: 1)` is not what the stage said.
+        let (stage_errors, driver): (Vec<&String>, Vec<&String>) =
+            blocks.iter().partition(|b| !b.contains(" failed (exit status"));
+        let stage = if driver.is_empty() {
+            "driver".to_string()
+        } else {
+            se.lines().rev().find_map(stage_of).unwrap_or_default()
+        };
+        let error = stage_errors.first().map(|e| e.as_str()).unwrap_or("(no error of its own)");
         let mut problems = Vec::new();
         if out.status.success() {
             problems.push("spice iterate succeeded".to_string());
         }
-        if !se.contains("No space left on device") {
-            problems.push("no `No space left on device` in its stderr".into());
+        if !error.contains("No space left on device") {
+            problems.push(format!("its error does not say `No space left on device`:\n{se}"));
         }
-        if !own.iter().any(|l| l.contains(&mnt.display().to_string())) {
-            problems.push("the error does not name the file it was writing".into());
+        if !error.contains(&mnt.display().to_string()) {
+            problems.push(format!("its error does not name the file it was writing: {error}"));
         }
         let finished = committed(&run);
         let verified = if run.join("run.toml").exists() {
@@ -442,22 +512,47 @@ fn a_full_disk_fails_naming_the_file_keeps_finished_folders_and_resumes() {
         let again = iterate(&profile, &run).output().unwrap();
         let rerun = if !again.status.success() {
             problems.push(failure("spice iterate after growing the disk", &again));
-            "rerun FAILED".to_string()
+            "rerun FAILED"
         } else if digests_of(&run, FOLDERS, 1) != r.digests {
             problems.push("rerun differs from the reference".into());
-            "rerun differs".to_string()
+            "rerun differs"
         } else {
-            "rerun identical".to_string()
+            "rerun identical"
         };
         println!(
-            "{percent:3}% ({size:8} B): failed in {stage:<20} {verified}; committed [{}]; tmp \
-             left [{left}]; {rerun}\n      error: {error}",
+            "{size:8} B ({:3}%), aimed at {aimed:<16} failed in {stage:<20} {verified}; committed \
+             [{}]; tmp left [{left}]; {rerun}\n      {error}",
+            size * 100 / r.bytes,
             finished.join(",")
         );
         if !problems.is_empty() {
-            failures.push(format!("{percent}% of the run's size: {}", problems.join("\n")));
+            failures.push(format!("{size} B (aimed at {aimed}): {}", problems.join("\n")));
         }
         drop(fs);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The `Error: …` reports in a stderr, each with its `Caused by:` chain on one line, without
+/// backtraces.
+fn errors(stderr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur: Option<Vec<String>> = None;
+    for line in stderr.lines() {
+        if let Some(rest) = line.strip_prefix("Error: ") {
+            out.extend(cur.take().map(|c| c.join(" | ")));
+            cur = Some(vec![rest.to_string()]);
+        } else if let Some(c) = cur.as_mut() {
+            let l = line.trim();
+            if l.starts_with("Stack backtrace:") || line.starts_with("==> ") {
+                out.extend(cur.take().map(|c| c.join(" | ")));
+            } else if !l.is_empty() && l != "Caused by:" {
+                c.push(
+                    l.trim_start_matches(|ch: char| ch.is_ascii_digit() || ch == ':').trim().into(),
+                );
+            }
+        }
+    }
+    out.extend(cur.map(|c| c.join(" | ")));
+    out
 }

@@ -53,7 +53,16 @@ pub fn save_checkpoint(
     remove_leftovers(&opt_dir)?;
 
     let ckpt_tmp = tmp_path(&ckpt);
-    spice_lm::checkpoint::save(policy, &ckpt_tmp)?;
+    let opt_tmp = tmp_path(&opt_dir);
+    // A save that fails (a full disk) takes its half-written folders with it, so the space
+    // they held is free again; a killed one leaves them to `remove_leftovers`.
+    let discard = |e: anyhow::Error| {
+        for tmp in [&ckpt_tmp, &opt_tmp] {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+        e
+    };
+    spice_lm::checkpoint::save(policy, &ckpt_tmp).map_err(discard)?;
     // The policy's own folder (the previous checkpoint) had a manifest, and the model saver
     // copies every small file: this folder's manifest must only ever be the one written below.
     for name in files_in(&ckpt_tmp)? {
@@ -64,8 +73,7 @@ pub fn save_checkpoint(
     }
     interrupt(SavePoint::WeightsWritten)?;
 
-    let opt_tmp = tmp_path(&opt_dir);
-    opt.save(&opt_tmp)?;
+    opt.save(&opt_tmp).map_err(discard)?;
     interrupt(SavePoint::OptimizerWritten)?;
     replace_folder(&opt_tmp, &opt_dir)?;
     commit_listing(out.optimizer, metrics)?;

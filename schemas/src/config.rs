@@ -398,6 +398,56 @@ impl RunConfig {
         toml::to_string_pretty(self).expect("run config serialises to TOML")
     }
 
+    /// The sampling settings of the roles the update trains: the Reasoner, and the Challenger
+    /// unless it is frozen. The update scores a role's tokens under softmax(logits / T) at the
+    /// role's temperature, the distribution generation drew them from and recorded log-probs
+    /// of, as TRL and verl do. Top-p and top-k draw from a truncated distribution the update
+    /// does not score, and greedy decoding has no distribution at all, so the ratio πθ/π_old
+    /// would be off-policy: refused. Evaluation (`[eval]`) trains nothing and is free.
+    fn validate_training_sampling(&self) -> Result<()> {
+        let roles = [
+            (
+                "challenger",
+                self.challenger.training == ChallengerTraining::SelfPlay,
+                self.challenger.temperature,
+                self.challenger.top_p,
+                self.challenger.top_k,
+            ),
+            ("reasoner", true, self.reasoner.temperature, self.reasoner.top_p, self.reasoner.top_k),
+        ];
+        for (role, trained, temperature, top_p, top_k) in roles {
+            if !trained {
+                continue;
+            }
+            let why = "the update scores the role's tokens under the full softmax at \
+                       {role}.temperature, not the distribution they were drawn from, so its \
+                       policy-gradient ratio would be off-policy";
+            let why = why.replace("{role}", role);
+            if temperature <= 0.0 {
+                bail!(
+                    "{role}.temperature = {temperature}: the {role} is trained, so it must sample \
+                     (temperature > 0); greedy decoding has no distribution the update can \
+                     score its tokens under"
+                );
+            }
+            if top_p < 1.0 {
+                bail!(
+                    "{role}.top_p = {top_p}: the {role} is trained and top-p sampling draws from \
+                     a truncated distribution; {why}. Use {role}.top_p = 1 (and \
+                     {role}.temperature to sharpen sampling)"
+                );
+            }
+            if top_k > 0 {
+                bail!(
+                    "{role}.top_k = {top_k}: the {role} is trained and top-k sampling draws from \
+                     a truncated distribution; {why}. Use {role}.top_k = 0 (and \
+                     {role}.temperature to sharpen sampling)"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Check the values that serde cannot: enumerations and ranges.
     pub fn validate(&self) -> Result<()> {
         fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<()> {
@@ -462,6 +512,7 @@ impl RunConfig {
                 bail!("{key} = {p} is outside (0, 1]");
             }
         }
+        self.validate_training_sampling()?;
         // Written so that NaN fails too.
         let positive = |x: f64| x > 0.0;
         let non_negative = |x: f64| x >= 0.0;
@@ -547,6 +598,42 @@ mod tests {
         assert_eq!(RunConfig::from_toml(&c.to_toml(), "rt").unwrap(), c);
         let err = RunConfig::from_toml("[slurm.stages.rollot]\ngpus = 1\n", "s.toml").unwrap_err();
         assert!(format!("{err:#}").contains("slurm.stages.rollot"), "{err:#}");
+    }
+
+    #[test]
+    fn truncated_or_greedy_sampling_of_a_trained_role_is_refused() {
+        for (set, key) in [
+            ("reasoner.top_p=0.9", "reasoner.top_p = 0.9"),
+            ("reasoner.top_k=50", "reasoner.top_k = 50"),
+            ("challenger.top_p=0.95", "challenger.top_p = 0.95"),
+            ("challenger.top_k=20", "challenger.top_k = 20"),
+            ("reasoner.temperature=0", "reasoner.temperature = 0"),
+            ("challenger.temperature=0.0", "challenger.temperature = 0"),
+        ] {
+            let err = RunConfig::default().with_overrides(&[set.into()]).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(msg.contains(key), "{set}: {msg}");
+            let why = if set.contains("temperature") { "greedy" } else { "off-policy" };
+            assert!(msg.contains(why), "{set}: {msg}");
+        }
+        // A temperature other than 1 is scored at that temperature: accepted.
+        let c = RunConfig::default()
+            .with_overrides(&[
+                "reasoner.temperature=0.7".into(),
+                "challenger.temperature=1.2".into(),
+            ])
+            .unwrap();
+        assert_eq!((c.reasoner.temperature, c.challenger.temperature), (0.7, 1.2));
+        // A frozen Challenger is not trained: its sampling is free.
+        let frozen = [
+            "challenger.training=frozen".to_string(),
+            "challenger.frozen_model=m".into(),
+            "challenger.top_p=0.9".into(),
+            "challenger.top_k=40".into(),
+        ];
+        RunConfig::default().with_overrides(&frozen).unwrap();
+        // Evaluation trains nothing: greedy is its default.
+        assert_eq!(RunConfig::default().eval.temperature, 0.0);
     }
 
     #[test]

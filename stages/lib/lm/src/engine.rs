@@ -340,6 +340,7 @@ impl<'a> Engine<'a> {
             row.logprobs.push(lp);
             self.stats.new_tokens += 1;
             if self.policy.eos_ids().contains(&tok)
+                || self.params.stop_token_ids.contains(&tok)
                 || self.policy.hits_stop(&row.tokens, self.params, self.stop_window)?
             {
                 row.finish = Some(FinishReason::Stop);

@@ -77,6 +77,12 @@ pub struct GenStats {
 /// (measured on a 2-core AVX2 machine; `just bench` shows both).
 pub const NARROW_DECODE_ROWS: usize = 4;
 
+/// Rows of one projection GEMM in a decode step of batch-invariant generation: oneDNN's f32
+/// GEMM gives each row the same bits for any number of rows up to this (measured up to about
+/// 60 on SmolLM2-135M's and the tiny test models' shapes, on a 2-core AVX2 machine), and other
+/// bits beyond. Wider steps run in blocks of this many rows.
+pub const INVARIANT_DECODE_ROWS: i64 = 32;
+
 /// The weights a decode step multiplies with: the compute dtype's, and (CPU, bf16 asked for)
 /// bf16 copies for steps of at most [`NARROW_DECODE_ROWS`] rows.
 pub(crate) struct StepWeights<'a> {
@@ -172,7 +178,16 @@ impl Policy {
                 // Fewer, larger GEMMs: per-op overhead dominates small CPU batches. (On a GPU
                 // the extra copy of the weights would cost memory for little gain.)
                 w.fuse();
-                w.to_onednn();
+                // Batch-invariant: decode GEMMs in blocks of rows whose sums do not change
+                // with the number of rows.
+                let invariant = self.batch_invariant();
+                let packed = w.to_onednn(invariant.then_some(INVARIANT_DECODE_ROWS));
+                if invariant && !packed {
+                    tracing::warn!(
+                        "this model's projections could not be packed for oneDNN (biases on \
+                         only some of them): its rows may round differently with the batch"
+                    );
+                }
             }
             let narrow = self.narrow_decode_weights();
             tracing::trace!(seconds = t0.elapsed().as_secs_f64(), "compute weights ready");

@@ -24,10 +24,16 @@ fn a_rows_sample_does_not_depend_on_its_batch() {
     let params = SamplingParams { max_new_tokens: 24, ..Default::default() };
     let together = p.generate(&reqs, &params, 5, None).unwrap();
     let in_pairs = p.generate(&reqs, &params, 2, None).unwrap();
+    let bits =
+        |g: &spice_lm::Generation| g.logprobs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (i, r) in reqs.iter().enumerate() {
         let alone = p.generate(std::slice::from_ref(r), &params, 1, None).unwrap();
         assert_eq!(together[i].token_ids, alone[0].token_ids, "row {i}");
         assert_eq!(in_pairs[i].token_ids, alone[0].token_ids, "row {i}");
+        // f32 on a CPU is batch-invariant to the last bit, log-probs included.
+        assert!(p.batch_invariant());
+        assert_eq!(bits(&together[i]), bits(&alone[0]), "row {i} log-probs, 5 rows");
+        assert_eq!(bits(&in_pairs[i]), bits(&alone[0]), "row {i} log-probs, 2 rows");
     }
     // Different seeds give different samples; the same seed the same.
     assert_ne!(together[0].token_ids, together[1].token_ids);
@@ -211,7 +217,7 @@ fn onednn_weights_give_the_dense_logits() {
         let dense = p.model().weights(Kind::Float);
         let mut dnn = p.model().weights(Kind::Float);
         dnn.fuse();
-        let converted = dnn.to_onednn();
+        let converted = dnn.to_onednn(None);
         // This libtorch (the PyPI wheel) is built with oneDNN: the fast path must engage.
         assert_eq!(converted, tch::utils::has_mkldnn());
         assert!(converted, "libtorch without oneDNN: the CPU decode path is untested here");
@@ -256,8 +262,13 @@ fn shared_prefill_slots_and_arrival_order_leave_every_sample_unchanged() {
             for (g, &i) in gens.iter().zip(order) {
                 assert_eq!(g.token_ids, alone[i].token_ids, "{arch} {how}: request {i}");
                 assert_eq!(g.finish_reason, alone[i].finish_reason, "{arch} {how}: request {i}");
+                // Bit for bit: f32 on a CPU is batch-invariant.
                 for (a, b) in g.logprobs.iter().zip(&alone[i].logprobs) {
-                    assert!((a - b).abs() < 1e-5, "{arch} {how}: request {i} log-prob {a} vs {b}");
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{arch} {how}: request {i} log-prob {a} vs {b}"
+                    );
                 }
             }
         };

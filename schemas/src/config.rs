@@ -24,7 +24,16 @@ pub struct RunConfig {
     pub update: UpdateSection,
     pub eval: EvalSection,
     pub slurm: SlurmSection,
+    /// Where the model and corpus paths come from, by path: a Hugging Face model or dataset
+    /// id (`"data/models/qwen3-4b-base" = "Qwen/Qwen3-4B-Base"`), named with the command that
+    /// downloads it when that path is missing. The program itself never downloads anything.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sources: std::collections::BTreeMap<String, String>,
 }
+
+/// The default model and corpus, which `just setup` installs.
+pub const DEFAULT_MODEL: &str = "data/models/smollm2-135m-instruct";
+pub const DEFAULT_CORPUS: &str = "data/corpus";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -53,7 +62,7 @@ impl Default for RunSection {
             name: "default".into(),
             seed: 1234,
             iterations: 640,
-            model: PathBuf::from("data/models/smollm2-135m-instruct"),
+            model: PathBuf::from(DEFAULT_MODEL),
             device: "auto".into(),
             dtype: Dtype::Bf16,
             shards: 1,
@@ -78,7 +87,7 @@ pub struct CorpusSection {
 impl Default for CorpusSection {
     fn default() -> Self {
         Self {
-            paths: vec![PathBuf::from("data/corpus")],
+            paths: vec![PathBuf::from(DEFAULT_CORPUS)],
             text_field: "text".into(),
             max_doc_tokens: 5992,
             min_doc_tokens: 32,
@@ -396,6 +405,88 @@ impl RunConfig {
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("run config serialises to TOML")
+    }
+
+    /// What the run reads that is not there, one message per missing input saying how to get
+    /// it: the model folder (`run.model`, a folder with config.json), a frozen Challenger's
+    /// folder, and the corpus paths when the Challenger is grounded. Relative paths are taken
+    /// from `base`, as the stages take them from their working directory.
+    pub fn missing_inputs_in(&self, base: &Path) -> Vec<String> {
+        let mut missing = Vec::new();
+        let source = |path: &Path| {
+            self.sources.iter().find(|(k, _)| Path::new(k) == path).map(|(_, v)| v.as_str())
+        };
+        let model_hint = |key: &str, dir: &Path| -> String {
+            let d = dir.display();
+            let how = match source(dir) {
+                Some(src) => format!(
+                    "download {src} into it (`huggingface-cli download {src} --local-dir {d}`; \
+                     this program never downloads anything), or set {key} to a Hugging Face \
+                     model folder you have (--set {key}=DIR)"
+                ),
+                None if dir == Path::new(DEFAULT_MODEL) => {
+                    format!(
+                        "run `just setup`, which installs the default model there, or set {key}"
+                    )
+                }
+                None => format!(
+                    "set {key} to a Hugging Face model folder (config.json, model.safetensors, \
+                     tokenizer.json)"
+                ),
+            };
+            format!("{key} = \"{d}\" is missing (no config.json there): {how}")
+        };
+        if !base.join(&self.run.model).join("config.json").is_file() {
+            missing.push(model_hint("run.model", &self.run.model));
+        }
+        if let (ChallengerTraining::Frozen, Some(frozen)) =
+            (self.challenger.training, &self.challenger.frozen_model)
+        {
+            if !base.join(frozen).join("config.json").is_file() {
+                missing.push(model_hint("challenger.frozen_model", frozen));
+            }
+        }
+        if self.challenger.grounding == Grounding::Corpus {
+            for path in &self.corpus.paths {
+                if base.join(path).exists() {
+                    continue;
+                }
+                let p = path.display();
+                let how = match source(path) {
+                    Some(src) => format!(
+                        "put documents of the dataset {src} there as .parquet or .jsonl files \
+                         whose `{field}` field holds a document (e.g. some of its files: \
+                         `huggingface-cli download {src} --repo-type dataset --include \
+                         'PATTERN' --local-dir {p}`; convert them if the dataset names the \
+                         field otherwise), or set corpus.paths to documents you have",
+                        field = self.corpus.text_field
+                    ),
+                    None if path == Path::new(DEFAULT_CORPUS) => {
+                        "run `just setup`, which builds the default corpus there \
+                         (pipelines/corpus.sh), or set corpus.paths"
+                            .to_string()
+                    }
+                    None => "set corpus.paths to files or folders of documents you have".into(),
+                };
+                missing.push(format!("corpus.paths entry \"{p}\" does not exist: {how}"));
+            }
+        }
+        missing
+    }
+
+    /// Refuse to start a run whose model or corpus is missing ([`RunConfig::missing_inputs_in`]
+    /// from the working directory), naming each missing input and how to get it.
+    pub fn check_inputs(&self) -> Result<()> {
+        let missing = self.missing_inputs_in(Path::new("."));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "profile `{}` cannot start: {} input(s) missing\n  - {}",
+            self.run.name,
+            missing.len(),
+            missing.join("\n  - ")
+        )
     }
 
     /// The sampling settings of the roles the update trains: the Reasoner, and the Challenger

@@ -79,6 +79,10 @@ fn main() -> Result<()> {
         Cli::Config { config, overrides } => {
             let cfg = RunConfig::load(&config)?.with_overrides(&overrides)?;
             print!("{}", cfg.to_toml());
+            // Printing works without the inputs; a run will not start without them.
+            if let Err(e) = cfg.check_inputs() {
+                eprintln!("note: {e:#}");
+            }
         }
         Cli::Iterate(args) => {
             let cfg = freeze_config(&args).context("preparing the run folder")?;
@@ -95,7 +99,8 @@ fn main() -> Result<()> {
 
 /// Freeze the run's configuration into `<run>/run.toml` and its prompt templates into
 /// `<run>/prompts/` (an existing run keeps its own, and a conflicting override is an error
-/// rather than a silent change of a running experiment).
+/// rather than a silent change of a running experiment). A run whose model or corpus is
+/// missing is refused before anything is written, with what is missing and how to get it.
 fn freeze_config(args: &IterateArgs) -> Result<RunConfig> {
     let layout = RunLayout::new(&args.run);
     if layout.root.exists() && !layout.root.is_dir() {
@@ -106,7 +111,9 @@ fn freeze_config(args: &IterateArgs) -> Result<RunConfig> {
     let new = if layout.config().exists() {
         None
     } else {
-        Some(RunConfig::load(&args.config)?.with_overrides(&args.overrides)?)
+        let cfg = RunConfig::load(&args.config)?.with_overrides(&args.overrides)?;
+        cfg.check_inputs()?;
+        Some(cfg)
     };
     let prompts = layout.root.join("prompts");
     if !prompts.exists() {
@@ -127,6 +134,7 @@ fn freeze_config(args: &IterateArgs) -> Result<RunConfig> {
             layout.config().display()
         );
     }
+    frozen.check_inputs()?;
     Ok(frozen)
 }
 

@@ -25,7 +25,16 @@ pub struct RunConfig {
     pub eval: EvalSection,
     pub checkpoint: CheckpointSection,
     pub slurm: SlurmSection,
+    /// Where the model and corpus paths come from, by path: a Hugging Face model or dataset
+    /// id (`"data/models/qwen3-4b-base" = "Qwen/Qwen3-4B-Base"`), named with the command that
+    /// downloads it when that path is missing. The program itself never downloads anything.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sources: std::collections::BTreeMap<String, String>,
 }
+
+/// The default model and corpus, which `just setup` installs.
+pub const DEFAULT_MODEL: &str = "data/models/smollm2-135m-instruct";
+pub const DEFAULT_CORPUS: &str = "data/corpus";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -54,7 +63,7 @@ impl Default for RunSection {
             name: "default".into(),
             seed: 1234,
             iterations: 640,
-            model: PathBuf::from("data/models/smollm2-135m-instruct"),
+            model: PathBuf::from(DEFAULT_MODEL),
             device: "auto".into(),
             dtype: Dtype::Bf16,
             shards: 1,
@@ -79,7 +88,7 @@ pub struct CorpusSection {
 impl Default for CorpusSection {
     fn default() -> Self {
         Self {
-            paths: vec![PathBuf::from("data/corpus")],
+            paths: vec![PathBuf::from(DEFAULT_CORPUS)],
             text_field: "text".into(),
             max_doc_tokens: 5992,
             min_doc_tokens: 32,
@@ -436,6 +445,138 @@ impl RunConfig {
         toml::to_string_pretty(self).expect("run config serialises to TOML")
     }
 
+    /// What the run reads that is not there, one message per missing input saying how to get
+    /// it: the model folder (`run.model`, a folder with config.json), a frozen Challenger's
+    /// folder, and the corpus paths when the Challenger is grounded. Relative paths are taken
+    /// from `base`, as the stages take them from their working directory.
+    pub fn missing_inputs_in(&self, base: &Path) -> Vec<String> {
+        let mut missing = Vec::new();
+        let source = |path: &Path| {
+            self.sources.iter().find(|(k, _)| Path::new(k) == path).map(|(_, v)| v.as_str())
+        };
+        let model_hint = |key: &str, dir: &Path| -> String {
+            let d = dir.display();
+            let how = match source(dir) {
+                Some(src) => format!(
+                    "download {src} into it (`huggingface-cli download {src} --local-dir {d}`; \
+                     this program never downloads anything), or set {key} to a Hugging Face \
+                     model folder you have (--set {key}=DIR)"
+                ),
+                None if dir == Path::new(DEFAULT_MODEL) => {
+                    format!(
+                        "run `just setup`, which installs the default model there, or set {key}"
+                    )
+                }
+                None => format!(
+                    "set {key} to a Hugging Face model folder (config.json, model.safetensors, \
+                     tokenizer.json)"
+                ),
+            };
+            format!("{key} = \"{d}\" is missing (no config.json there): {how}")
+        };
+        if !base.join(&self.run.model).join("config.json").is_file() {
+            missing.push(model_hint("run.model", &self.run.model));
+        }
+        if let (ChallengerTraining::Frozen, Some(frozen)) =
+            (self.challenger.training, &self.challenger.frozen_model)
+        {
+            if !base.join(frozen).join("config.json").is_file() {
+                missing.push(model_hint("challenger.frozen_model", frozen));
+            }
+        }
+        if self.challenger.grounding == Grounding::Corpus {
+            for path in &self.corpus.paths {
+                if base.join(path).exists() {
+                    continue;
+                }
+                let p = path.display();
+                let how = match source(path) {
+                    Some(src) => format!(
+                        "put documents of the dataset {src} there as .parquet or .jsonl files \
+                         whose `{field}` field holds a document (e.g. some of its files: \
+                         `huggingface-cli download {src} --repo-type dataset --include \
+                         'PATTERN' --local-dir {p}`; convert them if the dataset names the \
+                         field otherwise), or set corpus.paths to documents you have",
+                        field = self.corpus.text_field
+                    ),
+                    None if path == Path::new(DEFAULT_CORPUS) => {
+                        "run `just setup`, which builds the default corpus there \
+                         (pipelines/corpus.sh), or set corpus.paths"
+                            .to_string()
+                    }
+                    None => "set corpus.paths to files or folders of documents you have".into(),
+                };
+                missing.push(format!("corpus.paths entry \"{p}\" does not exist: {how}"));
+            }
+        }
+        missing
+    }
+
+    /// Refuse to start a run whose model or corpus is missing ([`RunConfig::missing_inputs_in`]
+    /// from the working directory), naming each missing input and how to get it.
+    pub fn check_inputs(&self) -> Result<()> {
+        let missing = self.missing_inputs_in(Path::new("."));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "profile `{}` cannot start: {} input(s) missing\n  - {}",
+            self.run.name,
+            missing.len(),
+            missing.join("\n  - ")
+        )
+    }
+
+    /// The sampling settings of the roles the update trains: the Reasoner, and the Challenger
+    /// unless it is frozen. The update scores a role's tokens under softmax(logits / T) at the
+    /// role's temperature, the distribution generation drew them from and recorded log-probs
+    /// of, as TRL and verl do. Top-p and top-k draw from a truncated distribution the update
+    /// does not score, and greedy decoding has no distribution at all, so the ratio πθ/π_old
+    /// would be off-policy: refused. Evaluation (`[eval]`) trains nothing and is free.
+    fn validate_training_sampling(&self) -> Result<()> {
+        let roles = [
+            (
+                "challenger",
+                self.challenger.training == ChallengerTraining::SelfPlay,
+                self.challenger.temperature,
+                self.challenger.top_p,
+                self.challenger.top_k,
+            ),
+            ("reasoner", true, self.reasoner.temperature, self.reasoner.top_p, self.reasoner.top_k),
+        ];
+        for (role, trained, temperature, top_p, top_k) in roles {
+            if !trained {
+                continue;
+            }
+            let why = "the update scores the role's tokens under the full softmax at \
+                       {role}.temperature, not the distribution they were drawn from, so its \
+                       policy-gradient ratio would be off-policy";
+            let why = why.replace("{role}", role);
+            if temperature <= 0.0 {
+                bail!(
+                    "{role}.temperature = {temperature}: the {role} is trained, so it must sample \
+                     (temperature > 0); greedy decoding has no distribution the update can \
+                     score its tokens under"
+                );
+            }
+            if top_p < 1.0 {
+                bail!(
+                    "{role}.top_p = {top_p}: the {role} is trained and top-p sampling draws from \
+                     a truncated distribution; {why}. Use {role}.top_p = 1 (and \
+                     {role}.temperature to sharpen sampling)"
+                );
+            }
+            if top_k > 0 {
+                bail!(
+                    "{role}.top_k = {top_k}: the {role} is trained and top-k sampling draws from \
+                     a truncated distribution; {why}. Use {role}.top_k = 0 (and \
+                     {role}.temperature to sharpen sampling)"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Check the values that serde cannot: enumerations and ranges.
     pub fn validate(&self) -> Result<()> {
         fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<()> {
@@ -500,6 +641,7 @@ impl RunConfig {
                 bail!("{key} = {p} is outside (0, 1]");
             }
         }
+        self.validate_training_sampling()?;
         // Written so that NaN fails too.
         let positive = |x: f64| x > 0.0;
         let non_negative = |x: f64| x >= 0.0;
@@ -604,6 +746,42 @@ mod tests {
         assert_eq!(RunConfig::from_toml(&c.to_toml(), "rt").unwrap(), c);
         let err = RunConfig::from_toml("[slurm.stages.rollot]\ngpus = 1\n", "s.toml").unwrap_err();
         assert!(format!("{err:#}").contains("slurm.stages.rollot"), "{err:#}");
+    }
+
+    #[test]
+    fn truncated_or_greedy_sampling_of_a_trained_role_is_refused() {
+        for (set, key) in [
+            ("reasoner.top_p=0.9", "reasoner.top_p = 0.9"),
+            ("reasoner.top_k=50", "reasoner.top_k = 50"),
+            ("challenger.top_p=0.95", "challenger.top_p = 0.95"),
+            ("challenger.top_k=20", "challenger.top_k = 20"),
+            ("reasoner.temperature=0", "reasoner.temperature = 0"),
+            ("challenger.temperature=0.0", "challenger.temperature = 0"),
+        ] {
+            let err = RunConfig::default().with_overrides(&[set.into()]).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(msg.contains(key), "{set}: {msg}");
+            let why = if set.contains("temperature") { "greedy" } else { "off-policy" };
+            assert!(msg.contains(why), "{set}: {msg}");
+        }
+        // A temperature other than 1 is scored at that temperature: accepted.
+        let c = RunConfig::default()
+            .with_overrides(&[
+                "reasoner.temperature=0.7".into(),
+                "challenger.temperature=1.2".into(),
+            ])
+            .unwrap();
+        assert_eq!((c.reasoner.temperature, c.challenger.temperature), (0.7, 1.2));
+        // A frozen Challenger is not trained: its sampling is free.
+        let frozen = [
+            "challenger.training=frozen".to_string(),
+            "challenger.frozen_model=m".into(),
+            "challenger.top_p=0.9".into(),
+            "challenger.top_k=40".into(),
+        ];
+        RunConfig::default().with_overrides(&frozen).unwrap();
+        // Evaluation trains nothing: greedy is its default.
+        assert_eq!(RunConfig::default().eval.temperature, 0.0);
     }
 
     #[test]

@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 
 /// Totals of one generation pass (Challenger, Reasoner or evaluation), flattened into the
 /// metrics of the stage that generated.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GenerationMetrics {
     /// Generated rows (completions).
@@ -19,6 +19,15 @@ pub struct GenerationMetrics {
     pub generation_seconds: f64,
     /// `new_tokens / generation_seconds` (0 when no time was spent).
     pub tokens_per_second: f64,
+    /// Token ids that ended a completion (finish reason `stop`): the model's EOS ids, then the
+    /// chat template's end-of-turn token when prompts were rendered with the template and it
+    /// is not an EOS.
+    pub stop_token_ids: Vec<u32>,
+    /// Whether each completion depends only on its prompt and seed, not on the other rows it
+    /// was generated with: true for f32 on a CPU. bf16 (and any dtype on a GPU) rounds
+    /// differently with the batch, so its completions can change with `run.shards` and the
+    /// role's `batch_size` (manifests written before this field read false).
+    pub batch_invariant: bool,
 }
 
 /// Also a view of the metrics of any stage that flattens it in.
@@ -36,8 +45,16 @@ impl GenerationMetrics {
         }
     }
 
-    /// Both passes together (the rates are recomputed from the sums).
+    /// Both passes together (the rates are recomputed from the sums; stop tokens are the
+    /// union, and the passes are batch-invariant only if each one is).
     pub fn add(&mut self, other: GenerationMetrics) {
+        // A pass that never ran (the default value) says nothing about batch invariance.
+        let ran = |g: &GenerationMetrics| g.rows > 0 || !g.stop_token_ids.is_empty();
+        let batch_invariant = match (ran(self), ran(&other)) {
+            (false, _) => other.batch_invariant,
+            (true, false) => self.batch_invariant,
+            (true, true) => self.batch_invariant && other.batch_invariant,
+        };
         let mut sum = GenerationMetrics::new(
             self.rows + other.rows,
             self.new_tokens + other.new_tokens,
@@ -46,6 +63,13 @@ impl GenerationMetrics {
         sum.prompt_tokens = self.prompt_tokens + other.prompt_tokens;
         sum.prefill_tokens = self.prefill_tokens + other.prefill_tokens;
         sum.max_live_rows = self.max_live_rows.max(other.max_live_rows);
+        sum.stop_token_ids = std::mem::take(&mut self.stop_token_ids);
+        for id in other.stop_token_ids {
+            if !sum.stop_token_ids.contains(&id) {
+                sum.stop_token_ids.push(id);
+            }
+        }
+        sum.batch_invariant = batch_invariant;
         *self = sum;
     }
 }

@@ -27,7 +27,7 @@ use crate::prune::{Kind as Pruned, PrunePlan};
 use crate::save::{save_checkpoint, SaveOutputs, SavePoint};
 use crate::train::{
     adamw_config, peak_rss_mib, run_epochs, score_old, score_reference, single_step, Mismatch,
-    UpdateSettings,
+    RoleTemperatures, UpdateSettings,
 };
 
 /// Stage name in the manifests.
@@ -57,6 +57,10 @@ struct ConfigRecord<'a> {
     max_completion_length: usize,
     dtype: &'a str,
     reference: Option<&'a Path>,
+    /// The roles' sampling temperatures the rows are scored at; left out at 1, so updates
+    /// recorded before they were scored at their temperature keep their config digest.
+    #[serde(skip_serializing_if = "RoleTemperatures::is_one")]
+    temperatures: RoleTemperatures,
 }
 
 pub fn run(ctx: &StageCtx, opts: &UpdateOptions) -> Result<Outcome> {
@@ -201,6 +205,7 @@ impl Plan {
             max_completion_length: settings.max_completion_length,
             dtype: &dtype,
             reference: reference.as_deref(),
+            temperatures: settings.temperatures,
         };
         let output = |dir: PathBuf| -> Result<StageOutput> {
             let mut out = StageOutput::new(&dir, STAGE, ShardSpec::WHOLE)
@@ -302,7 +307,7 @@ fn train(
 ) -> Result<Trained> {
     let single = single_step(rows.len(), settings);
     let (mismatch, score, reference) =
-        score_old_and_reference(policy, rows, reference, single, settings.micro_batch_size)?;
+        score_old_and_reference(policy, rows, reference, single, settings)?;
     let t_train = Instant::now();
     let total = rows.len() as u64 * settings.ppo_epochs as u64;
     let bar = spice_stage::progress(total, "update", "sequences");
@@ -333,13 +338,14 @@ fn score_old_and_reference(
     rows: &mut [TrainRow],
     reference: Option<(&Path, Kind)>,
     single: bool,
-    micro: usize,
+    settings: &UpdateSettings,
 ) -> Result<(Option<Mismatch>, f64, f64)> {
+    let (temps, micro) = (settings.temperatures, settings.micro_batch_size);
     let t_score = Instant::now();
     let mut mismatch = None;
     if !single {
         let bar = spice_stage::progress(rows.len() as u64, "scoring πθ_old", "sequences");
-        mismatch = Some(score_old(policy, rows, micro, Some(&bar))?);
+        mismatch = Some(score_old(policy, rows, temps, micro, Some(&bar))?);
         bar.finish();
     }
     let score_seconds = t_score.elapsed().as_secs_f64();
@@ -348,7 +354,7 @@ fn score_old_and_reference(
         let ref_policy = Policy::load(r, policy.device(), kind)
             .with_context(|| format!("loading the reference model {}", r.display()))?;
         let bar = spice_stage::progress(rows.len() as u64, "scoring π_ref", "sequences");
-        score_reference(&ref_policy, rows, micro, Some(&bar))?;
+        score_reference(&ref_policy, rows, temps, micro, Some(&bar))?;
         bar.finish();
     }
     Ok((mismatch, score_seconds, t_ref.elapsed().as_secs_f64()))

@@ -18,6 +18,8 @@ use spice_lm::tch::{Device, Tensor};
 use spice_lm::{AdamW, GradOptions, Policy, ScoreRow, TokenLogprobs};
 use spice_schemas::{rows::UpdateMetricsRow, RunConfig};
 
+use serde::Serialize;
+
 use crate::input::TrainRow;
 use crate::loss::{dr_grpo_loss, LossSettings};
 use spice_schemas::vocab::{LossType, LrSchedulerType, Role};
@@ -44,6 +46,41 @@ pub struct UpdateSettings {
     pub iteration: u32,
     /// Run seed; each epoch's shuffle is derived from it.
     pub seed: u64,
+    /// The temperature each role sampled at: its rows are scored (πθ, πθ_old, π_ref) under
+    /// softmax(logits / T), the distribution their tokens were drawn from.
+    pub temperatures: RoleTemperatures,
+}
+
+/// The sampling temperature of each role (`challenger.temperature`, `reasoner.temperature`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RoleTemperatures {
+    pub challenger: f64,
+    pub reasoner: f64,
+}
+
+impl Default for RoleTemperatures {
+    fn default() -> Self {
+        RoleTemperatures { challenger: 1.0, reasoner: 1.0 }
+    }
+}
+
+impl RoleTemperatures {
+    pub fn of(&self, role: Role) -> f64 {
+        match role {
+            Role::Challenger => self.challenger,
+            Role::Reasoner => self.reasoner,
+        }
+    }
+
+    /// Both at 1 (the paper's setting), where scoring is the plain softmax.
+    pub fn is_one(&self) -> bool {
+        *self == RoleTemperatures::default()
+    }
+
+    /// The temperature of each of `rows`, in order.
+    pub fn rows<'a>(&self, rows: impl IntoIterator<Item = &'a TrainRow>) -> Vec<f64> {
+        rows.into_iter().map(|r| self.of(r.role)).collect()
+    }
 }
 
 impl UpdateSettings {
@@ -65,6 +102,10 @@ impl UpdateSettings {
                 as usize,
             iteration,
             seed,
+            temperatures: RoleTemperatures {
+                challenger: cfg.challenger.temperature,
+                reasoner: cfg.reasoner.temperature,
+            },
         }
     }
 }
@@ -123,11 +164,12 @@ impl MismatchSum {
     }
 }
 
-/// Score every row's completion with `policy` (no gradients), shortest rows together, and
-/// hand each row its log-probs.
+/// Score every row's completion with `policy` (no gradients) at its role's temperature,
+/// shortest rows together, and hand each row its log-probs.
 fn score_rows(
     policy: &Policy,
     rows: &mut [TrainRow],
+    temperatures: RoleTemperatures,
     micro_batch: usize,
     bar: Option<&ProgressBar>,
     mut put: impl FnMut(&mut TrainRow, Vec<f32>),
@@ -136,7 +178,8 @@ fn score_rows(
     order.sort_by_key(|&i| rows[i].total_len());
     for chunk in order.chunks(micro_batch.max(1)) {
         let batch: Vec<ScoreRow> = chunk.iter().map(|&i| rows[i].tokens.clone()).collect();
-        let scored = policy.score(&batch, micro_batch)?;
+        let temps = temperatures.rows(chunk.iter().map(|&i| &rows[i]));
+        let scored = policy.score_at(&batch, &temps, micro_batch)?;
         for (&i, lp) in chunk.iter().zip(scored) {
             put(&mut rows[i], lp);
         }
@@ -152,25 +195,29 @@ fn score_rows(
 pub fn score_old(
     policy: &Policy,
     rows: &mut [TrainRow],
+    temperatures: RoleTemperatures,
     micro_batch: usize,
     bar: Option<&ProgressBar>,
 ) -> Result<Mismatch> {
     let mut mismatch = MismatchSum::default();
-    score_rows(policy, rows, micro_batch, bar, |row, lp| {
+    score_rows(policy, rows, temperatures, micro_batch, bar, |row, lp| {
         mismatch.add(&lp, &row.sampling_logprobs);
         row.old_logprobs = lp;
     })?;
     Ok(mismatch.finish())
 }
 
-/// Score π_ref (the run's initial model) for the KL term.
+/// Score π_ref (the run's initial model) for the KL term, at the same temperatures.
 pub fn score_reference(
     reference: &Policy,
     rows: &mut [TrainRow],
+    temperatures: RoleTemperatures,
     micro_batch: usize,
     bar: Option<&ProgressBar>,
 ) -> Result<()> {
-    score_rows(reference, rows, micro_batch, bar, |row, lp| row.ref_logprobs = Some(lp))
+    score_rows(reference, rows, temperatures, micro_batch, bar, |row, lp| {
+        row.ref_logprobs = Some(lp)
+    })
 }
 
 /// The mini-batches of one epoch: a seeded shuffle of the rows, cut into `mini_batch_size`
@@ -286,12 +333,13 @@ pub fn train_step(
     input.check_rows()?;
     let batch: Vec<ScoreRow> =
         input.members.iter().map(|&i| input.rows[i].tokens.clone()).collect();
+    let temps = s.temperatures.rows(input.members.iter().map(|&i| &input.rows[i]));
     let mut sums = StepSums::default();
 
     opt.zero_grad();
     let grad =
         GradOptions { micro_batch: s.micro_batch_size, checkpointing: s.gradient_checkpointing };
-    let loss = policy.accumulate_gradients(&batch, grad, &mut |idx, lp| {
+    let loss = policy.accumulate_gradients_at(&batch, &temps, grad, &mut |idx, lp| {
         let loss = micro_batch_loss(input, &loss_settings, idx, lp, device, &mut sums)?;
         if let Some(b) = bar {
             b.inc(idx.len() as u64);

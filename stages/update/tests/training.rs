@@ -257,7 +257,8 @@ fn a_single_step_needs_no_separate_old_logprob_pass() {
         let policy = load(&run.model);
         let mut opt = AdamW::new(policy.var_store(), train::adamw_config(&run.cfg));
         let mut rows = read_scored(&run.scored_dir(0), 0, true).unwrap().rows;
-        let mismatch = score.then(|| train::score_old(&policy, &mut rows, 2, None).unwrap());
+        let mismatch =
+            score.then(|| train::score_old(&policy, &mut rows, s.temperatures, 2, None).unwrap());
         let steps = train::run_epochs(&policy, &mut opt, &rows, &s, None).unwrap();
         assert_eq!(steps.len(), 1);
         (steps[0].clone(), mismatch)
@@ -283,4 +284,57 @@ fn a_single_step_needs_no_separate_old_logprob_pass() {
     let rows = read_scored(&run.scored_dir(0), 0, true).unwrap().rows;
     let err = train::run_epochs(&policy, &mut opt, &rows, &two, None).unwrap_err();
     assert!(format!("{err:#}").contains("no πθ_old"), "{err:#}");
+}
+
+/// Each row's log-probs under softmax(logits / T) of `policy`, computed here from one full
+/// forward pass, T by role — what generation records for a role sampled at T.
+fn logprobs_at(
+    policy: &spice_lm::Policy,
+    rows: &mut [spice_schemas::rows::ScoredRow],
+    t: (f64, f64),
+) {
+    use spice_lm::tch::{Kind, Tensor};
+    let w = policy.model().weights(Kind::Float);
+    for r in rows.iter_mut() {
+        let temperature = if r.role == "challenger" { t.0 } else { t.1 };
+        let ids: Vec<i64> =
+            r.prompt_ids.iter().chain(&r.completion_ids).map(|&x| x as i64).collect();
+        let logits = spice_lm::tch::no_grad(|| w.logits(&Tensor::from_slice(&ids).view([1, -1])));
+        let lp = (logits.squeeze_dim(0) / temperature).log_softmax(-1, Kind::Float);
+        r.logprobs = r
+            .completion_ids
+            .iter()
+            .enumerate()
+            .map(|(j, &tok)| {
+                lp.double_value(&[(r.prompt_ids.len() - 1 + j) as i64, tok as i64]) as f32
+            })
+            .collect();
+    }
+}
+
+#[test]
+fn each_role_is_scored_at_its_sampling_temperature() {
+    // The Challenger sampled at 0.7, the Reasoner at 1.3: the update's πθ_old (scored before
+    // the first step with two epochs, or the step's own forward pass with one) is the
+    // distribution they sampled from, so it agrees with the sampling log-probs.
+    let temps = ["challenger.temperature=0.7", "reasoner.temperature=1.3"];
+    for epochs in ["update.ppo_epochs=1", "update.ppo_epochs=2"] {
+        let run = make_run(&[temps[0], temps[1], epochs]);
+        let mut rows = scored_rows(0, 6);
+        logprobs_at(&load(&run.model), &mut rows, (0.7, 1.3));
+        run.write_scored(0, &rows);
+        update(&run, 0);
+        let m = run.update_manifest(0);
+        let mismatch = m.metric("logprob_mismatch_max_abs").unwrap();
+        println!("{epochs}: max |old − sampling| at T 0.7 / 1.3: {mismatch:.2e}");
+        assert!(mismatch < 1e-4, "{epochs}: {mismatch}");
+    }
+    // Scored at 1 instead, the same rows are off by much more.
+    let run = make_run(&[]);
+    let mut rows = scored_rows(0, 6);
+    logprobs_at(&load(&run.model), &mut rows, (0.7, 1.3));
+    run.write_scored(0, &rows);
+    update(&run, 0);
+    let at_one = run.update_manifest(0).metric("logprob_mismatch_max_abs").unwrap();
+    assert!(at_one > 1e-2, "{at_one}");
 }

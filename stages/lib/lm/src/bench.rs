@@ -109,13 +109,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         if a.what == "generate" || a.what == "all" {
             // Forced length, as transformers' min_new_tokens = max_new_tokens.
             policy.set_eos_ids(Vec::new());
-            let params = SamplingParams {
-                temperature: 1.0,
-                top_p: 1.0,
-                top_k: 0,
-                max_new_tokens: a.new_tokens,
-                stop_strings: Vec::new(),
-            };
+            let params = SamplingParams { max_new_tokens: a.new_tokens, ..Default::default() };
             for &b in &a.batches {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(b as u64);
                 let reqs: Vec<GenRequest> = (0..b)

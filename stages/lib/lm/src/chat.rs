@@ -8,6 +8,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use minijinja::{context, Environment, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use crate::tokenizer::Tokenizer;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
@@ -22,6 +24,7 @@ impl ChatMessage {
 
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     bos_token: String,
     eos_token: String,
 }
@@ -33,10 +36,10 @@ impl ChatTemplate {
         env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
-        env.add_template_owned("chat", source)
+        env.add_template_owned("chat", source.clone())
             .map_err(|e| anyhow!("{e:#}"))
             .context("compiling the chat template")?;
-        Ok(ChatTemplate { env, bos_token, eos_token })
+        Ok(ChatTemplate { env, source, bos_token, eos_token })
     }
 
     /// Read the template of a model folder: `chat_template.jinja` if present, else the
@@ -92,7 +95,66 @@ impl ChatTemplate {
         .map_err(|e| anyhow!("{e:#}"))
         .context("rendering the chat template")
     }
+
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// What the template writes right after the content of an assistant turn: the text that
+    /// follows the assistant's content when a user turn and an assistant turn are rendered
+    /// (`<|im_end|>\n` for ChatML, `<|eot_id|>` for Llama 3, `<end_of_turn>\n` for Gemma).
+    pub fn after_assistant_turn(&self) -> Result<String> {
+        let messages =
+            [ChatMessage::new("user", PROBE_USER), ChatMessage::new("assistant", PROBE_ASSISTANT)];
+        let text = self.render(&messages, false)?;
+        let at = text.rfind(PROBE_ASSISTANT).with_context(|| {
+            format!("the chat template does not write an assistant message's content: {text:?}")
+        })?;
+        Ok(text[at + PROBE_ASSISTANT.len()..].to_string())
+    }
 }
+
+/// End-of-turn tokens of well-known chat formats (ChatML, Llama 3, Phi-3, Gemma, Llama 4),
+/// the fallback of [`end_of_turn_id`] for a template that does not render the probe.
+pub const KNOWN_END_OF_TURN: &[&str] =
+    &["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|eot|>"];
+
+/// The token that ends an assistant turn in `template`, which generation from a prompt the
+/// template rendered must stop at (a model whose EOS is another token, such as a base model
+/// whose tokenizer carries a ChatML template with EOS `<|endoftext|>`, would otherwise write
+/// past its turn up to the length limit). The rule:
+///
+/// 1. render a user turn and an assistant turn, and take what the template writes right after
+///    the assistant's content ([`ChatTemplate::after_assistant_turn`]); leading whitespace
+///    skipped, its first token is the end of turn if it is a special token of the tokenizer
+///    (`<|im_end|>` for ChatML, `<|eot_id|>` for Llama 3, `<end_of_turn>` for Gemma, the EOS
+///    `</s>` for Mistral). A template that writes plain text there has no end-of-turn token;
+/// 2. only when that conversation does not render (a template that refuses it): the first of
+///    [`KNOWN_END_OF_TURN`] that is a special token of the tokenizer and appears in the
+///    template's source.
+pub fn end_of_turn_id(template: &ChatTemplate, tokenizer: &Tokenizer) -> Option<u32> {
+    match template.after_assistant_turn() {
+        Ok(after) => {
+            let first = tokenizer.encode(after.trim_start()).ok()?.first().copied()?;
+            tokenizer.is_special(first).then_some(first)
+        }
+        Err(e) => {
+            tracing::debug!(
+                "chat template probe failed ({e:#}); looking for known end-of-turn tokens"
+            );
+            KNOWN_END_OF_TURN
+                .iter()
+                .filter(|t| template.source().contains(*t))
+                .find_map(|t| tokenizer.special_id(t))
+        }
+    }
+}
+
+/// Message contents of the probe conversation of [`ChatTemplate::after_assistant_turn`]: plain
+/// words no template strips or rewrites.
+const PROBE_USER: &str = "spiceprobeuser";
+const PROBE_ASSISTANT: &str = "spiceprobeassistant";
 
 #[cfg(test)]
 mod tests {
@@ -112,6 +174,22 @@ mod tests {
         );
         let no_gen = t.render(&[ChatMessage::new("system", "S")], false).unwrap();
         assert_eq!(no_gen, "<|im_start|>system\nS<|im_end|>\n");
+    }
+
+    #[test]
+    fn after_assistant_turn_is_what_closes_the_turn() {
+        let t = ChatTemplate::new(CHATML.into(), String::new(), "<|endoftext|>".into()).unwrap();
+        assert_eq!(t.after_assistant_turn().unwrap(), "<|im_end|>\n");
+        // Llama 3's shape: the turn ends with <|eot_id|> and nothing after it.
+        let llama3 =
+            "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + \
+                      '<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}{% endfor %}";
+        let t = ChatTemplate::new(llama3.into(), "<s>".into(), String::new()).unwrap();
+        assert_eq!(t.after_assistant_turn().unwrap(), "<|eot_id|>");
+        // A template that writes nothing after the content.
+        let bare = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}";
+        let t = ChatTemplate::new(bare.into(), String::new(), String::new()).unwrap();
+        assert_eq!(t.after_assistant_turn().unwrap(), "\n");
     }
 
     #[test]

@@ -11,8 +11,15 @@
 //!
 //! A sample's tokens depend only on its prompt and seed: every sample draws one number per
 //! token from its own stream, padding never enters its prefill, and masked cache columns add
-//! exact zeros — so neither the number of slots nor the order of arrival changes
-//! what it generates (in f32; bf16 GEMMs may round differently with the number of rows).
+//! exact zeros — so neither the number of slots nor the order of arrival changes what it
+//! generates, up to rounding. Where the policy is batch-invariant (f32 on a CPU,
+//! [`Policy::batch_invariant`]) not even the rounding changes, bit for bit: each distinct
+//! prompt is prefilled alone (padding to a longer prompt changes how the attention GEMMs sum)
+//! and each slot attends over exactly its own columns ([`KvCache::set_per_slot`]); the
+//! projections of a decode step are oneDNN GEMMs of at most
+//! [`crate::generate::INVARIANT_DECODE_ROWS`] rows, within which a row's sums do not change
+//! with the number of rows. Elsewhere (bf16, GPUs) a sample's log-probs, and rarely its
+//! tokens, can change with its batch.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -121,6 +128,8 @@ pub(crate) struct Engine<'a> {
     slots: Vec<Option<Row>>,
     done: Vec<Row>,
     stop_window: usize,
+    /// Batch-invariant generation: prompts prefilled one at a time, slots attending alone.
+    invariant: bool,
     progress: Option<&'a ProgressBar>,
     pub stats: EngineStats,
 }
@@ -145,7 +154,8 @@ impl<'a> Engine<'a> {
             groups[g].members.push(i);
         }
         let cfg = policy.config();
-        let cache = KvCache::new(
+        let invariant = policy.batch_invariant();
+        let mut cache = KvCache::new(
             cfg.num_hidden_layers,
             plan.slots,
             cfg.num_kv_heads() as i64,
@@ -154,6 +164,7 @@ impl<'a> Engine<'a> {
             policy.attention_kind(),
             policy.device(),
         );
+        cache.set_per_slot(invariant);
         if let Some(pb) = progress {
             pb.set_length((requests.len() * params.max_new_tokens) as u64);
         }
@@ -174,6 +185,7 @@ impl<'a> Engine<'a> {
             slots: (0..plan.slots).map(|_| None).collect(),
             done: Vec::new(),
             stop_window: params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0) + 8,
+            invariant,
             progress,
             stats,
         }
@@ -230,14 +242,16 @@ impl<'a> Engine<'a> {
     }
 
     /// Prefill the next waiting groups, no more than `free` of them (the slots they can
-    /// fill now) and within [`PREFILL_TOKENS`]; false when nothing waits.
+    /// fill now) and within [`PREFILL_TOKENS`] — one at a time when batch-invariant; false
+    /// when nothing waits.
     fn prefill_next(&mut self, free: usize) -> bool {
         let prompt = |g: usize| self.requests[self.groups[g].members[0]].prompt_ids.as_slice();
+        let most = if self.invariant { 1 } else { free };
         let mut batch: Vec<usize> = Vec::new();
         let mut width = 0;
         while let Some(&g) = self.waiting.front() {
             let w = width.max(prompt(g).len());
-            if !batch.is_empty() && (batch.len() == free || (batch.len() + 1) * w > PREFILL_TOKENS)
+            if !batch.is_empty() && (batch.len() == most || (batch.len() + 1) * w > PREFILL_TOKENS)
             {
                 break;
             }
@@ -340,6 +354,7 @@ impl<'a> Engine<'a> {
             row.logprobs.push(lp);
             self.stats.new_tokens += 1;
             if self.policy.eos_ids().contains(&tok)
+                || self.params.stop_token_ids.contains(&tok)
                 || self.policy.hits_stop(&row.tokens, self.params, self.stop_window)?
             {
                 row.finish = Some(FinishReason::Stop);

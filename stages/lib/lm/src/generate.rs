@@ -4,13 +4,15 @@
 //! `sample.rs`), so its tokens depend only on its seed and prompt.
 //!
 //! What a [`Generation`] holds:
-//! - `token_ids`: the completion, including the EOS token when the row ended on one, and up
-//!   to and including the token that completed a stop string (a token may carry text past
-//!   the stop string; nothing is cut inside a token);
-//! - `logprobs`: for each of those tokens, its log-probability under the model's own
-//!   distribution at temperature 1 — log-softmax of the raw logits, before temperature,
-//!   top-k or top-p. This is π_old of the token, what the Dr. GRPO ratio πθ/π_old needs,
-//!   whatever sampling filters were used;
+//! - `token_ids`: the completion, including the stop token when the row ended on one (an EOS
+//!   id or one of `SamplingParams::stop_token_ids`, such as the chat template's end-of-turn
+//!   token), and up to and including the token that completed a stop string (a token may carry
+//!   text past the stop string; nothing is cut inside a token);
+//! - `logprobs`: for each of those tokens, its log-probability under the distribution it was
+//!   sampled from at the sampling temperature T — log-softmax of logits / T (of the raw logits
+//!   for greedy), before top-k or top-p. This is π_old of the token as the update scores it
+//!   (`Policy::score_at` at the same T), what the Dr. GRPO ratio πθ/π_old needs; top-k and
+//!   top-p are not reflected in it (the run config refuses them for trained roles);
 //! - `text`: the completion decoded without special tokens.
 
 use std::time::Instant;
@@ -35,7 +37,7 @@ pub struct GenRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FinishReason {
-    /// An EOS token or a stop string.
+    /// An EOS token, a stop token (the chat template's end of turn) or a stop string.
     Stop,
     /// `max_new_tokens` reached.
     Length,
@@ -53,7 +55,7 @@ impl FinishReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
     pub token_ids: Vec<u32>,
-    /// Log-prob of each token of `token_ids` at temperature 1 (see the module notes).
+    /// Log-prob of each token of `token_ids` at the sampling temperature (see the module notes).
     pub logprobs: Vec<f32>,
     pub finish_reason: FinishReason,
     pub text: String,
@@ -74,6 +76,12 @@ pub struct GenStats {
 /// than f32 here, while from about 8 rows on its emulated bf16 GEMM falls behind f32
 /// (measured on a 2-core AVX2 machine; `just bench` shows both).
 pub const NARROW_DECODE_ROWS: usize = 4;
+
+/// Rows of one projection GEMM in a decode step of batch-invariant generation: oneDNN's f32
+/// GEMM gives each row the same bits for any number of rows up to this (measured up to about
+/// 60 on SmolLM2-135M's and the tiny test models' shapes, on a 2-core AVX2 machine), and other
+/// bits beyond. Wider steps run in blocks of this many rows.
+pub const INVARIANT_DECODE_ROWS: i64 = 32;
 
 /// The weights a decode step multiplies with: the compute dtype's, and (CPU, bf16 asked for)
 /// bf16 copies for steps of at most [`NARROW_DECODE_ROWS`] rows.
@@ -170,7 +178,16 @@ impl Policy {
                 // Fewer, larger GEMMs: per-op overhead dominates small CPU batches. (On a GPU
                 // the extra copy of the weights would cost memory for little gain.)
                 w.fuse();
-                w.to_onednn();
+                // Batch-invariant: decode GEMMs in blocks of rows whose sums do not change
+                // with the number of rows.
+                let invariant = self.batch_invariant();
+                let packed = w.to_onednn(invariant.then_some(INVARIANT_DECODE_ROWS));
+                if invariant && !packed {
+                    tracing::warn!(
+                        "this model's projections could not be packed for oneDNN (biases on \
+                         only some of them): its rows may round differently with the batch"
+                    );
+                }
             }
             let narrow = self.narrow_decode_weights();
             tracing::trace!(seconds = t0.elapsed().as_secs_f64(), "compute weights ready");
@@ -200,6 +217,17 @@ impl Policy {
             "generation plan"
         );
         Ok((out.into_iter().map(|g| g.expect("every row generated")).collect(), stats))
+    }
+
+    /// Whether what a sample generates is independent of the other samples of its `generate`
+    /// call — batch size, KV budget, and so the shard count of a stage: f32 on a CPU (with
+    /// oneDNN), where the engine keeps a row's arithmetic the same whatever the other rows
+    /// (see `engine.rs`; tested across slots, arrival orders and stage shards). bf16 is not: bf16 GEMMs round differently with the number of
+    /// rows, and on a CPU without native bf16, decode steps of at most [`NARROW_DECODE_ROWS`]
+    /// rows read bf16 weights while wider ones compute in f32. On a GPU no such guarantee is
+    /// made: cuBLAS may pick other kernels for other batch shapes.
+    pub fn batch_invariant(&self) -> bool {
+        self.device() == Device::Cpu && self.dtype() == Kind::Float && tch::utils::has_mkldnn()
     }
 
     /// Tokens the KV cache of one `generate` call may hold: the policy's setting, else half

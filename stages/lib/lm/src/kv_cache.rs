@@ -47,6 +47,8 @@ pub struct KvCache {
     lens: Vec<i64>,
     capacity: i64,
     step: Option<StepIndex>,
+    /// Whether each slot attends over exactly its own columns (see [`KvCache::exact_spans`]).
+    per_slot: bool,
 }
 
 impl KvCache {
@@ -66,7 +68,23 @@ impl KvCache {
             lens: vec![0; slots],
             capacity,
             step: None,
+            per_slot: false,
         }
+    }
+
+    /// Let each slot attend over exactly its own columns, instead of all slots over the
+    /// longest one's columns with a mask. Slower (one attention per distinct length and
+    /// layer), but what a slot computes then depends on nothing but its own tokens: the padded
+    /// columns of a shared span change how a GEMM sums (its blocking follows the span), which
+    /// moves a slot's log-probs in the last bits with the other slots of its batch.
+    pub fn set_per_slot(&mut self, per_slot: bool) {
+        self.per_slot = per_slot;
+    }
+
+    /// With [`KvCache::set_per_slot`], the columns each slot reads in this step (its length
+    /// plus the new token); `None` for the shared, masked span. Call before `append`.
+    pub fn exact_spans(&self) -> Option<Vec<i64>> {
+        self.per_slot.then(|| self.lens.iter().map(|l| l + 1).collect())
     }
 
     /// Bytes one cached token costs over all layers (keys and values).

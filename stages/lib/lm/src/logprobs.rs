@@ -1,5 +1,10 @@
 //! Log-probabilities of given completion tokens, for scoring and for training.
 //!
+//! Each row may carry the temperature its completion was sampled at (the `_at` methods): its
+//! log-probs are then those of softmax(logits / T), the distribution generation drew from and
+//! recorded log-probs of (`sample::sample_batch`), as TRL and verl score a policy sampled at a
+//! temperature. Without temperatures every row is scored at 1.
+//!
 //! Rows are right-padded (prompt then completion), so plain causal attention is exact and the
 //! fused attention kernel applies. Only the hidden states that predict completion tokens
 //! reach the LM head, and the head runs in chunks of positions with the log-sum-exp taken
@@ -12,6 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::model::{cast, AttnMode};
 use crate::policy::Policy;
+use crate::sample::inverse_temperature;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScoreRow {
@@ -49,9 +55,26 @@ struct Layout {
     gather: Tensor,    // [b, C]: position whose hidden state predicts completion token j
     targets: Tensor,   // [b, C]
     mask: Tensor,      // [b, C]
+    /// [b, 1, 1]: 1 / each row's sampling temperature; None when every row is at 1.
+    inv_temperature: Option<Tensor>,
 }
 
-fn layout(rows: &[ScoreRow], vocab: usize, device: Device) -> Result<Layout> {
+/// `temperatures` of a batch of `rows` rows: empty (all at 1) or one per row.
+fn check_temperatures(rows: usize, temperatures: &[f64]) -> Result<()> {
+    if !temperatures.is_empty() && temperatures.len() != rows {
+        bail!(
+            "{} temperatures for {rows} score rows (give none, or one per row)",
+            temperatures.len()
+        );
+    }
+    if let Some(t) = temperatures.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
+        bail!("sampling temperature {t} is not a finite number >= 0");
+    }
+    Ok(())
+}
+
+fn layout(rows: &[ScoreRow], temperatures: &[f64], vocab: usize, device: Device) -> Result<Layout> {
+    check_temperatures(rows.len(), temperatures)?;
     let b = rows.len();
     let l = rows.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).max().unwrap_or(0);
     let c = rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0);
@@ -78,7 +101,13 @@ fn layout(rows: &[ScoreRow], vocab: usize, device: Device) -> Result<Layout> {
     }
     let (b, l, c) = (b as i64, l as i64, c as i64);
     let t = |v: &[i64], n: i64| Tensor::from_slice(v).view([b, n]).to_device(device);
+    let inv: Vec<f32> = temperatures.iter().map(|&t| inverse_temperature(t)).collect();
+    let inv_temperature = inv
+        .iter()
+        .any(|&x| x != 1.0)
+        .then(|| Tensor::from_slice(&inv).view([b, 1, 1]).to_device(device));
     Ok(Layout {
+        inv_temperature,
         ids: t(&ids, l),
         positions: Tensor::arange(l, (Kind::Int64, device)).unsqueeze(0).expand([b, l], false),
         gather: t(&gather, c),
@@ -89,8 +118,14 @@ fn layout(rows: &[ScoreRow], vocab: usize, device: Device) -> Result<Layout> {
 
 impl Policy {
     /// Log-probs of `targets` [b, c] from `hidden` [b, c, h] through the LM head, chunk by
-    /// chunk over positions. Differentiable when grad mode is on.
-    fn head_logprobs(&self, hidden: &Tensor, targets: &Tensor) -> Tensor {
+    /// chunk over positions, at each row's temperature (`inv_temperature` [b, 1, 1]: logits
+    /// times 1/T, as generation does). Differentiable when grad mode is on.
+    fn head_logprobs(
+        &self,
+        hidden: &Tensor,
+        targets: &Tensor,
+        inv_temperature: Option<&Tensor>,
+    ) -> Tensor {
         let (b, c) = (targets.size()[0], targets.size()[1]);
         let vocab = self.config().vocab_size as i64;
         let chunk = head_chunk(b, vocab);
@@ -101,6 +136,10 @@ impl Policy {
             let n = chunk.min(c - start);
             let h = hidden.narrow(1, start, n);
             let logits = head.forward(&h).to_kind(Kind::Float); // [b, n, vocab]
+            let logits = match inv_temperature {
+                Some(inv) => logits * inv,
+                None => logits,
+            };
             let lse = logits.logsumexp([-1], false); // [b, n]
             let tgt = logits.gather(-1, &targets.narrow(1, start, n).unsqueeze(-1), false);
             parts.push(tgt.squeeze_dim(-1) - lse);
@@ -123,19 +162,44 @@ impl Policy {
     /// weights; for batches too large to keep every activation, use
     /// [`Policy::accumulate_gradients`] or [`Policy::score`].
     pub fn sequence_logprobs(&self, rows: &[ScoreRow]) -> Result<TokenLogprobs> {
-        let lay = layout(rows, self.config().vocab_size, self.device())?;
+        self.sequence_logprobs_at(rows, &[])
+    }
+
+    /// [`Policy::sequence_logprobs`] with row i's log-probs at temperature `temperatures[i]`
+    /// (empty: all at 1).
+    pub fn sequence_logprobs_at(
+        &self,
+        rows: &[ScoreRow],
+        temperatures: &[f64],
+    ) -> Result<TokenLogprobs> {
+        let lay = layout(rows, temperatures, self.config().vocab_size, self.device())?;
         let hidden = self.completion_hidden(&lay);
-        let logprobs = self.head_logprobs(&hidden, &lay.targets) * &lay.mask;
+        let logprobs =
+            self.head_logprobs(&hidden, &lay.targets, lay.inv_temperature.as_ref()) * &lay.mask;
         Ok(TokenLogprobs { logprobs, mask: lay.mask })
     }
 
     /// Log-probs without gradients, `micro_batch` rows at a time: one Vec per row, as long
     /// as its completion.
     pub fn score(&self, rows: &[ScoreRow], micro_batch: usize) -> Result<Vec<Vec<f32>>> {
+        self.score_at(rows, &[], micro_batch)
+    }
+
+    /// [`Policy::score`] with row i's log-probs at temperature `temperatures[i]` (empty: all
+    /// at 1): what generation recorded for a row sampled at that temperature.
+    pub fn score_at(
+        &self,
+        rows: &[ScoreRow],
+        temperatures: &[f64],
+        micro_batch: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        check_temperatures(rows.len(), temperatures)?;
         let mut out = Vec::with_capacity(rows.len());
+        let mb_size = micro_batch.max(1);
         tch::no_grad(|| -> Result<()> {
-            for mb in rows.chunks(micro_batch.max(1)) {
-                let lp = self.sequence_logprobs(mb)?.logprobs.to_device(Device::Cpu);
+            for (k, mb) in rows.chunks(mb_size).enumerate() {
+                let temps = temperatures.get(k * mb_size..k * mb_size + mb.len()).unwrap_or(&[]);
+                let lp = self.sequence_logprobs_at(mb, temps)?.logprobs.to_device(Device::Cpu);
                 for (i, r) in mb.iter().enumerate() {
                     let v: Vec<f32> = Vec::try_from(lp.get(i as i64))?;
                     out.push(v[..r.completion_ids.len()].to_vec());
@@ -160,11 +224,26 @@ impl Policy {
         opts: GradOptions,
         loss: &mut dyn FnMut(&[usize], &TokenLogprobs) -> Result<Tensor>,
     ) -> Result<f64> {
+        self.accumulate_gradients_at(rows, &[], opts, loss)
+    }
+
+    /// [`Policy::accumulate_gradients`] with row i's log-probs at temperature
+    /// `temperatures[i]` (empty: all at 1).
+    pub fn accumulate_gradients_at(
+        &self,
+        rows: &[ScoreRow],
+        temperatures: &[f64],
+        opts: GradOptions,
+        loss: &mut dyn FnMut(&[usize], &TokenLogprobs) -> Result<Tensor>,
+    ) -> Result<f64> {
+        check_temperatures(rows.len(), temperatures)?;
         let mut total = 0.0;
         let mb = opts.micro_batch.max(1);
         for (k, chunk) in rows.chunks(mb).enumerate() {
             let idx: Vec<usize> = (k * mb..k * mb + chunk.len()).collect();
-            let lay = layout(chunk, self.config().vocab_size, self.device())?;
+            let temps = temperatures.get(k * mb..k * mb + chunk.len()).unwrap_or(&[]);
+            let lay = layout(chunk, temps, self.config().vocab_size, self.device())?;
+            let inv_t = lay.inv_temperature.as_ref();
             // 1. Hidden states that predict completion tokens: with their graph, or (when
             //    checkpointing) without, keeping only each layer's input.
             let (hidden, saved) = if opts.checkpointing {
@@ -174,7 +253,7 @@ impl Policy {
                 (self.completion_hidden(&lay), None)
             };
             // 2. Log-probs without a graph; the loss sees them as a leaf.
-            let lp_values = tch::no_grad(|| self.head_logprobs(&hidden, &lay.targets));
+            let lp_values = tch::no_grad(|| self.head_logprobs(&hidden, &lay.targets, inv_t));
             let lp_leaf = lp_values.detach().set_requires_grad(true);
             let lp =
                 TokenLogprobs { logprobs: &lp_leaf * &lay.mask, mask: lay.mask.shallow_clone() };
@@ -190,8 +269,11 @@ impl Policy {
             let mut start = 0;
             while start < c {
                 let n = chunk_len.min(c - start);
-                let part = self
-                    .head_logprobs(&h_leaf.narrow(1, start, n), &lay.targets.narrow(1, start, n));
+                let part = self.head_logprobs(
+                    &h_leaf.narrow(1, start, n),
+                    &lay.targets.narrow(1, start, n),
+                    inv_t,
+                );
                 (part * g_lp.narrow(1, start, n)).sum(Kind::Float).backward();
                 start += n;
             }

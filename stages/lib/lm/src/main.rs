@@ -128,8 +128,16 @@ fn main() -> Result<()> {
                 prompt
             };
             let prompt_ids = policy.tokenizer().encode(&text)?;
-            let params =
-                SamplingParams { temperature, top_p, top_k, max_new_tokens, stop_strings: stop };
+            // A chat prompt ends at the template's end of turn too.
+            let stop_token_ids = if chat { policy.chat_stop_ids() } else { Vec::new() };
+            let params = SamplingParams {
+                temperature,
+                top_p,
+                top_k,
+                max_new_tokens,
+                stop_strings: stop,
+                stop_token_ids,
+            };
             let (gens, stats) =
                 policy.generate_with_stats(&[GenRequest { prompt_ids, seed }], &params, 1, None)?;
             let g = &gens[0];

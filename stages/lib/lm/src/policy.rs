@@ -1,4 +1,5 @@
-//! The policy: model, tokenizer, chat template and EOS ids of one Hugging Face folder.
+//! The policy: model, tokenizer, chat template, EOS ids and end-of-turn token of one Hugging
+//! Face folder.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,8 @@ pub struct Policy {
     /// The folder's chat template, or why it could not be read (reported on use).
     chat: std::result::Result<ChatTemplate, String>,
     eos_ids: Vec<u32>,
+    /// The chat template's end-of-turn token (see [`crate::chat::end_of_turn_id`]).
+    end_of_turn: Option<u32>,
     /// Compute dtype (Float or BFloat16); the trainable master weights are always f32.
     pub(crate) dtype: Kind,
     /// Tokens the KV cache of one `generate` call may hold (None: from free memory).
@@ -42,6 +45,8 @@ impl Policy {
             );
         }
         eos_ids.dedup();
+        let end_of_turn =
+            chat.as_ref().ok().and_then(|c| crate::chat::end_of_turn_id(c, &tokenizer));
         let tensors = folder::read_weights(dir)?;
         let model = Model::from_tensors(cfg, tensors, device)
             .with_context(|| format!("building the model of {}", dir.display()))?;
@@ -57,6 +62,7 @@ impl Policy {
             tokenizer,
             chat,
             eos_ids,
+            end_of_turn,
             dtype,
             kv_cache_tokens: None,
         })
@@ -82,6 +88,41 @@ impl Policy {
 
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos_ids
+    }
+
+    /// Whether the folder has a chat template that compiled (prompts can be rendered with it).
+    pub fn has_chat_template(&self) -> bool {
+        self.chat.is_ok()
+    }
+
+    /// The token that closes an assistant turn in the chat template, when the template has
+    /// one ([`crate::chat::end_of_turn_id`] says how it is found). It is often the EOS
+    /// (instruct models), but not always: a base model may carry a ChatML template while its
+    /// EOS is `<|endoftext|>`.
+    pub fn end_of_turn_id(&self) -> Option<u32> {
+        self.end_of_turn
+    }
+
+    /// The tokens that end a completion of a prompt rendered with the chat template: the EOS
+    /// ids and the end-of-turn token, in that order, without repeats. Pass the ones beyond the
+    /// EOS as [`crate::SamplingParams::stop_token_ids`].
+    pub fn chat_stop_ids(&self) -> Vec<u32> {
+        let mut ids = self.eos_ids.clone();
+        if let Some(e) = self.end_of_turn.filter(|e| !ids.contains(e)) {
+            ids.push(e);
+        }
+        ids
+    }
+
+    /// `ids` with their text, for logs: `2 <|im_end|>, 0 <|endoftext|>`.
+    pub fn describe_tokens(&self, ids: &[u32]) -> String {
+        ids.iter()
+            .map(|&id| match self.tokenizer.token_text(id) {
+                Some(t) => format!("{id} {t}"),
+                None => id.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The compute dtype asked for at load.

@@ -22,6 +22,11 @@ pub struct SamplingParams {
     pub max_new_tokens: usize,
     /// Finish a row (reason `stop`) once its decoded completion contains one of these.
     pub stop_strings: Vec<String>,
+    /// Token ids that finish a row (reason `stop`, the token kept) besides the policy's EOS
+    /// ids: the chat template's end-of-turn token when the prompts were rendered with the
+    /// template (see [`crate::Policy::chat_stop_ids`]).
+    #[serde(default)]
+    pub stop_token_ids: Vec<u32>,
 }
 
 impl Default for SamplingParams {
@@ -32,6 +37,7 @@ impl Default for SamplingParams {
             top_k: 0,
             max_new_tokens: 256,
             stop_strings: Vec::new(),
+            stop_token_ids: Vec::new(),
         }
     }
 }
@@ -46,22 +52,45 @@ pub fn row_rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
+/// `logits` divided by the sampling temperature, the way both generation and the update's
+/// scoring do it (a multiplication by the f32 inverse, so both round alike); greedy (0) and
+/// 1 leave the logits as they are.
+pub fn tempered(logits: &Tensor, temperature: f64) -> Tensor {
+    if temperature <= 0.0 || temperature == 1.0 {
+        logits.shallow_clone()
+    } else {
+        logits * inverse_temperature(temperature) as f64
+    }
+}
+
+/// 1 / `temperature` in f32, the factor [`tempered`] multiplies by (1 for greedy).
+pub fn inverse_temperature(temperature: f64) -> f32 {
+    if temperature <= 0.0 {
+        1.0
+    } else {
+        (1.0 / temperature) as f32
+    }
+}
+
 /// Choose one token per row from `logits` [batch, vocab] (f32), on the logits' device.
 ///
 /// `uniforms[r]` is row r's draw from its own RNG, in [0, 1): the token is the first whose
 /// cumulative probability (after temperature, top-k and top-p) exceeds `uniforms[r]` times
 /// the total, so it depends only on that row's logits and draw. Only the chosen ids and their
-/// log-probs are copied back. Returns, per row, the token and its log-probability at
-/// temperature 1 (log-softmax of the raw logits, before any filter).
+/// log-probs are copied back. Returns, per row, the token and its log-probability under the
+/// distribution at the sampling temperature: log-softmax of logits / T (of the raw logits
+/// for greedy), before top-k and top-p. This is the distribution the update scores a
+/// training role's tokens under (`Policy::score_at`), so the two agree; top-k and top-p
+/// truncate it, which the update cannot score, so the run config refuses them for training
+/// roles.
 pub fn sample_batch(logits: &Tensor, p: &SamplingParams, uniforms: &[f64]) -> (Vec<u32>, Vec<f32>) {
     let (b, vocab) = (logits.size()[0], logits.size()[1]);
     let device = logits.device();
-    let logp = logits.log_softmax(-1, Kind::Float); // [b, vocab]
+    let logp = tempered(logits, p.temperature).log_softmax(-1, Kind::Float); // [b, vocab]
     let tokens = if p.temperature <= 0.0 {
         logits.argmax(-1, true) // [b, 1]
     } else {
-        let mut scores =
-            if p.temperature == 1.0 { logp.shallow_clone() } else { &logp / p.temperature };
+        let mut scores = logp.shallow_clone();
         let top_k_on = p.top_k > 0 && (p.top_k as i64) < vocab;
         if top_k_on {
             // Ties with the k-th value are kept, as transformers does.
@@ -233,12 +262,19 @@ mod tests {
             for seed in 0..50u64 {
                 let draws: Vec<f64> = (0..4).map(|r| row_rng(seed * 10 + r).random()).collect();
                 let (tokens, lps) = sample_batch(&logits, p, &draws);
+                // Log-probs at the sampling temperature (greedy: at 1).
+                let at_t: Vec<Vec<f32>> = (0..4)
+                    .map(|r| {
+                        let lt = tempered(&logits.get(r), p.temperature);
+                        Vec::try_from(lt.log_softmax(-1, Kind::Float)).unwrap()
+                    })
+                    .collect();
                 for r in 0..4 {
                     let mut rng = row_rng(seed * 10 + r as u64);
                     let want = sample_row(&rows[r], p, &mut rng, &mut Vec::new());
                     same += (tokens[r] == want) as usize;
                     total += 1;
-                    assert!((lps[r] - rows[r][tokens[r] as usize]).abs() < 1e-5);
+                    assert!((lps[r] - at_t[r][tokens[r] as usize]).abs() < 1e-5);
                 }
             }
         }

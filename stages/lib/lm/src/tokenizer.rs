@@ -27,6 +27,26 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special).map_err(|e| anyhow!("decoding token ids: {e}"))
     }
 
+    /// Whether `id` is a special token: an added token marked special (`<|im_end|>`,
+    /// `<|endoftext|>`, …), the kind `decode` leaves out when asked to.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.inner
+            .get_added_vocabulary()
+            .get_added_tokens_decoder()
+            .get(&id)
+            .is_some_and(|t| t.special)
+    }
+
+    /// The id of the special token written `content`, if the tokenizer has one.
+    pub fn special_id(&self, content: &str) -> Option<u32> {
+        self.inner.token_to_id(content).filter(|&id| self.is_special(id))
+    }
+
+    /// The text of token `id` as the vocabulary spells it.
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

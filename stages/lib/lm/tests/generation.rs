@@ -24,10 +24,16 @@ fn a_rows_sample_does_not_depend_on_its_batch() {
     let params = SamplingParams { max_new_tokens: 24, ..Default::default() };
     let together = p.generate(&reqs, &params, 5, None).unwrap();
     let in_pairs = p.generate(&reqs, &params, 2, None).unwrap();
+    let bits =
+        |g: &spice_lm::Generation| g.logprobs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (i, r) in reqs.iter().enumerate() {
         let alone = p.generate(std::slice::from_ref(r), &params, 1, None).unwrap();
         assert_eq!(together[i].token_ids, alone[0].token_ids, "row {i}");
         assert_eq!(in_pairs[i].token_ids, alone[0].token_ids, "row {i}");
+        // f32 on a CPU is batch-invariant to the last bit, log-probs included.
+        assert!(p.batch_invariant());
+        assert_eq!(bits(&together[i]), bits(&alone[0]), "row {i} log-probs, 5 rows");
+        assert_eq!(bits(&in_pairs[i]), bits(&alone[0]), "row {i} log-probs, 2 rows");
     }
     // Different seeds give different samples; the same seed the same.
     assert_ne!(together[0].token_ids, together[1].token_ids);
@@ -38,24 +44,60 @@ fn a_rows_sample_does_not_depend_on_its_batch() {
 }
 
 #[test]
-fn logprobs_are_the_models_own_at_temperature_one() {
+fn logprobs_are_those_of_the_sampling_temperature() {
     let mut p = load("qwen3", Kind::Float);
     p.set_eos_ids(Vec::new());
     let reqs = requests(4);
-    // Sampling at another temperature with filters must still record temperature-1 log-probs.
-    let params = SamplingParams {
-        temperature: 0.7,
-        top_k: 50,
-        top_p: 0.9,
-        max_new_tokens: 16,
-        ..Default::default()
-    };
-    let worst = logprob_gap(&p, &reqs, &params, 4);
-    println!("generation vs scoring log-prob max diff {worst:.2e}");
+    // Generation records log-probs under softmax(logits / T), and scoring at T gives them back:
+    // the update's πθ_old of a role sampled at T (top-k and top-p are not applied to them).
+    for params in [
+        SamplingParams { temperature: 0.7, max_new_tokens: 16, ..Default::default() },
+        SamplingParams { temperature: 1.3, max_new_tokens: 16, ..Default::default() },
+        SamplingParams { temperature: 1.0, max_new_tokens: 16, ..Default::default() },
+        SamplingParams {
+            temperature: 0.7,
+            top_k: 50,
+            top_p: 0.9,
+            max_new_tokens: 16,
+            ..Default::default()
+        },
+    ] {
+        let worst = logprob_gap(&p, &reqs, &params, 4);
+        println!(
+            "T {} top-k {} top-p {}: generation vs scoring at T, log-prob max diff {worst:.2e}",
+            params.temperature, params.top_k, params.top_p
+        );
+        assert!(worst < 1e-4, "{worst}");
+    }
+
+    // At 0.7 they are a log-softmax of the full forward pass's logits / 0.7, not the
+    // temperature-1 log-probs.
+    let params = SamplingParams { temperature: 0.7, max_new_tokens: 16, ..Default::default() };
+    let gens = p.generate(&reqs, &params, 4, None).unwrap();
+    let w = p.model().weights(Kind::Float);
+    let (mut worst, mut from_t1) = (0.0f32, 0.0f32);
+    for (r, g) in reqs.iter().zip(&gens) {
+        let ids: Vec<i64> = r.prompt_ids.iter().chain(&g.token_ids).map(|&t| t as i64).collect();
+        let ids = tch::Tensor::from_slice(&ids).view([1, -1]);
+        let logits = tch::no_grad(|| w.logits(&ids)).squeeze_dim(0);
+        let at_t = (&logits / 0.7).log_softmax(-1, Kind::Float);
+        let at_1 = logits.log_softmax(-1, Kind::Float);
+        for (j, (&tok, &lp)) in g.token_ids.iter().zip(&g.logprobs).enumerate() {
+            let pos = (r.prompt_ids.len() - 1 + j) as i64;
+            let want = at_t.double_value(&[pos, tok as i64]) as f32;
+            worst = worst.max((lp - want).abs());
+            from_t1 = from_t1.max((lp - at_1.double_value(&[pos, tok as i64]) as f32).abs());
+        }
+    }
+    println!(
+        "T 0.7: |generation − log_softmax(logits / 0.7)| ≤ {worst:.2e}, vs T 1: {from_t1:.2e}"
+    );
     assert!(worst < 1e-4, "{worst}");
+    assert!(from_t1 > 1e-2, "the log-probs at 0.7 must not be those at 1 ({from_t1})");
 }
 
-/// Worst |generation log-prob − scoring log-prob| of `reqs` generated `batch` rows at a time.
+/// Worst |generation log-prob − scoring log-prob| of `reqs` generated `batch` rows at a time,
+/// scored at the sampling temperature (greedy: at 1).
 fn logprob_gap(
     p: &spice_lm::Policy,
     reqs: &[GenRequest],
@@ -71,7 +113,8 @@ fn logprob_gap(
             completion_ids: g.token_ids.clone(),
         })
         .collect();
-    let scored = p.score(&rows, 2).unwrap();
+    let temps = vec![params.temperature; rows.len()];
+    let scored = p.score_at(&rows, &temps, 2).unwrap();
     let mut worst = 0.0f32;
     for (g, s) in gens.iter().zip(&scored) {
         assert_eq!(g.logprobs.len(), g.token_ids.len());
@@ -174,7 +217,7 @@ fn onednn_weights_give_the_dense_logits() {
         let dense = p.model().weights(Kind::Float);
         let mut dnn = p.model().weights(Kind::Float);
         dnn.fuse();
-        let converted = dnn.to_onednn();
+        let converted = dnn.to_onednn(None);
         // This libtorch (the PyPI wheel) is built with oneDNN: the fast path must engage.
         assert_eq!(converted, tch::utils::has_mkldnn());
         assert!(converted, "libtorch without oneDNN: the CPU decode path is untested here");
@@ -219,8 +262,13 @@ fn shared_prefill_slots_and_arrival_order_leave_every_sample_unchanged() {
             for (g, &i) in gens.iter().zip(order) {
                 assert_eq!(g.token_ids, alone[i].token_ids, "{arch} {how}: request {i}");
                 assert_eq!(g.finish_reason, alone[i].finish_reason, "{arch} {how}: request {i}");
+                // Bit for bit: f32 on a CPU is batch-invariant.
                 for (a, b) in g.logprobs.iter().zip(&alone[i].logprobs) {
-                    assert!((a - b).abs() < 1e-5, "{arch} {how}: request {i} log-prob {a} vs {b}");
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{arch} {how}: request {i} log-prob {a} vs {b}"
+                    );
                 }
             }
         };
@@ -281,4 +329,96 @@ fn progress_counts_tokens_and_finishes_at_the_total() {
     // Samples that stopped early gave back their unused budget.
     assert_eq!(pb.length(), Some(total as u64));
     assert_eq!(pb.message(), format!("{0}/{0} samples", reqs.len()));
+}
+
+/// A copy of the tiny Qwen2 fixture made a base model with a ChatML template: its EOS is
+/// `<|endoftext|>` (id 0) while the template closes turns with `<|im_end|>` (id 2). The output
+/// row of `<|im_end|>` becomes 1.5 × the row of the token greedy decoding writes fourth after a
+/// chat prompt, so that token's logit goes to `<|im_end|>` instead and a chat completion
+/// reaches the end of its turn within four tokens. Writes it into `dir`; returns the token ids
+/// of a chat prompt.
+fn base_model_with_chatml(dir: &std::path::Path) -> Vec<u32> {
+    for f in std::fs::read_dir(tiny("qwen2")).unwrap() {
+        let f = f.unwrap().path();
+        if f.file_name().unwrap() != "reference.safetensors" {
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let edit = |name: &str, key: &str, value: serde_json::Value| {
+        let path = dir.join(name);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v[key] = value;
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    };
+    edit("config.json", "eos_token_id", 0.into());
+    edit("generation_config.json", "eos_token_id", 0.into());
+    edit("tokenizer_config.json", "eos_token", "<|endoftext|>".into());
+    let p = spice_lm::Policy::load(dir, spice_lm::Device::Cpu, Kind::Float).unwrap();
+    let text = p.render_chat(&[spice_lm::ChatMessage::new("user", "What is 2+2?")], true).unwrap();
+    let prompt = p.tokenizer().encode(&text).unwrap();
+    let mut free = p;
+    free.set_eos_ids(Vec::new());
+    let req = GenRequest { prompt_ids: prompt.clone(), seed: 0 };
+    let greedy = free.generate(&[req], &SamplingParams::greedy(8), 1, None).unwrap().remove(0);
+    let fourth = greedy.token_ids[3] as i64;
+    assert!(!greedy.token_ids[..4].contains(&2) && fourth != 0, "{:?}", greedy.token_ids);
+    let file = dir.join("model.safetensors");
+    let mut tensors = tch::Tensor::read_safetensors(&file).unwrap();
+    let (_, head) = tensors.iter_mut().find(|(n, _)| n == "lm_head.weight").unwrap();
+    let row = head.get(fourth) * 1.5;
+    head.get(2).copy_(&row); // `get` is a view: this writes into the head
+    tch::Tensor::write_safetensors(&tensors, &file).unwrap();
+    prompt
+}
+
+#[test]
+fn a_chat_completion_stops_at_the_templates_end_of_turn_when_it_is_not_the_eos() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = base_model_with_chatml(dir.path());
+    let p = spice_lm::Policy::load(dir.path(), spice_lm::Device::Cpu, Kind::Float).unwrap();
+    assert_eq!(p.eos_ids(), [0], "EOS from config.json: <|endoftext|>");
+    assert_eq!(p.end_of_turn_id(), Some(2), "the template closes a turn with <|im_end|>");
+    assert_eq!(p.chat_stop_ids(), [0, 2]);
+    assert_eq!(p.describe_tokens(&p.chat_stop_ids()), "0 <|endoftext|>, 2 <|im_end|>");
+    let req = [GenRequest { prompt_ids: prompt, seed: 0 }];
+
+    // EOS alone: the completion runs through <|im_end|> to the length limit.
+    let eos_only = p.generate(&req, &SamplingParams::greedy(16), 1, None).unwrap().remove(0);
+    assert!(eos_only.token_ids.contains(&2), "{:?}", eos_only.token_ids);
+    assert_eq!(eos_only.finish_reason, FinishReason::Length, "{:?}", eos_only.token_ids);
+
+    // With the end of turn among the stop tokens, it ends there, the token kept.
+    let params = SamplingParams { stop_token_ids: vec![2], ..SamplingParams::greedy(16) };
+    let g = p.generate(&req, &params, 1, None).unwrap().remove(0);
+    println!("stops after {} tokens: {:?} ({:?})", g.token_ids.len(), g.token_ids, g.text);
+    assert_eq!(g.finish_reason, FinishReason::Stop);
+    assert_eq!(g.token_ids.last(), Some(&2));
+    assert!(g.token_ids.len() <= 4, "{:?}", g.token_ids);
+    let n = g.token_ids.len();
+    assert_eq!(g.token_ids[..n - 1], eos_only.token_ids[..n - 1]);
+    assert_eq!(g.logprobs.len(), n);
+    assert!(!g.text.contains("<|im_end|>"), "the stop token is a special token: {:?}", g.text);
+}
+
+#[test]
+fn end_of_turn_follows_the_template() {
+    // ChatML with <|im_end|> as EOS (the fixtures): the end of turn is the EOS itself.
+    let p = load("llama3", Kind::Float);
+    assert_eq!((p.eos_ids(), p.end_of_turn_id()), (&[2][..], Some(2)));
+    assert_eq!(p.chat_stop_ids(), [2]);
+    // A template that writes plain text after the assistant's content has no end-of-turn
+    // token, and one that does not render the probe falls back to known end-of-turn tokens
+    // present in the tokenizer and the template.
+    let tok = p.tokenizer();
+    let t =
+        |src: &str| spice_lm::chat::ChatTemplate::new(src.into(), "".into(), "".into()).unwrap();
+    let plain = t("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}");
+    assert_eq!(spice_lm::chat::end_of_turn_id(&plain, tok), None);
+    let refusing =
+        t("{% if messages|length > 1 %}{{ raise_exception('one message only') }}{% endif %}\
+                      {% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}");
+    assert_eq!(spice_lm::chat::end_of_turn_id(&refusing, tok), Some(2));
+    let unknown = t("{{ raise_exception('no') }}<|eot_id|>");
+    assert_eq!(spice_lm::chat::end_of_turn_id(&unknown, tok), None, "not in this tokenizer");
 }

@@ -16,6 +16,8 @@ pub struct StagePolicy {
     pub policy: Policy,
     pub id: String,
     pub device: String,
+    /// Whether prompts are rendered with the model's chat template ([`StagePolicy::chat_prompt`]).
+    pub chat: bool,
 }
 
 impl StagePolicy {
@@ -32,7 +34,43 @@ impl StagePolicy {
         let id = policy_id(dir, &digest);
         let device = spice_lm::device_label(dev);
         tracing::info!(policy = %id, device, dtype, seconds = t0.elapsed().as_secs_f64(), "policy loaded");
-        Ok(StagePolicy { policy, id, device })
+        let chat = policy.has_chat_template();
+        let sp = StagePolicy { policy, id, device, chat };
+        let stops = sp.stop_token_ids(&SamplingParams::default());
+        tracing::info!(
+            chat_template = chat,
+            stop_tokens = %sp.policy.describe_tokens(&stops),
+            batch_invariant = sp.policy.batch_invariant(),
+            "generation stops at these tokens"
+        );
+        Ok(sp)
+    }
+
+    /// `params` with the chat template's end-of-turn token among its stop tokens when prompts
+    /// are rendered with the template: a completion ends where its assistant turn ends, even
+    /// when the model's EOS is another token.
+    pub fn with_turn_stops(&self, params: &SamplingParams) -> SamplingParams {
+        let mut p = params.clone();
+        if self.chat {
+            for id in self.policy.chat_stop_ids() {
+                if !self.policy.eos_ids().contains(&id) && !p.stop_token_ids.contains(&id) {
+                    p.stop_token_ids.push(id);
+                }
+            }
+        }
+        p
+    }
+
+    /// Every token id that ends a completion generated with `params` through
+    /// [`StagePolicy::generate`]: the EOS ids, then the other stop tokens.
+    pub fn stop_token_ids(&self, params: &SamplingParams) -> Vec<u32> {
+        let mut ids = self.policy.eos_ids().to_vec();
+        for id in self.with_turn_stops(params).stop_token_ids {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
     }
 
     /// The prompt text and token ids for one user message: through the chat template when
@@ -62,7 +100,9 @@ impl StagePolicy {
     }
 
     /// Generate for every request with a progress bar over generated tokens (and finished
-    /// samples); returns the generations in request order and the throughput.
+    /// samples), stopping at the EOS ids and, for chat prompts, at the template's end of turn
+    /// ([`StagePolicy::with_turn_stops`]); returns the generations in request order and the
+    /// generation's metrics (throughput, stop tokens, batch invariance).
     pub fn generate(
         &self,
         requests: &[GenRequest],
@@ -72,14 +112,17 @@ impl StagePolicy {
     ) -> Result<(Vec<Generation>, GenerationMetrics)> {
         let budget = (requests.len() * params.max_new_tokens) as u64;
         let pb = spice_stage::progress(budget, what, "tokens");
+        let params = self.with_turn_stops(params);
         let (gens, stats) =
-            self.policy.generate_with_stats(requests, params, batch_size, Some(&pb))?;
+            self.policy.generate_with_stats(requests, &params, batch_size, Some(&pb))?;
         pb.finish();
         let mut t =
             GenerationMetrics::new(gens.len() as u64, stats.new_tokens as u64, stats.seconds);
         t.prompt_tokens = stats.engine.prompt_tokens as u64;
         t.prefill_tokens = stats.engine.prefill_tokens as u64;
         t.max_live_rows = stats.engine.slots as u64;
+        t.stop_token_ids = self.stop_token_ids(&params);
+        t.batch_invariant = self.policy.batch_invariant();
         tracing::info!(
             rows = t.rows,
             new_tokens = t.new_tokens,
@@ -101,6 +144,6 @@ pub fn sampling(temperature: f64, top_p: f64, top_k: u32, max_new_tokens: u32) -
         top_p,
         top_k: top_k as usize,
         max_new_tokens: max_new_tokens as usize,
-        stop_strings: Vec::new(),
+        ..SamplingParams::default()
     }
 }

@@ -124,11 +124,19 @@ impl Attention {
                 // Group the query heads that share a key/value head so the cache is read in
                 // place, never repeated. [b, nkv, rep, span]
                 assert_eq!(s, 1, "decoding through the cache takes one token per step");
+                let spans = cache.exact_spans();
                 let (k_all, v_all, mask) = cache.append(self.layer_idx, &k, &v);
                 let qg = q.reshape([b, nkv, rep, d]);
-                let scores = qg.matmul(&k_all.transpose(2, 3)) * scale + mask;
-                let p = scores.softmax(-1, akind);
-                p.matmul(&v_all).view([b, nh, s, d])
+                match spans {
+                    // Each slot over exactly its own columns (batch-invariant decoding).
+                    Some(spans) => exact_span_attention(&qg, &k_all, &v_all, &spans, scale, akind)
+                        .view([b, nh, s, d]),
+                    None => {
+                        let scores = qg.matmul(&k_all.transpose(2, 3)) * scale + mask;
+                        let p = scores.softmax(-1, akind);
+                        p.matmul(&v_all).view([b, nh, s, d])
+                    }
+                }
             }
         };
         let out = out.to_kind(h.kind()).transpose(1, 2).reshape([b, s, nh * d]);
@@ -154,10 +162,47 @@ impl Attention {
         self.qkv.is_stacked()
     }
 
-    pub fn to_onednn(&mut self) {
-        self.qkv.to_onednn();
-        self.o_proj = self.o_proj.to_onednn();
+    pub fn to_onednn(&mut self, decode_rows: Option<i64>) {
+        self.qkv.to_onednn(decode_rows);
+        self.o_proj = self.o_proj.to_onednn(decode_rows);
     }
+}
+
+/// Decode attention of each slot over exactly its own columns, `spans[i]` of them for slot i:
+/// `qg` [b, nkv, rep, d], `k_all`/`v_all` [b, nkv, span, d] → [b, nkv, rep, d]. No column past
+/// a slot's own enters its sums, so what a slot computes does not depend on the other slots
+/// (a shared, masked span changes how the GEMMs sum, with its length). Slots of equal span —
+/// the samples of one prompt decoding in step — attend together: a batched GEMM computes each
+/// of its matrices as it would alone.
+fn exact_span_attention(
+    qg: &Tensor,
+    k_all: &Tensor,
+    v_all: &Tensor,
+    spans: &[i64],
+    scale: f64,
+    kind: Kind,
+) -> Tensor {
+    let device = qg.device();
+    let mut groups: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for (i, &span) in spans.iter().enumerate() {
+        groups.entry(span).or_default().push(i as i64);
+    }
+    let mut order: Vec<i64> = Vec::with_capacity(spans.len());
+    let mut outs = Vec::with_capacity(groups.len());
+    for (span, slots) in groups {
+        let sel = Tensor::from_slice(&slots).to_device(device);
+        let k = k_all.narrow(2, 0, span).index_select(0, &sel);
+        let v = v_all.narrow(2, 0, span).index_select(0, &sel);
+        let scores = qg.index_select(0, &sel).matmul(&k.transpose(2, 3)) * scale;
+        outs.push(scores.softmax(-1, kind).matmul(&v));
+        order.extend(slots);
+    }
+    // Back from group order to slot order.
+    let mut position = vec![0i64; order.len()];
+    for (at, &slot) in order.iter().enumerate() {
+        position[slot as usize] = at as i64;
+    }
+    Tensor::cat(&outs, 0).index_select(0, &Tensor::from_slice(&position).to_device(device))
 }
 
 /// Repeat each key/value head `rep` times: [b, nkv, s, d] → [b, nkv * rep, s, d], as

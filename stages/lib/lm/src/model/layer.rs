@@ -66,8 +66,8 @@ impl DecoderLayer {
         self.self_attn.is_fused() && self.mlp.is_fused()
     }
 
-    pub fn to_onednn(&mut self) {
-        self.self_attn.to_onednn();
-        self.mlp.to_onednn();
+    pub fn to_onednn(&mut self, decode_rows: Option<i64>) {
+        self.self_attn.to_onednn(decode_rows);
+        self.mlp.to_onednn(decode_rows);
     }
 }

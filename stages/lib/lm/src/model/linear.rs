@@ -13,7 +13,13 @@ enum Layout {
     /// oneDNN's blocked layout: libtorch's dense f32 GEMM repacks the weight on every call,
     /// which dominates decode steps of a few dozen rows; oneDNN keeps it packed (1.4–1.9×
     /// the GEMM throughput at 8–64 rows on a 2-core AVX2 machine). Inference only.
-    OneDnn,
+    ///
+    /// With `decode_rows`, inputs of one token per row (a decode step, or the last positions
+    /// the LM head reads) go through in blocks of at most that many rows. oneDNN sums a row
+    /// the same way whatever the number of rows up to a few dozen, but switches to other
+    /// kernels beyond (from 63 to 128 rows for SmolLM2-135M's shapes on a 2-core AVX2
+    /// machine), which changes a row's last bits with the size of its batch.
+    OneDnn { decode_rows: Option<i64> },
 }
 
 pub struct Linear {
@@ -38,15 +44,34 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         match self.layout {
             Layout::Dense => x.linear(&self.weight, self.bias.as_ref()),
-            Layout::OneDnn => {
+            Layout::OneDnn { decode_rows } => {
                 let mut shape = x.size();
                 let k = *shape.last().unwrap();
-                let x = x.reshape([-1, k]).contiguous().to_mkldnn();
-                let y = x.mkldnn_linear(&self.weight, self.bias.as_ref()).to_dense(None, false);
+                let x = x.reshape([-1, k]).contiguous();
+                let rows = x.size()[0];
+                let one_token_per_row = shape.len() == 2 || shape[shape.len() - 2] == 1;
+                let y = match decode_rows {
+                    Some(block) if one_token_per_row && rows > block => {
+                        let parts: Vec<Tensor> = (0..rows)
+                            .step_by(block as usize)
+                            .map(|start| self.onednn(&x.narrow(0, start, block.min(rows - start))))
+                            .collect();
+                        Tensor::cat(&parts, 0)
+                    }
+                    _ => self.onednn(&x),
+                };
                 *shape.last_mut().unwrap() = y.size()[1];
                 y.reshape(shape)
             }
         }
+    }
+
+    /// `x` [rows, in] through oneDNN's GEMM.
+    fn onednn(&self, x: &Tensor) -> Tensor {
+        x.contiguous()
+            .to_mkldnn()
+            .mkldnn_linear(&self.weight, self.bias.as_ref())
+            .to_dense(None, false)
     }
 
     /// The same projection in `kind` (no copy when it already is; differentiable when grad
@@ -56,13 +81,14 @@ impl Linear {
         Linear::new(cast(&self.weight, kind), self.bias.as_ref().map(|b| cast(b, kind)))
     }
 
-    /// A copy in oneDNN's layout (f32, inference only), for CPU generation.
-    pub fn to_onednn(&self) -> Linear {
+    /// A copy in oneDNN's layout (f32, inference only), for CPU generation; `decode_rows`
+    /// bounds the rows of one GEMM of one-token-per-row inputs (see `Layout::OneDnn`).
+    pub fn to_onednn(&self, decode_rows: Option<i64>) -> Linear {
         let dnn = |t: &Tensor| t.contiguous().to_mkldnn();
         Linear {
             weight: dnn(&self.weight),
             bias: self.bias.as_ref().map(dnn),
-            layout: Layout::OneDnn,
+            layout: Layout::OneDnn { decode_rows },
         }
     }
 
@@ -143,9 +169,9 @@ impl Projections {
 
     /// The stacked projection in oneDNN's layout; separate ones stay as they are (the model
     /// converts only when every layer is stacked).
-    pub fn to_onednn(&mut self) {
+    pub fn to_onednn(&mut self, decode_rows: Option<i64>) {
         if let Projections::Stacked(p, _) = self {
-            *p = p.to_onednn();
+            *p = p.to_onednn(decode_rows);
         }
     }
 }

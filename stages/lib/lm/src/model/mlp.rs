@@ -48,8 +48,8 @@ impl Mlp {
         self.gate_up.is_stacked()
     }
 
-    pub fn to_onednn(&mut self) {
-        self.gate_up.to_onednn();
-        self.down_proj = self.down_proj.to_onednn();
+    pub fn to_onednn(&mut self, decode_rows: Option<i64>) {
+        self.gate_up.to_onednn(decode_rows);
+        self.down_proj = self.down_proj.to_onednn(decode_rows);
     }
 }

@@ -98,16 +98,17 @@ impl Weights {
     /// Pack the projections and the head for oneDNN (see [`Linear`]), for CPU inference in
     /// f32 after [`Weights::fuse`]; the dense copies are dropped. Returns false, changing
     /// nothing, where libtorch has no oneDNN, the dtype is not f32 or some layer is not fully
-    /// stacked (a model with MLP biases).
-    pub fn to_onednn(&mut self) -> bool {
+    /// stacked (a model with MLP biases). `decode_rows` bounds the rows of one GEMM in a
+    /// decode step, for batch-invariant generation (see [`Linear`]).
+    pub fn to_onednn(&mut self, decode_rows: Option<i64>) -> bool {
         let fused = self.layers.iter().all(DecoderLayer::is_fused);
         if self.kind != Kind::Float || !tch::utils::has_mkldnn() || !fused {
             return false;
         }
         for l in &mut self.layers {
-            l.to_onednn();
+            l.to_onednn(decode_rows);
         }
-        self.lm_head = self.lm_head.to_onednn();
+        self.lm_head = self.lm_head.to_onednn(decode_rows);
         true
     }
 

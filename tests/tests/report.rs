@@ -611,7 +611,12 @@ fn write_synthetic_run(run: &Path) {
             1,
             steps,
             40.0 + it as f64,
-            json!({"tokens": 1500, "train_seconds": 9.5}),
+            json!({
+                "tokens": 1500,
+                "train_seconds": 9.5,
+                "model_gflops_per_second": 2.0 + it as f64,
+                "peak_fraction": 0.25 + 0.01 * it as f64
+            }),
         );
         // Its time lies inside the update's: the report does not count it again.
         manifest(&dir.join("checkpoint"), it, ShardSpec::WHOLE, None, 0, 39.0, json!({}));

@@ -209,6 +209,19 @@ def main():
                 rates[stage] = None
         out[it]["minutes"] = minutes
         out[it]["tokens_per_second"] = rates
+        # The update's share of its measured GEMM peak (none recorded by older updates).
+        out[it]["update_peak_fraction"] = None
+        d = os.path.join(run, f"iter-{it:04d}", "update")
+        if complete(d):
+            con.execute(
+                f"CREATE OR REPLACE VIEW m AS SELECT * FROM read_json_auto({manifests(d)!r}, "
+                f"union_by_name = true, maximum_object_size = 100000000)"
+            )
+            g, share = con.execute(
+                "SELECT TRY_CAST(json_extract(to_json(metrics), '$.model_gflops_per_second') AS DOUBLE), "
+                "TRY_CAST(json_extract(to_json(metrics), '$.peak_fraction') AS DOUBLE) FROM m"
+            ).fetchone()
+            out[it]["update_peak_fraction"] = share if g else None
         present = [v for v in minutes.values() if v is not None]
         out[it]["minutes_total"] = sum(present) if present else None
     result = {"numbers": [out[it] for it in its]}

@@ -45,7 +45,21 @@ pub struct UpdateMetrics {
     pub tokens_per_second: f64,
     pub peak_rss_mib: f64,
     pub device: String,
+    /// The dtype the step multiplied in, and why (bf16 is asked for to be fast: on a CPU
+    /// where its GEMMs are slower than f32's, the update computes in f32).
     pub compute_dtype: String,
+    pub compute_reason: String,
+    /// GEMM rates of this machine measured at the start of the update (a 1024³ matmul, best
+    /// of 3): f32, and bf16 where it was asked for (null otherwise).
+    pub matmul_f32_gflops: f64,
+    pub matmul_bf16_gflops: Option<f64>,
+    /// Trainable parameters, and the model FLOP/s of training: 6 × parameters × tokens /
+    /// `train_seconds` (recomputation not counted).
+    pub parameters: u64,
+    pub model_gflops_per_second: f64,
+    /// `model_gflops_per_second` over the measured GEMM rate of `compute_dtype`: the share
+    /// of the machine's matmul peak the update reached.
+    pub peak_fraction: f64,
     /// Older `checkpoint/` and `optimizer/` folders this update pruned once it had committed
     /// (the `[checkpoint]` bounds), and the bytes they held.
     pub pruned_checkpoints: u64,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use spice_lm::optim::{META_FILE, STATE_FILE};
-use spice_lm::{AdamW, Device, Kind, Policy};
+use spice_lm::{AdamW, Device, Kind, Policy, TrainingCompute};
 use spice_schemas::vocab::{ChallengerTraining, Role};
 use spice_schemas::{
     committed_files,
@@ -90,7 +90,8 @@ pub fn run_with(
     let selection = read_scored(&plan.scored, ctx.iter, plan.train_challenger)?;
     let mut rows = selection.rows;
     let device = spice_lm::parse_device(&ctx.device)?;
-    let (policy, mut opt, resumed) = plan.load(ctx, device, &rows, selection.frozen_skipped)?;
+    let (policy, mut opt, resumed, compute) =
+        plan.load(ctx, device, &rows, selection.frozen_skipped)?;
     let label = spice_lm::device_label(device);
     let out_update = plan.out_update.device(&label);
     let saved = SaveOutputs {
@@ -102,7 +103,7 @@ pub fn run_with(
     saved.optimizer.begin()?;
     saved.checkpoint.begin()?;
 
-    let reference = plan.reference.as_deref().map(|r| (r, plan.kind));
+    let reference = plan.reference.as_deref().map(|r| (r, compute.kind));
     let trained = train(&policy, &mut opt, &mut rows, &plan.settings, reference)?;
     let mut writer = ShardWriter::<UpdateMetricsRow>::create(out_update.part_path())?;
     writer.write_all(trained.steps.iter().cloned())?;
@@ -131,7 +132,8 @@ pub fn run_with(
         },
         trained: &trained,
         device,
-        compute: policy.compute_kind(),
+        compute: &compute,
+        parameters: parameter_count(&policy),
         prune: &over,
     };
     let manifest = out_update.commit(&report.metrics())?;
@@ -264,10 +266,19 @@ impl Plan {
         device: Device,
         rows: &[TrainRow],
         frozen_skipped: usize,
-    ) -> Result<(Policy, AdamW, bool)> {
+    ) -> Result<(Policy, AdamW, bool, TrainingCompute)> {
         let t_load = Instant::now();
         refuse_pruned(&self.policy_dir)?;
-        let policy = Policy::load(&self.policy_dir, device, self.kind)
+        // The GEMM rates of this machine, measured now: they choose the compute dtype
+        // (bf16 only where it is not slower) and are the peak the step is compared with.
+        let compute = TrainingCompute::measure(device, self.kind);
+        tracing::info!(
+            f32_gflops = compute.f32_flops / 1e9,
+            bf16_gflops = compute.bf16_flops.map(|b| b / 1e9),
+            "update computes in {}",
+            compute.reason
+        );
+        let policy = Policy::load(&self.policy_dir, device, compute.kind)
             .with_context(|| format!("loading the policy {}", self.policy_dir.display()))?;
         check_vocab(rows, policy.config().vocab_size)?;
         let mut opt = AdamW::new(policy.var_store(), adamw_config(&ctx.cfg));
@@ -282,7 +293,7 @@ impl Plan {
             seconds = t_load.elapsed().as_secs_f64(),
             "update: policy loaded"
         );
-        Ok((policy, opt, resumed))
+        Ok((policy, opt, resumed, compute))
     }
 }
 
@@ -380,7 +391,10 @@ struct UpdateReport<'a> {
     resumed: bool,
     timings: Timings,
     device: Device,
-    compute: Kind,
+    /// The compute dtype and the GEMM rates measured for it.
+    compute: &'a TrainingCompute,
+    /// Trainable parameters (P of the 6·P·tokens model FLOPs).
+    parameters: u64,
     /// Folders over the `[checkpoint]` bounds, pruned once the update has committed.
     prune: &'a PrunePlan,
 }
@@ -398,6 +412,13 @@ impl UpdateReport<'_> {
     fn metrics(&self) -> UpdateMetrics {
         let (steps, t, mismatch) = (&self.trained.steps, &self.timings, self.trained.mismatch);
         let tokens = self.tokens();
+        // Model FLOPs of training: 6 per parameter per token (forward 2, backward 4);
+        // recomputation under gradient checkpointing is not counted, as in MFU.
+        let model_flops = if t.train > 0.0 {
+            6.0 * self.parameters as f64 * tokens as f64 / t.train
+        } else {
+            0.0
+        };
         let count = |role| self.rows.iter().filter(|r| r.role == role).count() as u64;
         let old =
             if self.trained.single { "step forward pass" } else { "scored before the first step" };
@@ -428,7 +449,13 @@ impl UpdateReport<'_> {
             tokens_per_second: if t.train > 0.0 { tokens as f64 / t.train } else { 0.0 },
             peak_rss_mib: peak_rss_mib(),
             device: format!("{:?}", self.device),
-            compute_dtype: format!("{:?}", self.compute),
+            compute_dtype: format!("{:?}", self.compute.kind),
+            compute_reason: self.compute.reason.clone(),
+            matmul_f32_gflops: self.compute.f32_flops / 1e9,
+            matmul_bf16_gflops: self.compute.bf16_flops.map(|b| b / 1e9),
+            parameters: self.parameters,
+            model_gflops_per_second: model_flops / 1e9,
+            peak_fraction: model_flops / self.compute.peak_flops(),
             pruned_checkpoints: self.prune.count(Pruned::Checkpoint),
             pruned_optimizers: self.prune.count(Pruned::Optimizer),
             pruned_bytes: self.prune.bytes(),
@@ -516,4 +543,9 @@ impl OptimizerSource {
 /// Whether `dir` holds AdamW state (both files).
 fn has_optimizer_state(dir: &Path) -> bool {
     dir.join(STATE_FILE).is_file() && dir.join(META_FILE).is_file()
+}
+
+/// Trainable parameters of `policy` (tied embeddings counted once).
+fn parameter_count(policy: &Policy) -> u64 {
+    policy.var_store().trainable_variables().iter().map(|t| t.numel() as u64).sum()
 }

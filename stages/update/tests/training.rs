@@ -338,3 +338,41 @@ fn each_role_is_scored_at_its_sampling_temperature() {
     let at_one = run.update_manifest(0).metric("logprob_mismatch_max_abs").unwrap();
     assert!(at_one > 1e-2, "{at_one}");
 }
+
+#[test]
+fn the_manifest_records_the_compute_dtype_and_the_share_of_the_measured_gemm_peak() {
+    // bf16 asked: the update measures f32 and bf16 GEMMs and trains in the faster one that
+    // this CPU runs natively; on a CPU without native bf16 that is f32, whatever it measured.
+    let run = make_run(&["run.dtype=bf16"]);
+    run.write_scored(0, &scored_rows(0, 1));
+    let row = update(&run, 0);
+    let m: UpdateMetrics = run.update_manifest(0).metrics_as().unwrap();
+    println!(
+        "compute {} ({}); GEMM f32 {:.1} bf16 {:?} GFLOP/s; model {:.3} GFLOP/s = {:.2}% of peak",
+        m.compute_dtype,
+        m.compute_reason,
+        m.matmul_f32_gflops,
+        m.matmul_bf16_gflops,
+        m.model_gflops_per_second,
+        100.0 * m.peak_fraction
+    );
+    let native = spice_lm::cpu::CpuInfo::get().native_bf16();
+    if !native {
+        assert_eq!(m.compute_dtype, "Float", "{}", m.compute_reason);
+        assert!(m.compute_reason.contains("no native bf16"), "{}", m.compute_reason);
+    }
+    assert!(m.matmul_f32_gflops > 0.1, "{m:?}");
+    assert!(m.matmul_bf16_gflops.is_some_and(|b| b > 0.0), "bf16 was asked for: measured");
+    // P: every trainable tensor of the tiny model, counted from its checkpoint.
+    let p: i64 = params(&load(&run.checkpoint(0))).iter().map(|(_, t)| t.numel() as i64).sum();
+    assert_eq!(m.parameters, p as u64);
+    let expect = 6.0 * p as f64 * m.tokens as f64 / m.train_seconds / 1e9;
+    assert!((m.model_gflops_per_second - expect).abs() <= 1e-9 * expect.max(1.0), "{m:?}");
+    let peak = if m.compute_dtype == "BFloat16" {
+        m.matmul_bf16_gflops.unwrap()
+    } else {
+        m.matmul_f32_gflops
+    };
+    assert!((m.peak_fraction - m.model_gflops_per_second / peak).abs() < 1e-12, "{m:?}");
+    assert_eq!(row.tokens, m.tokens, "one step: its tokens are the update's");
+}

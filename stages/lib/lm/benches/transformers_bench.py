@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--update-rows", type=int, default=16)
     ap.add_argument("--update-seq", type=int, default=512)
     ap.add_argument("--update-completion", type=int, default=256)
+    ap.add_argument("--update-mix", help="rows of mixed lengths, COUNTxPROMPT+COMPLETION[,...] "
+                    "(as spice-lm bench): right-padded per micro-batch, shortest rows first")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--spice-prompts", default="bench-spice-prompts.json",
@@ -114,10 +116,34 @@ def main():
             vocab = model.config.vocab_size
             opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
             g = torch.Generator().manual_seed(0)
-            ids = torch.randint(3, vocab, (a.update_rows, a.update_seq), generator=g).to(device)
-            adv = (torch.rand(a.update_rows, 1, generator=g) * 2 - 1).to(device)
-            c = a.update_completion
-            mb = a.micro_batch if a.micro_batch > 0 else a.update_rows
+            if a.update_mix:
+                shape = []
+                for grp in a.update_mix.split(","):
+                    count, lens = grp.strip().split("x")
+                    p, cl = lens.split("+")
+                    shape += [(int(p), int(cl))] * int(count)
+                shape.sort(key=lambda pc: pc[0] + pc[1])
+            else:
+                shape = [(a.update_seq - a.update_completion, a.update_completion)] * a.update_rows
+            n_rows = len(shape)
+            seqs = [torch.randint(3, vocab, (p + cl,), generator=g) for p, cl in shape]
+            tokens = sum(p + cl for p, cl in shape)
+            adv = (torch.rand(n_rows, 1, generator=g) * 2 - 1).to(device)
+            c = max(cl for _, cl in shape)
+            mb = a.micro_batch if a.micro_batch > 0 else n_rows
+            # Each micro-batch right-padded to its longest row; the loss covers completions.
+            batches = []
+            for s in range(0, n_rows, mb):
+                part = shape[s : s + mb]
+                width = max(p + cl for p, cl in part)
+                x = torch.zeros(len(part), width, dtype=torch.long)
+                attn = torch.zeros(len(part), width, dtype=torch.long)
+                comp = torch.zeros(len(part), width - 1)
+                for i, (p, cl) in enumerate(part):
+                    x[i, : p + cl] = seqs[s + i]
+                    attn[i, : p + cl] = 1
+                    comp[i, p - 1 : p + cl - 1] = 1  # position t predicts token t + 1
+                batches.append((s, x.to(device), attn.to(device), comp.to(device)))
             for r in range(a.repeats):
                 reset_peak_rss()
                 if device.type == "cuda":
@@ -127,13 +153,12 @@ def main():
                 opt.zero_grad()
                 loss = torch.zeros((), device=device)
                 # Gradient accumulation over micro-batches (one pass when mb = rows, as before).
-                for s in range(0, a.update_rows, mb):
-                    x = ids[s : s + mb]
+                for s, x, attn, comp in batches:
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=(dt == "bf16")):
-                        logits = model(x).logits[:, -c - 1 : -1].float()
-                    lp = torch.log_softmax(logits, -1).gather(-1, x[:, -c:].unsqueeze(-1)).squeeze(-1)
-                    ratio = torch.exp(lp - lp.detach())
-                    part = -(ratio * adv[s : s + mb]).sum() / (a.update_rows * c)
+                        logits = model(x, attention_mask=attn).logits[:, :-1].float()
+                    lp = torch.log_softmax(logits, -1).gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1)
+                    ratio = torch.exp(lp - lp.detach()) * comp
+                    part = -(ratio * adv[s : s + x.shape[0]]).sum() / (n_rows * c)
                     part.backward()
                     loss += part.detach()  # no float() here: it would wait for the GPU each pass
                     del logits, lp, ratio, part
@@ -142,8 +167,9 @@ def main():
                 sync(device)
                 secs = time.perf_counter() - t0
                 line = {
-                    "impl": "transformers", "bench": "update", "dtype": dt, "rows": a.update_rows,
-                    "seq": a.update_seq, "completion": c, "run": r, "seconds": secs,
+                    "impl": "transformers", "bench": "update", "dtype": dt, "rows": n_rows,
+                    "seq": a.update_seq, "completion": a.update_completion, "mix": a.update_mix,
+                    "tokens": tokens, "run": r, "seconds": secs,
                     "peak_rss_bytes": peak_rss_bytes(), "loss": float(loss),
                     "grad_norm": float(gn), "threads": threads, "device": str(device),
                 }

@@ -51,6 +51,12 @@ pub struct BenchArgs {
     pub update_seq: usize,
     #[arg(long, default_value_t = 256)]
     pub update_completion: usize,
+    /// Update step of mixed lengths instead of `update_rows` equal ones: groups
+    /// `COUNTxPROMPT+COMPLETION`, comma-separated. The `cpu.toml`-shaped step is
+    /// `32x548+158,48x65+150`: 8 documents × 4 Challenger attempts and 6 tasks × 8 Reasoner
+    /// answers, 32,912 tokens (a real one held 32,923).
+    #[arg(long)]
+    pub update_mix: Option<String>,
     /// Rows per forward/backward pass (1 keeps the default model's step under 4 GB).
     #[arg(long, default_value_t = 1)]
     pub micro_batch: usize,
@@ -149,17 +155,37 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         if a.what == "update" || a.what == "all" {
             let mut opt = AdamW::new(policy.var_store(), AdamWConfig::default());
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-            let p_len = a.update_seq - a.update_completion;
-            let rows: Vec<ScoreRow> = (0..a.update_rows)
-                .map(|_| ScoreRow {
-                    prompt_ids: (0..p_len).map(|_| rng.random_range(3..vocab)).collect(),
-                    completion_ids: (0..a.update_completion)
-                        .map(|_| rng.random_range(3..vocab))
-                        .collect(),
-                })
-                .collect();
-            let adv: Vec<f32> = (0..a.update_rows).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let norm = (a.update_rows * a.update_completion) as f64;
+            let shape = match &a.update_mix {
+                Some(mix) => parse_update_mix(mix)?,
+                None => {
+                    vec![(a.update_rows, a.update_seq - a.update_completion, a.update_completion)]
+                }
+            };
+            let mut rows: Vec<ScoreRow> = Vec::new();
+            for &(count, p_len, c_len) in &shape {
+                for _ in 0..count {
+                    rows.push(ScoreRow {
+                        prompt_ids: (0..p_len).map(|_| rng.random_range(3..vocab)).collect(),
+                        completion_ids: (0..c_len).map(|_| rng.random_range(3..vocab)).collect(),
+                    });
+                }
+            }
+            // Shortest first, as the update orders a mini-batch (little padding per pass).
+            rows.sort_by_key(|r| r.prompt_ids.len() + r.completion_ids.len());
+            let n_rows = rows.len();
+            let tokens: usize =
+                rows.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).sum();
+            let longest = rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0);
+            let adv: Vec<f32> = (0..n_rows).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let norm = (n_rows * longest) as f64;
+            let params: i64 =
+                policy.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
+            let peak = crate::peak::matmul_flops(
+                device,
+                policy.compute_kind(),
+                crate::peak::PEAK_GEMM_SIZE,
+                3,
+            );
             for r in 0..a.repeats {
                 reset_peak_rss();
                 let t0 = Instant::now();
@@ -177,9 +203,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 opt.step();
                 sync(device);
                 let secs = t0.elapsed().as_secs_f64();
+                let model_flops = 6.0 * params as f64 * tokens as f64 / secs;
                 let line = json!({
-                    "impl": "spice-lm", "bench": "update", "dtype": dt, "rows": a.update_rows,
+                    "impl": "spice-lm", "bench": "update", "dtype": dt, "rows": n_rows,
                     "seq": a.update_seq, "completion": a.update_completion,
+                    "mix": a.update_mix, "tokens": tokens, "model_flops": model_flops,
+                    "matmul_peak_flops": peak, "peak_fraction": model_flops / peak,
                     "micro_batch": a.micro_batch, "checkpointing": a.checkpointing, "run": r,
                     "seconds": secs, "peak_rss_bytes": peak_rss(), "loss": loss,
                     "grad_norm": gnorm, "threads": host_threads, "device": label,
@@ -191,4 +220,24 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `COUNTxPROMPT+COMPLETION[,…]` → (count, prompt tokens, completion tokens) per group.
+pub fn parse_update_mix(mix: &str) -> Result<Vec<(usize, usize, usize)>> {
+    mix.split(',')
+        .map(|g| {
+            let parse = || -> Option<(usize, usize, usize)> {
+                let (count, lens) = g.trim().split_once('x')?;
+                let (p, c) = lens.split_once('+')?;
+                Some((count.parse().ok()?, p.parse().ok()?, c.parse().ok()?))
+            };
+            match parse() {
+                Some(t) if t.0 > 0 && t.2 > 0 => Ok(t),
+                _ => anyhow::bail!(
+                    "--update-mix group {g:?}: expected COUNTxPROMPT+COMPLETION with COUNT and \
+                     COMPLETION > 0, e.g. 32x548+158"
+                ),
+            }
+        })
+        .collect()
 }

@@ -24,6 +24,7 @@ pub mod kv_cache;
 pub mod logprobs;
 pub mod model;
 pub mod optim;
+pub mod peak;
 pub mod policy;
 pub mod rope;
 pub mod sample;
@@ -35,6 +36,7 @@ pub use device::{device_label, parse_device, parse_dtype, resolve_device, Device
 pub use generate::{FinishReason, GenRequest, GenStats, Generation};
 pub use logprobs::{GradOptions, ScoreRow, TokenLogprobs};
 pub use optim::AdamW;
+pub use peak::TrainingCompute;
 pub use policy::Policy;
 pub use sample::SamplingParams;
 pub use tch;

@@ -60,7 +60,14 @@ pub fn fill(
             }
         }
         let times: Vec<f64> = PerStage::STAGES.iter().filter_map(|s| minutes.get(s)).collect();
+        // Updates from before the GEMM peak was measured record none.
+        let mut peak_fraction = None;
+        for m in complete(&layout.folder(it, "update"))?.unwrap_or_default() {
+            let u: UpdateMetrics = m.metrics_as()?;
+            peak_fraction = (u.model_gflops_per_second > 0.0).then_some(u.peak_fraction);
+        }
         let r = reports.entry(it).or_default();
+        r.update_peak_fraction = peak_fraction;
         r.iteration = it;
         r.minutes = minutes;
         r.tokens_per_second = rates;

@@ -40,6 +40,8 @@ pub struct IterationReport {
     pub loss: Option<f64>,
     pub grad_norm: Option<f64>,
     pub update_peak_rss_mib: Option<f64>,
+    /// The update's model FLOP/s over the GEMM peak it measured (its manifest).
+    pub update_peak_fraction: Option<f64>,
     // manifests
     pub tokens_per_second: PerStage,
     pub minutes: PerStage,

@@ -137,6 +137,9 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
     cols.num("loss", "loss", Show::Sci(2), &|r| r.loss);
     cols.num("grad_norm", "grad norm (last step)", Show::Sig(3), &|r| r.grad_norm);
     cols.num("update_peak_rss_mib", "peak RSS (MiB)", Show::Fixed(0), &|r| r.update_peak_rss_mib);
+    cols.num("update_peak_fraction", "share of GEMM peak", Show::Percent, &|r| {
+        r.update_peak_fraction
+    });
     cols.num(HEADING, "tokens/s", Show::Count, &|_| None);
     for stage in ["challenge", "rollout", "update", "eval"] {
         cols.num(&format!("tokens_per_second/{stage}"), stage, Show::Fixed(1), &|r| {

@@ -55,6 +55,10 @@ pub struct RunSection {
     /// Tokens the KV cache of one generation pass may hold; fewer rows then decode together
     /// than the batch size asks. Unset: half the memory free on the device when it starts.
     pub kv_cache_tokens: Option<u64>,
+    /// f32 on a CPU: generate every row as it would be generated alone, bit for bit, so
+    /// `shards` and the batch sizes change no completion (slower with short prompts; see the
+    /// README). `false` takes the faster shared path. bf16 and GPU runs never are.
+    pub batch_invariant: bool,
 }
 
 impl Default for RunSection {
@@ -68,6 +72,7 @@ impl Default for RunSection {
             dtype: Dtype::Bf16,
             shards: 1,
             kv_cache_tokens: None,
+            batch_invariant: true,
         }
     }
 }

@@ -28,6 +28,14 @@ struct StageConfig<'a> {
     documents_seed: u64,
     dtype: &'a str,
     prompts: String,
+    /// Recorded only when off (`run.batch_invariant = false`), so runs from before the switch
+    /// keep their config digest.
+    #[serde(skip_serializing_if = "is_true")]
+    batch_invariant: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Seed of attempt `attempt` of document `slot` (and of its format choice).
@@ -91,6 +99,7 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
             documents_seed,
             dtype: ctx.cfg.run.dtype.as_str(),
             prompts: prompts.digest(),
+            batch_invariant: ctx.cfg.run.batch_invariant,
         })
         .input("policy", &policy_dir)?;
     if grounded {
@@ -101,6 +110,7 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
         let slots = owned_documents(ctx, grounded, documents_seed)?;
         let mut sp = StagePolicy::load(&policy_dir, &ctx.device, ctx.cfg.run.dtype.as_str())?;
         sp.policy.set_kv_cache_tokens(ctx.cfg.run.kv_cache_tokens.map(|t| t as usize));
+        sp.policy.set_batch_invariant(ctx.cfg.run.batch_invariant);
         part.device(&sp.device);
         let challenger = Challenger {
             ctx,

@@ -30,7 +30,7 @@ use spice_schemas::{
     run_stage, ShardRow, ShardSpec, StageOutput,
 };
 use spice_stage::derive_seed;
-use spice_verify::{check_with_letters, TaskKind};
+use spice_verify::{check_with_options, Check, TaskKind};
 
 pub use bench::{load_benchmark, BenchSpec, Benchmark, ColumnMap, Layout, Preset, Question};
 pub use summary::{render_table, summarize, EvalSummaryRow, SUMMARY_FILE};
@@ -199,6 +199,14 @@ fn prompt_questions(
     Ok((items, reqs))
 }
 
+/// The verifier's verdict on `completion` for question `q`: multiple-choice answers read with
+/// the question's letter range and option texts, as `spice-score` reads a task's (an answer
+/// that names its option by text counts).
+pub fn verdict(q: &Question, completion: &str) -> Check {
+    let max_letter = if q.kind == TaskKind::Mcq { q.max_letter() } else { 'D' };
+    check_with_options(&q.gold, completion, q.kind, None, max_letter, &q.options)
+}
+
 /// Check every answer against its question's gold answer.
 fn judge(
     benches: &[Benchmark],
@@ -213,8 +221,7 @@ fn judge(
     for (i, (g, req)) in gens.into_iter().zip(reqs).enumerate() {
         let (bi, qi, prompt) = &items[i / k];
         let (b, q) = (&benches[*bi], &benches[*bi].questions[*qi]);
-        let max_letter = if q.kind == TaskKind::Mcq { q.max_letter() } else { 'D' };
-        let c = check_with_letters(&q.gold, &g.text, q.kind, None, max_letter);
+        let c = verdict(q, &g.text);
         rows.push(EvalRow {
             benchmark: b.name.clone(),
             question_id: q.id.clone(),
@@ -322,4 +329,34 @@ pub fn run_options(ctx: &spice_stage::StageCtx, target: RunTarget) -> Result<Eva
         force: ctx.force,
         run: Some(root.to_path_buf()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mcq(options: &[&str], gold: &str) -> Question {
+        Question {
+            id: "q".into(),
+            subject: None,
+            kind: TaskKind::Mcq,
+            question: "Capital of France?".into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+            gold: gold.into(),
+        }
+    }
+
+    #[test]
+    fn an_answer_that_names_its_option_by_text_counts_as_in_training() {
+        let q = mcq(&["London", "Paris", "Rome", "Madrid"], "B");
+        assert!(verdict(&q, "Paris").equivalent, "the text of option B");
+        assert!(verdict(&q, "The answer is (B).").equivalent);
+        assert!(!verdict(&q, "Rome").equivalent, "the text of another option");
+        assert!(!verdict(&q, "\\boxed{A} or \\boxed{B}").equivalent, "two options");
+        // Ten options: J is a letter of this question.
+        let opts: Vec<String> = (0..10).map(|i| format!("choice {i}")).collect();
+        let refs: Vec<&str> = opts.iter().map(String::as_str).collect();
+        assert!(verdict(&mcq(&refs, "J"), "\\boxed{J}").equivalent);
+        assert!(verdict(&mcq(&refs, "J"), "choice 9").equivalent);
+    }
 }

@@ -24,6 +24,14 @@ struct StageConfig<'a> {
     reasoner: &'a ReasonerSection,
     dtype: &'a str,
     prompts: String,
+    /// Recorded only when off (`run.batch_invariant = false`), so runs from before the switch
+    /// keep their config digest.
+    #[serde(skip_serializing_if = "is_true")]
+    batch_invariant: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The tasks the Reasoner answers: valid, among the Challenger's kept trajectories, in task
@@ -52,6 +60,7 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
             reasoner: rs,
             dtype: ctx.cfg.run.dtype.as_str(),
             prompts: prompts.digest(),
+            batch_invariant: ctx.cfg.run.batch_invariant,
         })
         .input("tasks", &tasks_dir)?
         .input("policy", &policy_dir)?;
@@ -64,6 +73,7 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
             .collect();
         let mut sp = StagePolicy::load(&policy_dir, &ctx.device, ctx.cfg.run.dtype.as_str())?;
         sp.policy.set_kv_cache_tokens(ctx.cfg.run.kv_cache_tokens.map(|t| t as usize));
+        sp.policy.set_batch_invariant(ctx.cfg.run.batch_invariant);
         part.device(&sp.device);
         let prompted = prompt_tasks(ctx, &sp, &prompts, &tasks, &tasks_dir)?;
         let params = sampling(rs.temperature, rs.top_p, rs.top_k, rs.max_completion_length);

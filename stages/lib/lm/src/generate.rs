@@ -222,12 +222,16 @@ impl Policy {
     /// Whether what a sample generates is independent of the other samples of its `generate`
     /// call — batch size, KV budget, and so the shard count of a stage: f32 on a CPU (with
     /// oneDNN), where the engine keeps a row's arithmetic the same whatever the other rows
-    /// (see `engine.rs`; tested across slots, arrival orders and stage shards). bf16 is not: bf16 GEMMs round differently with the number of
-    /// rows, and on a CPU without native bf16, decode steps of at most [`NARROW_DECODE_ROWS`]
+    /// (see `engine.rs`; tested across slots, arrival orders and stage shards). bf16 is
+    /// not: bf16 GEMMs round differently with the number of rows, and on a CPU without native bf16, decode steps of at most [`NARROW_DECODE_ROWS`]
     /// rows read bf16 weights while wider ones compute in f32. On a GPU no such guarantee is
-    /// made: cuBLAS may pick other kernels for other batch shapes.
+    /// made: cuBLAS may pick other kernels for other batch shapes. Off, too, after
+    /// [`Policy::set_batch_invariant`]`(false)`, which takes the faster shared path in f32.
     pub fn batch_invariant(&self) -> bool {
-        self.device() == Device::Cpu && self.dtype() == Kind::Float && tch::utils::has_mkldnn()
+        self.batch_invariant_allowed
+            && self.device() == Device::Cpu
+            && self.dtype() == Kind::Float
+            && tch::utils::has_mkldnn()
     }
 
     /// Tokens the KV cache of one `generate` call may hold: the policy's setting, else half

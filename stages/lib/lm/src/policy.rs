@@ -25,6 +25,8 @@ pub struct Policy {
     pub(crate) dtype: Kind,
     /// Tokens the KV cache of one `generate` call may hold (None: from free memory).
     kv_cache_tokens: Option<usize>,
+    /// Whether generation may take the batch-invariant path where it exists (f32 on a CPU).
+    pub(crate) batch_invariant_allowed: bool,
 }
 
 impl Policy {
@@ -65,6 +67,7 @@ impl Policy {
             end_of_turn,
             dtype,
             kv_cache_tokens: None,
+            batch_invariant_allowed: true,
         })
     }
 
@@ -72,6 +75,14 @@ impl Policy {
     /// Fewer samples then decode together; what each generates does not change.
     pub fn set_kv_cache_tokens(&mut self, tokens: Option<usize>) {
         self.kv_cache_tokens = tokens;
+    }
+
+    /// Allow (the default) or forbid batch-invariant generation (see
+    /// [`Policy::batch_invariant`]). Forbidden, f32 on a CPU prefills distinct prompts together
+    /// and decodes every slot over a shared span: faster with short prompts, and a row's
+    /// last bits, rarely its tokens, then depend on its batch.
+    pub fn set_batch_invariant(&mut self, allowed: bool) {
+        self.batch_invariant_allowed = allowed;
     }
 
     pub fn kv_cache_tokens(&self) -> Option<usize> {

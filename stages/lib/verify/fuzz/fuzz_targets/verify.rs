@@ -4,7 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spice_verify::{check, extract_answer, extract_choice, is_equivalent, parse_task, AnswerType, TaskKind};
+use spice_verify::{
+    check, check_with_options, extract_answer, extract_choice, extract_choice_with_options,
+    is_equivalent, parse_task, read_gold, strip_reasoning, AnswerType, TaskKind,
+};
 use std::time::{Duration, Instant};
 
 /// Slowest acceptable run of all the calls together. The library promises a few
@@ -28,6 +31,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = check(&gold, &pred, kind, ty);
     let _ = extract_answer(&text, kind);
     let _ = extract_choice(&text, 'J');
+    // Option texts: the gold's lines (up to ten), as a benchmark's options would be.
+    let options: Vec<&str> = gold.lines().take(10).collect();
+    let _ = extract_choice_with_options(&pred, 'J', &options);
+    let _ = check_with_options(&gold, &pred, kind, ty, 'J', &options);
+    let _ = read_gold(&gold, ty);
+    let _ = strip_reasoning(&text);
     let parsed = parse_task(&text, kind, ty);
     if let Ok(task) = parsed.task {
         // A valid task's own answer is always accepted by the checker.

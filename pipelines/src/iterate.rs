@@ -64,7 +64,8 @@ pub fn run(args: &IterateArgs, cfg: &RunConfig) -> Result<()> {
     Ok(())
 }
 
-/// `<run>/summary.jsonl`: one object per finished iteration, rewritten atomically.
+/// `<run>/summary.jsonl`: one object per finished iteration, rewritten atomically; and the
+/// iterations' TensorBoard event files (`tensorboard.rs`).
 fn write_summaries(layout: &RunLayout, upto: u32) -> Result<()> {
     let mut text = String::new();
     for iter in 0..upto {
@@ -72,8 +73,10 @@ fn write_summaries(layout: &RunLayout, upto: u32) -> Result<()> {
         if !dir.join("update").exists() {
             continue;
         }
-        text.push_str(&serde_json::to_string(&summarize(&dir, iter)?)?);
+        let summary = summarize(&dir, iter)?;
+        text.push_str(&serde_json::to_string(&summary)?);
         text.push('\n');
+        crate::tensorboard::write_iteration(layout, &summary)?;
     }
     write_atomic(&layout.root.join("summary.jsonl"), text.as_bytes())
 }

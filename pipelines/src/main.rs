@@ -8,6 +8,7 @@ mod report;
 mod show;
 mod slurm;
 mod summary;
+mod tensorboard;
 mod verify_run;
 
 use std::path::PathBuf;

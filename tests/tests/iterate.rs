@@ -107,6 +107,8 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
         }
     }
     let a = digests(&run_a, FOLDERS);
+    let events = tensorboard_files(&run_a);
+    assert_tensorboard_matches_the_shards(&run_a);
 
     // 2. Done means done: a second call changes nothing.
     let before: Vec<String> = FOLDERS
@@ -123,6 +125,7 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
         })
         .collect();
     assert_eq!(before, after, "a finished run must be a no-op");
+    assert_eq!(events, tensorboard_files(&run_a), "the event files are rewritten identically");
 
     // 3. Same seed, new folder: identical shards.
     let run_b = tmp.path().join("b");
@@ -215,4 +218,63 @@ fn pruned_iterations_read_as_done_and_are_not_rerun() {
     let table = String::from_utf8_lossy(&out.stdout);
     let line = table.lines().find(|l| l.starts_with("iter-0000/checkpoint")).unwrap_or_default();
     assert!(line.ends_with("pruned"), "{table}");
+}
+
+/// The event files of a run's `tensorboard/`, by name, with their bytes.
+fn tensorboard_files(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(run.join("tensorboard"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// TensorBoard's own reader finds, in `<run>/tensorboard/`, every update step's metrics at
+/// the optimizer's global step and each iteration's summary and evaluation at its iteration.
+fn assert_tensorboard_matches_the_shards(run: &Path) {
+    let python = repo().join(".venv/bin/python");
+    let out = Command::new(&python)
+        .arg(repo().join("tests/tests/tensorboard_read.py"))
+        .arg(run.join("tensorboard"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e} (run `just setup`)", python.display()));
+    assert!(
+        out.status.success(),
+        "reading the events with tensorboard failed (is it installed in .venv? `just setup` \
+         installs it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tags: std::collections::BTreeMap<String, Vec<(i64, f64)>> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let series = |tag: &str| tags.get(tag).unwrap_or_else(|| panic!("no {tag} in {tags:?}"));
+    let files = tensorboard_files(run);
+    assert_eq!(files.len(), 2, "one event file per iteration");
+    // Update steps, numbered by the optimizer across iterations.
+    let mut want: Vec<(i64, f64)> = Vec::new();
+    for iter in 0..2u32 {
+        let rows: Vec<UpdateMetricsRow> =
+            read_folder(&run.join(format!("iter-{iter:04}/update"))).unwrap();
+        for r in rows {
+            want.push(((want.len() + 1) as i64, r.loss as f32 as f64));
+        }
+    }
+    assert_eq!(series("update/loss"), &want);
+    assert_eq!(series("update/grad_norm").len(), want.len());
+    // The summary line of each iteration at its iteration.
+    let summary = std::fs::read_to_string(run.join("summary.jsonl")).unwrap();
+    for (iter, line) in summary.lines().enumerate() {
+        let s: serde_json::Value = serde_json::from_str(line).unwrap();
+        let rate = s["valid_task_rate"].as_f64().unwrap();
+        assert!(series("iteration/valid_task_rate").contains(&(iter as i64, rate as f32 as f64)));
+        let minutes = s["minutes"].as_f64().unwrap();
+        assert!(series("iteration/minutes").contains(&(iter as i64, minutes as f32 as f64)));
+        let acc = s["eval"]["arith"].as_f64().unwrap();
+        assert!(series("eval/arith").contains(&(iter as i64, acc as f32 as f64)), "{tags:?}");
+    }
+    assert_eq!(series("eval_base/arith").len(), 1, "the initial model, once");
+    println!("tensorboard: {} scalar tags, {} update steps", tags.len(), want.len());
 }

@@ -341,8 +341,8 @@ fn each_role_is_scored_at_its_sampling_temperature() {
 
 #[test]
 fn the_manifest_records_the_compute_dtype_and_the_share_of_the_measured_gemm_peak() {
-    // bf16 asked: the update measures f32 and bf16 GEMMs and trains in the faster one that
-    // this CPU runs natively; on a CPU without native bf16 that is f32, whatever it measured.
+    // bf16 asked: the update measures f32 and bf16 GEMMs and trains in bf16 only on a CPU
+    // with AMX, whose bf16 GEMMs are the faster ones.
     let run = make_run(&["run.dtype=bf16"]);
     run.write_scored(0, &scored_rows(0, 1));
     let row = update(&run, 0);
@@ -356,11 +356,10 @@ fn the_manifest_records_the_compute_dtype_and_the_share_of_the_measured_gemm_pea
         m.model_gflops_per_second,
         100.0 * m.peak_fraction
     );
-    let native = spice_lm::cpu::CpuInfo::get().native_bf16();
-    if !native {
-        assert_eq!(m.compute_dtype, "Float", "{}", m.compute_reason);
-        assert!(m.compute_reason.contains("no native bf16"), "{}", m.compute_reason);
-    }
+    // The rule follows the instruction set: bf16 only with AMX.
+    let amx = spice_lm::cpu::CpuInfo::get().amx_bf16;
+    let want = if amx { "BFloat16" } else { "Float" };
+    assert_eq!(m.compute_dtype, want, "{}", m.compute_reason);
     assert!(m.matmul_f32_gflops > 0.1, "{m:?}");
     assert!(m.matmul_bf16_gflops.is_some_and(|b| b > 0.0), "bf16 was asked for: measured");
     // P: every trainable tensor of the tiny model, counted from its checkpoint.

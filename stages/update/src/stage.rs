@@ -270,7 +270,8 @@ impl Plan {
         let t_load = Instant::now();
         refuse_pruned(&self.policy_dir)?;
         // The GEMM rates of this machine, measured now: they choose the compute dtype
-        // (bf16 only where it is not slower) and are the peak the step is compared with.
+        // (bf16 on a CPU only with AMX, whose bf16 GEMMs are the faster ones) and are the peak
+        // the step is compared with.
         let compute = TrainingCompute::measure(device, self.kind);
         tracing::info!(
             f32_gflops = compute.f32_flops / 1e9,

@@ -1,13 +1,14 @@
 //! The machine's matmul throughput, measured in the process that is compared with it, and
-//! the compute dtype of training chosen from it.
+//! the compute dtype of training.
 //!
 //! A training step is GEMMs: its model FLOP/s (6 × parameters × tokens per second, forward
 //! and backward, recomputation not counted) over the GEMM peak measured in the same run is
-//! the share of the machine the update uses. The same measurement decides the training
-//! dtype on a CPU: bf16 is asked for to be fast, and on some CPUs it is not — libtorch
-//! emulates bf16 GEMMs on CPUs without native bf16 (several times slower than f32), and on
-//! an Intel Xeon with AVX-512-BF16 but no AMX its bf16 2048³ GEMM ran at 146 GFLOP/s against
-//! 287 for f32. The update then computes in f32 (master weights are f32 anyway).
+//! the share of the machine the update uses. bf16 is asked for to be fast, and on some CPUs
+//! it is not: libtorch emulates bf16 GEMMs on CPUs without bf16 instructions (several times
+//! slower than f32), and on an Intel Xeon with AVX-512-BF16 but no AMX its bf16 2048³ GEMM
+//! ran at 146 GFLOP/s against 287 for f32. The update computes in f32 there (master weights
+//! are f32 anyway) and in bf16 only with AMX — a rule by instruction set ([`CpuBf16`]), so
+//! that a run's arithmetic never depends on a timing.
 
 use std::time::Instant;
 

@@ -36,6 +36,6 @@ echo "run tests:   ${t_run} s"
 # Each test binary prints `Running <path>` then `finished in Ns`: list the slowest.
 echo "slowest test binaries:"
 awk '/Running /{name=$2" "$3} /test result:/{for(i=1;i<=NF;i++) if($i=="in"){print $(i+1), name}}' "$log" \
-    | sort -rn | head -10 | sed 's/^/  /'
+    | sort -rn | awk 'NR <= 10 { print "  " $0 }'  # reads all its input: no SIGPIPE under pipefail
 rm -f "$log"
 exit $status

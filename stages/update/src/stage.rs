@@ -133,7 +133,7 @@ pub fn run_with(
         trained: &trained,
         device,
         compute: &compute,
-        parameters: parameter_count(&policy),
+        parameters: policy.parameter_count(),
         prune: &over,
     };
     let manifest = out_update.commit(&report.metrics())?;
@@ -544,9 +544,4 @@ impl OptimizerSource {
 /// Whether `dir` holds AdamW state (both files).
 fn has_optimizer_state(dir: &Path) -> bool {
     dir.join(STATE_FILE).is_file() && dir.join(META_FILE).is_file()
-}
-
-/// Trainable parameters of `policy` (tied embeddings counted once).
-fn parameter_count(policy: &Policy) -> u64 {
-    policy.var_store().trainable_variables().iter().map(|t| t.numel() as u64).sum()
 }

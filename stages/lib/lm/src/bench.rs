@@ -14,6 +14,7 @@ use tch::{Kind, Tensor};
 use crate::device::{parse_device, parse_dtype};
 use crate::logprobs::{GradOptions, ScoreRow};
 use crate::optim::{AdamW, AdamWConfig};
+use crate::peak::sync;
 use crate::{GenRequest, Policy, SamplingParams};
 
 mod spice;
@@ -85,13 +86,6 @@ pub fn peak_rss() -> Option<u64> {
 /// Reset the peak-RSS counter so the next measurement covers only what follows.
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Wait for the device's queued work, so the clock reads what ran.
-fn sync(device: tch::Device) {
-    if let tch::Device::Cuda(n) = device {
-        tch::Cuda::synchronize(n as i64);
-    }
 }
 
 /// Device memory in use on a CUDA device (driver order; `CUDA_VISIBLE_DEVICES` as a plain
@@ -178,8 +172,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             let longest = rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0);
             let adv: Vec<f32> = (0..n_rows).map(|_| rng.random_range(-1.0..1.0)).collect();
             let norm = (n_rows * longest) as f64;
-            let params: i64 =
-                policy.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
+            let params: i64 = policy.parameter_count() as i64;
             let peak = crate::peak::matmul_flops(
                 device,
                 policy.compute_kind(),

@@ -45,7 +45,7 @@ pub fn matmul_flops(device: Device, kind: Kind, n: i64, repeats: usize) -> f64 {
 }
 
 /// Wait for the device's queued work, so the clock reads what ran.
-fn sync(device: Device) {
+pub fn sync(device: Device) {
     if let Device::Cuda(n) = device {
         tch::Cuda::synchronize(n as i64);
     }

@@ -167,6 +167,11 @@ impl Policy {
         &self.model
     }
 
+    /// Trainable parameters (tied embeddings counted once): P of the 6·P·tokens model FLOPs.
+    pub fn parameter_count(&self) -> u64 {
+        self.model.vs.trainable_variables().iter().map(|t| t.numel() as u64).sum()
+    }
+
     /// The trainable f32 variables (for the optimizer and checkpoints).
     pub fn var_store(&self) -> &tch::nn::VarStore {
         &self.model.vs

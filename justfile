@@ -26,6 +26,11 @@ slurm-iterate *args: setup
 slurm-status *args:
     @target/release/spice slurm status "$@"
 
+# Cross-play of a run: Challengers and Reasoners of its iterations against each other on
+# held-out documents, e.g. `just crossplay --run data/runs/default --policies 0,5,10`.
+crossplay *args: setup
+    @target/release/spice crossplay "$@"
+
 # Evaluate a model or checkpoint on benchmark files, e.g.
 # `just eval --model data/models/smollm2-135m-instruct --bench math500.jsonl --out data/eval/x`.
 eval *args: setup

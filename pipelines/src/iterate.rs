@@ -81,7 +81,7 @@ fn write_summaries(layout: &RunLayout, upto: u32) -> Result<()> {
     write_atomic(&layout.root.join("summary.jsonl"), text.as_bytes())
 }
 
-fn run_stage(
+pub fn run_stage(
     bin_dir: &Path,
     run: &Path,
     call: &StageCall,
@@ -92,9 +92,10 @@ fn run_stage(
         let bin: PathBuf = bin_dir.join(call.bin);
         let argv = call.args(run, part, device, force);
         let shown = format!("{} {}", call.bin, argv.join(" "));
-        let what = match call.iter {
-            Some(i) => format!("iter {i:04} {}", call.name),
-            None => call.name.to_string(),
+        let what = match (call.iter, call.cell) {
+            (_, Some(c)) => format!("crossplay {c} {}", call.name),
+            (Some(i), None) => format!("iter {i:04} {}", call.name),
+            (None, None) => call.name.to_string(),
         };
         let part_note =
             if call.parts > 1 { format!(" part {part}/{}", call.parts) } else { String::new() };

@@ -1,6 +1,7 @@
 //! `spice`: the driver of a SPICE run. It runs each stage binary as its own process, so every
 //! stage can also run alone, on another machine, or as a Slurm job.
 
+mod crossplay;
 mod doctor;
 mod iterate;
 mod plan;
@@ -25,6 +26,10 @@ enum Cli {
     /// Run the same stages as Slurm jobs (`spice slurm iterate`), or show their status.
     #[command(subcommand)]
     Slurm(slurm::SlurmCmd),
+    /// Cross-play: Challengers and Reasoners of different iterations against each other on
+    /// documents held out of training (do later Challengers write harder tasks, and do later
+    /// Reasoners pass more?).
+    Crossplay(crossplay::CrossplayArgs),
     /// Print one example of an iteration: the document, the task the Challenger wrote from it,
     /// and the Reasoner's answers with their verdicts.
     Show(show::ShowArgs),
@@ -90,6 +95,7 @@ fn main() -> Result<()> {
             iterate::run(&args, &cfg)?
         }
         Cli::Slurm(cmd) => slurm::run(cmd)?,
+        Cli::Crossplay(args) => crossplay::run(&args)?,
         Cli::Report(args) => report::run(&args)?,
         Cli::Show(args) => show::run(&args)?,
         Cli::Doctor(args) => doctor::run(&args)?,

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use spice_schemas::RunConfig;
+use spice_stage::Cell;
 
 /// One stage of an iteration, possibly split into parts (`--shard I/N`).
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +22,8 @@ pub struct StageCall {
     pub parts: u32,
     /// The folder whose manifests say whether the stage is done.
     pub output: PathBuf,
+    /// A cross-play cell (`--crossplay C:R`) instead of an iteration.
+    pub cell: Option<Cell>,
 }
 
 impl StageCall {
@@ -29,6 +32,9 @@ impl StageCall {
         let mut a = vec!["--run".to_string(), run.display().to_string()];
         if let Some(i) = self.iter {
             a.extend([self.iter_flag.to_string(), i.to_string()]);
+        }
+        if let Some(c) = self.cell {
+            a.extend(["--crossplay".to_string(), c.to_string()]);
         }
         if self.parts > 1 {
             a.extend(["--shard".to_string(), format!("{part}/{}", self.parts)]);
@@ -52,6 +58,7 @@ pub fn chunk_call(run: &Path) -> StageCall {
         iter_flag: "--iter",
         parts: 1,
         output: run.join("chunks"),
+        cell: None,
     }
 }
 
@@ -67,6 +74,7 @@ pub fn iteration_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall>
         iter_flag: "--iter",
         parts,
         output: dir.join(out),
+        cell: None,
     };
     vec![
         call("challenge", "spice-challenge", n, "challenger"),
@@ -93,6 +101,7 @@ pub fn eval_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall> {
         iter_flag,
         parts: 1,
         output: dir.join(out),
+        cell: None,
     };
     if iter == 0 {
         calls.push(call("--iter", "eval"));
@@ -101,6 +110,26 @@ pub fn eval_calls(run: &Path, cfg: &RunConfig, iter: u32) -> Vec<StageCall> {
         calls.push(call("--checkpoint-of", "eval-checkpoint"));
     }
     calls
+}
+
+/// Stage `name` (`challenge`, `filter`, `rollout` or `score`) of cross-play cell `cell`.
+pub fn crossplay_call(run: &Path, cell: &Cell, name: &'static str, parts: u32) -> StageCall {
+    let (bin, folder) = match name {
+        "challenge" => ("spice-challenge", "challenger"),
+        "filter" => ("spice-filter", "tasks"),
+        "rollout" => ("spice-rollout", "rollouts"),
+        "score" => ("spice-score", "scored"),
+        other => unreachable!("{other} is not a cross-play stage"),
+    };
+    StageCall {
+        name,
+        bin,
+        iter: None,
+        iter_flag: "--iter",
+        parts,
+        output: cell.folder(run, folder),
+        cell: Some(*cell),
+    }
 }
 
 /// Every stage binary a run needs.

@@ -143,6 +143,34 @@ fn output_folders(root: &Path) -> Result<Vec<PathBuf>> {
         sub.sort_by_key(|p| stage_rank(p));
         dirs.extend(sub);
     }
+    // Cross-play cells: `crossplay/challenger-C/{challenger,tasks}` and
+    // `crossplay/challenger-C/reasoner-R/{rollouts,scored}`.
+    let subdirs = |d: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .with_context(|| format!("listing {}", d.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && !is_temporary(p))
+            .collect();
+        v.sort_by_key(|p| stage_rank(p));
+        Ok(v)
+    };
+    let crossplay = root.join("crossplay");
+    if crossplay.is_dir() {
+        let mut challengers = subdirs(&crossplay)?;
+        challengers.sort();
+        for c in challengers {
+            for d in subdirs(&c)? {
+                if d.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("reasoner-"))
+                {
+                    dirs.extend(subdirs(&d)?);
+                } else {
+                    dirs.push(d);
+                }
+            }
+        }
+    }
     Ok(dirs.into_iter().filter(|d| d.is_dir()).collect())
 }
 

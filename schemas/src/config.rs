@@ -24,6 +24,7 @@ pub struct RunConfig {
     pub update: UpdateSection,
     pub eval: EvalSection,
     pub checkpoint: CheckpointSection,
+    pub crossplay: CrossplaySection,
     pub slurm: SlurmSection,
     /// Where the model and corpus paths come from, by path: a Hugging Face model or dataset
     /// id (`"data/models/qwen3-4b-base" = "Qwen/Qwen3-4B-Base"`), named with the command that
@@ -291,6 +292,51 @@ impl EvalSection {
         self.eval_every > 0
             && !self.benchmarks.is_empty()
             && (iter + 1).is_multiple_of(self.eval_every)
+    }
+}
+
+/// Cross-play (`spice crossplay`): Challengers and Reasoners of different iterations played
+/// against each other on documents the run never trains on, the paper's co-evolution
+/// analysis. "Policy i" is the model that played iteration i: the initial model for 0, the
+/// checkpoint of iteration i - 1 otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrossplaySection {
+    /// Chunks held out of the Challenger's training draws, chosen once by seed from the
+    /// chunked corpus; cross-play's Challengers write their tasks from them. Set it before
+    /// training: it changes which documents iterations draw. 0 = none held out.
+    pub heldout_documents: u32,
+    /// Without held-out documents, cross-play draws this many chunks by seed, which training
+    /// may have seen (`spice crossplay` says so). Not read when `heldout_documents > 0`.
+    pub documents: u32,
+    /// Policies compared (iterations, see above); empty = every policy the run has.
+    pub policies: Vec<u32>,
+    /// The Reasoner that answers every compared Challenger's tasks.
+    pub fixed_reasoner: u32,
+    /// The Challenger whose tasks every compared Reasoner answers.
+    pub fixed_challenger: u32,
+}
+
+impl Default for CrossplaySection {
+    fn default() -> Self {
+        Self {
+            heldout_documents: 0,
+            documents: 16,
+            policies: Vec::new(),
+            fixed_reasoner: 0,
+            fixed_challenger: 0,
+        }
+    }
+}
+
+impl CrossplaySection {
+    /// How many documents cross-play uses, and whether training never drew them.
+    pub fn document_count(&self) -> (u32, bool) {
+        if self.heldout_documents > 0 {
+            (self.heldout_documents, true)
+        } else {
+            (self.documents, false)
+        }
     }
 }
 
@@ -617,6 +663,7 @@ impl RunConfig {
             ("update.micro_batch_size", self.update.micro_batch_size),
             ("corpus.max_doc_tokens", self.corpus.max_doc_tokens),
             ("eval.samples", self.eval.samples),
+            ("crossplay.documents", self.crossplay.documents),
         ];
         for (key, v) in positive {
             if v == 0 {

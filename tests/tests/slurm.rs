@@ -91,6 +91,9 @@ const SLURM_TAIL: &str = r#"[slurm]
 time = "0:10:00"
 cpus_per_task = 1
 setup = ["export SPICE_TEST_SETUP=1"]
+
+[crossplay]
+heldout_documents = 2
 "#;
 
 const FOLDERS: &[&str] = &[
@@ -209,6 +212,58 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
         so.lines().filter(|l| l.starts_with("iter ")).count(),
         2,
         "an iteration summary each:\n{so}"
+    );
+
+    // Cross-play as jobs gives the cells of a local cross-play.
+    let cx = ["--policies", "0,2"];
+    let local_cx = cluster
+        .spice(&[&["crossplay", "--run", local.to_str().unwrap()][..], &cx[..]].concat())
+        .output()
+        .unwrap();
+    assert!(local_cx.status.success(), "{}", failure("spice crossplay", &local_cx));
+    let remote_cx = cluster
+        .spice(
+            &[
+                &[
+                    "slurm",
+                    "crossplay",
+                    "--run",
+                    remote.to_str().unwrap(),
+                    "--wait",
+                    "--poll",
+                    "0.5",
+                ][..],
+                &cx[..],
+            ]
+            .concat(),
+        )
+        .output()
+        .unwrap();
+    let (so, se) = text(&remote_cx);
+    assert!(remote_cx.status.success(), "spice slurm crossplay failed:\n{se}\n{so}");
+    assert!(se.contains("0 stage(s) done, 0 already queued, 10 submitted"), "{se}");
+    assert!(remote.join("slurm/crossplay/challenger-0002/reasoner-0000/rollout.sbatch").exists());
+    let cells = |run: &std::path::Path| -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (c, r) in [(0, 0), (2, 0), (0, 2)] {
+            for f in ["challenger", "tasks", "rollouts", "scored"] {
+                let dir = match f {
+                    "challenger" | "tasks" => run.join(format!("crossplay/challenger-{c:04}/{f}")),
+                    _ => run.join(format!("crossplay/challenger-{c:04}/reasoner-{r:04}/{f}")),
+                };
+                let mut ms = spice_schemas::manifest::folder_complete(&dir)
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{} not committed", dir.display()));
+                ms.sort_by_key(|m| m.shard.index);
+                out.extend(ms.into_iter().map(|m| (format!("{c}:{r} {f}"), m.output_digest)));
+            }
+        }
+        out
+    };
+    assert_eq!(cells(&local), cells(&remote), "Slurm and local cross-play differ");
+    assert_eq!(
+        std::fs::read_to_string(local.join("crossplay/crossplay.csv")).unwrap(),
+        std::fs::read_to_string(remote.join("crossplay/crossplay.csv")).unwrap()
     );
     println!("total {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use spice_schemas::{commit::write_atomic, manifest::folder_complete, vocab::Grounding, RunConfig};
 
-use crate::plan::{chunk_call, eval_calls, iteration_calls, StageCall};
+use crate::plan::{chunk_call, crossplay_call, eval_calls, iteration_calls, StageCall};
 
 use super::script::log_pattern;
 
@@ -70,6 +70,45 @@ pub fn plan(run: &Path, cfg: &RunConfig, iterations: u32) -> Vec<Job> {
         for call in eval_calls(run, cfg, iter) {
             push(call, last, &mut jobs);
         }
+    }
+    jobs
+}
+
+/// The jobs of a cross-play: per Challenger, challenge → filter; per cell, rollout → score
+/// after its Challenger's filter. Cells run beside each other.
+pub fn crossplay_plan(run: &Path, cfg: &RunConfig, plan: &crate::crossplay::Plan) -> Vec<Job> {
+    let shards = cfg.run.shards.max(1);
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut filters = std::collections::BTreeMap::new();
+    let push = |call: StageCall, after: Option<usize>, jobs: &mut Vec<Job>| -> usize {
+        // `crossplay/challenger-0003[/reasoner-0000]/<stage>`, as the folders lie.
+        let folder = call.output.parent().expect("a stage folder lies in its cell");
+        let rel = folder.strip_prefix(run).expect("cells lie in the run").to_path_buf();
+        let dir = run.join("slurm").join(&rel);
+        let key = format!("{}/{}", rel.display(), call.name);
+        let log = log_pattern(&dir.join("logs"), call.name, call.parts);
+        jobs.push(Job {
+            key,
+            after,
+            script: dir.join(format!("{}.sbatch", call.name)),
+            record: dir.join(format!("{}.job", call.name)),
+            log,
+            call,
+        });
+        jobs.len() - 1
+    };
+    for cell in &plan.cells {
+        let filter = match filters.get(&cell.challenger) {
+            Some(&f) => f,
+            None => {
+                let c = push(crossplay_call(run, cell, "challenge", shards), None, &mut jobs);
+                let f = push(crossplay_call(run, cell, "filter", 1), Some(c), &mut jobs);
+                filters.insert(cell.challenger, f);
+                f
+            }
+        };
+        let r = push(crossplay_call(run, cell, "rollout", shards), Some(filter), &mut jobs);
+        push(crossplay_call(run, cell, "score", 1), Some(r), &mut jobs);
     }
     jobs
 }
@@ -154,6 +193,46 @@ mod tests {
         assert_eq!(jobs[3].script, Path::new("/r/slurm/iter-0000/rollout.sbatch"));
         assert_eq!(jobs[3].log, Path::new("/r/slurm/iter-0000/logs/rollout-%A_%a.log"));
         assert_eq!(jobs[0].log, Path::new("/r/slurm/logs/chunk-%j.log"));
+
+        let cx = crate::crossplay::Plan::new(vec![0, 2], 0, 2);
+        let jobs = crossplay_plan(Path::new("/r"), &cfg, &cx);
+        let keys: Vec<(&str, Option<&str>)> =
+            jobs.iter().map(|j| (j.key.as_str(), j.after.map(|a| jobs[a].key.as_str()))).collect();
+        let c0 = "crossplay/challenger-0000";
+        let c2 = "crossplay/challenger-0002";
+        let k = |s: &str| s.to_string();
+        let want = [
+            (k(&format!("{c0}/challenge")), None),
+            (k(&format!("{c0}/filter")), Some(k(&format!("{c0}/challenge")))),
+            (k(&format!("{c0}/reasoner-0000/rollout")), Some(k(&format!("{c0}/filter")))),
+            (
+                k(&format!("{c0}/reasoner-0000/score")),
+                Some(k(&format!("{c0}/reasoner-0000/rollout"))),
+            ),
+            (k(&format!("{c2}/challenge")), None),
+            (k(&format!("{c2}/filter")), Some(k(&format!("{c2}/challenge")))),
+            (k(&format!("{c2}/reasoner-0000/rollout")), Some(k(&format!("{c2}/filter")))),
+            (
+                k(&format!("{c2}/reasoner-0000/score")),
+                Some(k(&format!("{c2}/reasoner-0000/rollout"))),
+            ),
+            (k(&format!("{c2}/reasoner-0002/rollout")), Some(k(&format!("{c2}/filter")))),
+            (
+                k(&format!("{c2}/reasoner-0002/score")),
+                Some(k(&format!("{c2}/reasoner-0002/rollout"))),
+            ),
+        ];
+        let got: Vec<(String, Option<String>)> =
+            keys.iter().map(|(a, b)| (a.to_string(), b.map(str::to_string))).collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            jobs[2].script,
+            Path::new("/r/slurm/crossplay/challenger-0000/reasoner-0000/rollout.sbatch")
+        );
+        assert_eq!(
+            jobs[0].call.args(Path::new("/r"), 1, None, false),
+            ["--run", "/r", "--crossplay", "0:0", "--shard", "1/2"]
+        );
 
         cfg.challenger.grounding = Grounding::None;
         let jobs = plan(Path::new("/r"), &cfg, 1);

@@ -24,6 +24,11 @@ pub enum SlurmCmd {
     /// nor queued, chained with `--dependency=afterok`. Split stages are job arrays over
     /// `--shard I/N`; resources come from the `[slurm]` section of the config.
     Iterate(SlurmIterateArgs),
+    /// Submit the cells of `spice crossplay` as jobs: per Challenger policy challenge →
+    /// filter, then per cell rollout → score; again submits only what is neither done nor
+    /// queued. With --wait, writes crossplay.csv when the queue has drained (or run `spice
+    /// crossplay` afterwards: it finds every cell done).
+    Crossplay(SlurmCrossplayArgs),
     /// Per iteration and stage: done (manifests), queued, running, failed (with the log
     /// path) or cancelled, with job ids.
     Status(StatusArgs),
@@ -49,6 +54,24 @@ pub struct SlurmIterateArgs {
 }
 
 #[derive(clap::Args)]
+pub struct SlurmCrossplayArgs {
+    #[command(flatten)]
+    pub cross: crate::crossplay::CrossplayArgs,
+    /// Write the scripts and print the sbatch commands without submitting.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait until the submitted jobs have left the queue, then write the results.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds between queue polls with --wait.
+    #[arg(long, default_value_t = 2.0)]
+    pub poll: f64,
+    /// sbatch template (default: the one built in, from pipelines/slurm/stage.sbatch).
+    #[arg(long)]
+    pub template: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 pub struct StatusArgs {
     /// Run folder.
     #[arg(long, default_value = "data/runs/default")]
@@ -61,6 +84,7 @@ pub struct StatusArgs {
 pub fn run(cmd: SlurmCmd) -> Result<()> {
     match cmd {
         SlurmCmd::Iterate(args) => submit::run(&args),
+        SlurmCmd::Crossplay(args) => submit::crossplay(&args),
         SlurmCmd::Status(args) => status::run(&args),
     }
 }

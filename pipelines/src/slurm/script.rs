@@ -94,9 +94,9 @@ pub fn render(template: &str, input: &ScriptInput, res: &SlurmResources) -> Resu
     }
     let sbatch: Vec<String> = sbatch.into_iter().map(|o| format!("#SBATCH {o}")).collect();
 
-    let what = match call.iter {
-        Some(_) => input.key.replace('/', " "),
-        None => call.name.to_string(),
+    let what = match (call.iter, call.cell) {
+        (None, None) => call.name.to_string(),
+        _ => input.key.replace('/', " "),
     };
     let run_name =
         input.run.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();

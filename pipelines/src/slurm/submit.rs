@@ -7,37 +7,106 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use spice_schemas::commit::write_atomic;
-use spice_schemas::RunConfig;
+use spice_schemas::{layout::RunLayout, RunConfig};
 
-use super::jobs::{plan, Job, Record};
+use super::jobs::{crossplay_plan, plan, Job, Record};
 use super::queue::{query, summarize, Jobs};
 use super::script::{quote, render, ScriptInput, TEMPLATE};
 use super::status::{print_report, report};
-use super::SlurmIterateArgs;
+use super::{SlurmCrossplayArgs, SlurmIterateArgs};
 use crate::plan::BINARIES;
 
 pub fn run(args: &SlurmIterateArgs) -> Result<()> {
     let cfg = crate::freeze_config(&args.common).context("preparing the run folder")?;
-    let setup = Setup::prepare(args, &cfg)?;
+    let iterations = args.common.iterations.unwrap_or(cfg.run.iterations);
+    let sub = Submission {
+        run: &args.common.run,
+        bin_dir: args.common.bin_dir.as_deref(),
+        template: args.template.as_deref(),
+        device: args.common.device.as_deref(),
+        force: args.common.force,
+        dry_run: args.dry_run,
+        wait: args.wait,
+        poll: args.poll,
+    };
+    let what = format!(
+        "spice slurm iterate: run {{run}} (profile `{}`), {iterations} iteration(s)",
+        cfg.run.name
+    );
+    submit_plan(&sub, &cfg, &what, |run| plan(run, &cfg, iterations))
+}
+
+/// `spice slurm crossplay`: the cells of `spice crossplay` as jobs.
+pub fn crossplay(args: &SlurmCrossplayArgs) -> Result<()> {
+    let cx = &args.cross;
+    let layout = RunLayout::new(&cx.run);
+    let cfg = RunConfig::load(&layout.config())
+        .context("this run folder has no run.toml: make the run first")?;
+    let plan = crate::crossplay::plan(cx, &cfg, &layout)?;
+    crate::crossplay::write_plan(&layout, &plan)?;
+    let sub = Submission {
+        run: &cx.run,
+        bin_dir: cx.bin_dir.as_deref(),
+        template: args.template.as_deref(),
+        device: cx.device.as_deref(),
+        force: cx.force,
+        dry_run: args.dry_run,
+        wait: args.wait,
+        poll: args.poll,
+    };
+    let what = format!(
+        "spice slurm crossplay: run {{run}}, policies {:?}, fixed Reasoner {}, fixed Challenger \
+         {}, {} cell(s)",
+        plan.policies,
+        plan.fixed_reasoner,
+        plan.fixed_challenger,
+        plan.cells.len()
+    );
+    submit_plan(&sub, &cfg, &what, |run| crossplay_plan(run, &cfg, &plan))?;
+    if args.wait && !args.dry_run {
+        crate::crossplay::finish(&layout, &plan)?;
+    }
+    Ok(())
+}
+
+/// What a submission needs besides its jobs.
+pub struct Submission<'a> {
+    pub run: &'a Path,
+    pub bin_dir: Option<&'a Path>,
+    pub template: Option<&'a Path>,
+    pub device: Option<&'a str>,
+    pub force: bool,
+    pub dry_run: bool,
+    pub wait: bool,
+    pub poll: f64,
+}
+
+/// Write the scripts of the jobs `jobs(run)` gives, and submit what is neither done nor
+/// queued, each after the job it waits for; `what` heads the log (`{run}` is the run folder).
+pub fn submit_plan(
+    sub: &Submission,
+    cfg: &RunConfig,
+    what: &str,
+    jobs: impl FnOnce(&Path) -> Vec<Job>,
+) -> Result<()> {
+    let setup = Setup::prepare(sub, jobs)?;
     let jobs = &setup.jobs;
     eprintln!(
-        "spice slurm iterate: run {} (profile `{}`), {} iteration(s), {} job(s) in the plan{}",
-        setup.run.display(),
-        cfg.run.name,
-        setup.iterations,
+        "{}, {} job(s) in the plan{}",
+        what.replace("{run}", &setup.run.display().to_string()),
         jobs.len(),
-        if args.dry_run { ", dry run" } else { "" }
+        if sub.dry_run { ", dry run" } else { "" }
     );
 
     let records: Vec<Option<Record>> = jobs.iter().map(Job::read_record).collect::<Result<_>>()?;
-    let states = queue_states(&records, args.dry_run)?;
+    let states = queue_states(&records, sub.dry_run)?;
 
     // The job id (or, in a dry run, the shell variable) each stage's dependants wait for.
     let mut waits_for: Vec<Option<String>> = vec![None; jobs.len()];
     let (mut done, mut queued, mut submitted) = (0, 0, 0);
     for (i, job) in jobs.iter().enumerate() {
-        setup.write_script(args, &cfg, job)?;
-        if !args.common.force && job.done()? {
+        setup.write_script(sub, cfg, job)?;
+        if !sub.force && job.done()? {
             done += 1;
             continue;
         }
@@ -48,7 +117,7 @@ pub fn run(args: &SlurmIterateArgs) -> Result<()> {
         }
         let after = job.after.and_then(|a| waits_for[a].clone());
         let argv = sbatch_argv(job, after.as_deref());
-        let id = if args.dry_run {
+        let id = if sub.dry_run {
             print_dry_run(i, job, &argv)
         } else {
             submit(job, &argv, after, submitted)?
@@ -56,15 +125,15 @@ pub fn run(args: &SlurmIterateArgs) -> Result<()> {
         waits_for[i] = Some(id);
         submitted += 1;
     }
-    let verb = if args.dry_run { "to submit" } else { "submitted" };
+    let verb = if sub.dry_run { "to submit" } else { "submitted" };
     eprintln!(
-        "spice slurm iterate: {done} stage(s) done, {queued} already queued, {submitted} {verb}; \
+        "spice slurm: {done} stage(s) done, {queued} already queued, {submitted} {verb}; \
          scripts in {}",
         setup.run.join("slurm").display()
     );
-    if args.wait && !args.dry_run {
+    if sub.wait && !sub.dry_run {
         let ids: Vec<String> = waits_for.into_iter().flatten().collect();
-        wait_until_done(&ids, jobs, args.poll)?;
+        wait_until_done(&ids, jobs, sub.poll)?;
     }
     Ok(())
 }
@@ -76,35 +145,32 @@ struct Setup {
     /// The folder the jobs start in: this one.
     chdir: PathBuf,
     template: String,
-    iterations: u32,
     jobs: Vec<Job>,
 }
 
 impl Setup {
-    fn prepare(args: &SlurmIterateArgs, cfg: &RunConfig) -> Result<Setup> {
-        let common = &args.common;
-        let run = std::fs::canonicalize(&common.run)
-            .with_context(|| format!("resolving {}", common.run.display()))?;
-        let bin_dir = match &common.bin_dir {
+    fn prepare(sub: &Submission, jobs: impl FnOnce(&Path) -> Vec<Job>) -> Result<Setup> {
+        let run = std::fs::canonicalize(sub.run)
+            .with_context(|| format!("resolving {}", sub.run.display()))?;
+        let bin_dir = match sub.bin_dir {
             Some(d) => std::fs::canonicalize(d)
                 .with_context(|| format!("resolving --bin-dir {}", d.display()))?,
             None => std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default(),
         };
-        let template = match &args.template {
+        let template = match sub.template {
             Some(p) => std::fs::read_to_string(p)
                 .with_context(|| format!("reading the sbatch template {}", p.display()))?,
             None => TEMPLATE.to_string(),
         };
-        let iterations = common.iterations.unwrap_or(cfg.run.iterations);
-        let jobs = plan(&run, cfg, iterations);
+        let jobs = jobs(&run);
         check_binaries(&bin_dir, &jobs)?;
         let chdir = std::env::current_dir()?;
-        Ok(Setup { run, bin_dir, chdir, template, iterations, jobs })
+        Ok(Setup { run, bin_dir, chdir, template, jobs })
     }
 
     /// Writes the job's sbatch script (always, so it matches the config) and makes its log
     /// folder.
-    fn write_script(&self, args: &SlurmIterateArgs, cfg: &RunConfig, job: &Job) -> Result<()> {
+    fn write_script(&self, sub: &Submission, cfg: &RunConfig, job: &Job) -> Result<()> {
         let res = cfg.slurm.for_stage(job.call.name);
         let input = ScriptInput {
             call: &job.call,
@@ -112,8 +178,8 @@ impl Setup {
             run: &self.run,
             bin_dir: &self.bin_dir,
             chdir: &self.chdir,
-            device: args.common.device.as_deref(),
-            force: args.common.force,
+            device: sub.device,
+            force: sub.force,
             log: &job.log,
         };
         let text = render(&self.template, &input, &res)

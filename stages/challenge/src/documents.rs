@@ -41,6 +41,27 @@ pub fn sample(chunks: &[ChunkRow], b: u32, seed: u64) -> Result<Vec<DocSlot>> {
         .collect())
 }
 
+/// The chunks held out of training for cross-play (`[crossplay]`): `n` chunks drawn by
+/// `seed`, as slots in draw order. The draw depends only on the chunk list and the seed, so
+/// the Challenger's training draws and cross-play compute the same set.
+pub fn heldout(chunks: &[ChunkRow], n: u32, seed: u64) -> Result<Vec<DocSlot>> {
+    if n as usize >= chunks.len() {
+        bail!(
+            "crossplay.heldout_documents = {n}, but the chunked corpus has {} chunks: hold out \
+             fewer, so that training has documents left",
+            chunks.len()
+        );
+    }
+    sample(chunks, n, seed)
+}
+
+/// The chunks training may draw: all but the held-out ones.
+pub fn trainable(chunks: Vec<ChunkRow>, heldout: &[DocSlot]) -> Vec<ChunkRow> {
+    let out: std::collections::HashSet<&str> =
+        heldout.iter().map(|d| d.chunk_id.as_str()).collect();
+    chunks.into_iter().filter(|c| !out.contains(c.chunk_id.as_str())).collect()
+}
+
 /// Slots with no document (`grounding = "none"`).
 pub fn ungrounded(b: u32) -> Vec<DocSlot> {
     (0..b).map(|slot| DocSlot { slot, chunk_id: String::new(), text: None }).collect()
@@ -85,5 +106,20 @@ mod tests {
         assert_eq!(seen.len(), 50);
         assert_eq!(sample(&chunks(3), 5, 1).unwrap().len(), 5);
         assert!(sample(&[], 5, 1).is_err());
+    }
+
+    #[test]
+    fn held_out_chunks_are_never_drawn_for_training() {
+        let c = chunks(30);
+        let held = heldout(&c, 5, 3).unwrap();
+        assert_eq!(held, heldout(&c, 5, 3).unwrap(), "the same set every time");
+        let train = trainable(c.clone(), &held);
+        assert_eq!(train.len(), 25);
+        for s in 0..100 {
+            for d in sample(&train, 10, s).unwrap() {
+                assert!(held.iter().all(|h| h.chunk_id != d.chunk_id), "{} drawn", d.chunk_id);
+            }
+        }
+        assert!(heldout(&c, 30, 3).is_err(), "nothing left to train on");
     }
 }

@@ -15,11 +15,13 @@ each document has a valid task or challenger.max_attempts is reached. Writes eve
 struct Cli {
     #[command(flatten)]
     stage: spice_stage::StageArgs,
+    #[command(flatten)]
+    cell: spice_stage::CellArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     spice_stage::init_logging();
     let cli = Cli::parse();
-    let ctx = spice_stage::StageCtx::load(&cli.stage)?;
+    let ctx = spice_stage::StageCtx::load(&cli.stage)?.in_cell(cli.cell.crossplay);
     spice_challenge::run(&ctx)
 }

@@ -32,10 +32,21 @@ struct StageConfig<'a> {
     /// keep their config digest.
     #[serde(skip_serializing_if = "is_true")]
     batch_invariant: bool,
+    /// Chunks held out of the training draws (`[crossplay]`); recorded only when some are, so
+    /// runs from before keep their config digest.
+    #[serde(skip_serializing_if = "is_zero")]
+    heldout_documents: u32,
+    /// A cross-play cell's documents: how many, and whether training never drew them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crossplay_documents: Option<(u32, bool)>,
 }
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Seed of attempt `attempt` of document `slot` (and of its format choice).
@@ -100,6 +111,8 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
             dtype: ctx.cfg.run.dtype.as_str(),
             prompts: prompts.digest(),
             batch_invariant: ctx.cfg.run.batch_invariant,
+            heldout_documents: ctx.cfg.crossplay.heldout_documents,
+            crossplay_documents: ctx.cell.map(|_| ctx.cfg.crossplay.document_count()),
         })
         .input("policy", &policy_dir)?;
     if grounded {
@@ -151,12 +164,25 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
     Ok(())
 }
 
-/// The documents of this iteration that this part owns.
+/// The documents of this iteration that this part owns: drawn from the chunks not held out
+/// for cross-play, or in a cross-play cell, the cross-play documents.
 fn owned_documents(ctx: &StageCtx, grounded: bool, documents_seed: u64) -> Result<Vec<DocSlot>> {
-    let n = ctx.cfg.challenger.documents_per_iteration;
+    let (n_cross, _) = ctx.cfg.crossplay.document_count();
+    let n = if ctx.cell.is_some() { n_cross } else { ctx.cfg.challenger.documents_per_iteration };
     let slots = if grounded {
         let chunks: Vec<ChunkRow> = read_committed_rows(&ctx.layout.chunks(), "spice-chunk")?;
-        documents::sample(&chunks, n, documents_seed)?
+        // The held-out set (or, with none held out, cross-play's draw) by the run's seed alone.
+        let heldout_seed = derive_seed(ctx.run_seed, 0, "heldout-documents", 0);
+        let held = ctx.cfg.crossplay.heldout_documents;
+        match (ctx.cell.is_some(), held > 0) {
+            (true, true) => documents::heldout(&chunks, held, heldout_seed)?,
+            (true, false) => documents::sample(&chunks, n, heldout_seed)?,
+            (false, true) => {
+                let out = documents::heldout(&chunks, held, heldout_seed)?;
+                documents::sample(&documents::trainable(chunks, &out), n, documents_seed)?
+            }
+            (false, false) => documents::sample(&chunks, n, documents_seed)?,
+        }
     } else {
         documents::ungrounded(n)
     };

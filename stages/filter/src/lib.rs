@@ -11,7 +11,7 @@ use spice_schemas::rows::{ChallengerRow, TaskRow};
 use spice_schemas::{
     committed_files, read_committed, run_stage, Located, ShardRow, ShardSpec, StageOutput,
 };
-use spice_stage::{StageArgs, StageCtx};
+use spice_stage::StageCtx;
 use spice_verify::{parse_task_for_prompt, AnswerType, Invalid, InvalidReason, TaskKind};
 use tracing::info;
 
@@ -24,8 +24,7 @@ pub fn task_id(iteration: u32, doc_slot: u32, attempt: u32) -> String {
     format!("i{iteration:04}-d{doc_slot:03}-a{attempt:04}")
 }
 
-pub fn run(args: &StageArgs) -> Result<()> {
-    let ctx = StageCtx::load(args)?;
+pub fn run(ctx: &StageCtx) -> Result<()> {
     let input = ctx.folder(ChallengerRow::FOLDER);
     committed_files(&input, PRODUCER)?;
     let out = StageOutput::new(&ctx.folder(TaskRow::FOLDER), STAGE, ctx.shard)

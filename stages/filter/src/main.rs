@@ -17,10 +17,13 @@ with unchanged inputs and [challenger] config does nothing."
 struct Cli {
     #[command(flatten)]
     stage: spice_stage::StageArgs,
+    #[command(flatten)]
+    cell: spice_stage::CellArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     spice_stage::init_logging();
     let cli = Cli::parse();
-    spice_filter::run(&cli.stage)
+    let ctx = spice_stage::StageCtx::load(&cli.stage)?.in_cell(cli.cell.crossplay);
+    spice_filter::run(&ctx)
 }

@@ -50,7 +50,7 @@ pub fn answer_seed(run_seed: u64, iter: u32, task_id: &str, k: u32) -> u64 {
 pub fn run(ctx: &StageCtx) -> Result<()> {
     let rs = &ctx.cfg.reasoner;
     let tasks_dir = ctx.folder(TaskRow::FOLDER);
-    let policy_dir = ctx.policy_dir()?;
+    let policy_dir = ctx.reasoner_policy_dir()?;
     let prompts = Prompts::locate(Some(&ctx.layout.root))?;
     let out = StageOutput::new(&ctx.folder(RolloutRow::FOLDER), "rollout", ctx.shard)
         .iteration(ctx.iter)

@@ -19,7 +19,7 @@ use spice_schemas::vocab::Role;
 use spice_schemas::{
     committed_files, read_committed, run_stage, Located, RowAt, ShardRow, ShardSpec, StageOutput,
 };
-use spice_stage::{derive_seed, StageArgs, StageCtx};
+use spice_stage::{derive_seed, StageCtx};
 use spice_verify::{check_with_options, AnswerType, Check, TaskKind, MCQ_MAX_LETTER};
 use tracing::{info, warn};
 
@@ -48,8 +48,7 @@ impl Scoring {
     }
 }
 
-pub fn run(args: &StageArgs) -> Result<()> {
-    let ctx = StageCtx::load(args)?;
+pub fn run(ctx: &StageCtx) -> Result<()> {
     let tasks_dir = ctx.folder(TaskRow::FOLDER);
     let rollouts_dir = ctx.folder(RolloutRow::FOLDER);
     let challenger_dir = ctx.folder(ChallengerRow::FOLDER);

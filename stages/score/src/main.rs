@@ -19,10 +19,13 @@ unchanged inputs, [reward] config and seed does nothing."
 struct Cli {
     #[command(flatten)]
     stage: spice_stage::StageArgs,
+    #[command(flatten)]
+    cell: spice_stage::CellArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     spice_stage::init_logging();
     let cli = Cli::parse();
-    spice_score::run(&cli.stage)
+    let ctx = spice_stage::StageCtx::load(&cli.stage)?.in_cell(cli.cell.crossplay);
+    spice_score::run(&ctx)
 }

@@ -5,7 +5,8 @@
 //! most recent committed ones up to N, which include N's own: so the checkpoint and optimizer
 //! state the next iteration (or a resume) reads are never touched. A checkpoint whose
 //! evaluation `eval.eval_every` schedules stays until `iter-K/eval-checkpoint/` has committed
-//! (under Slurm that job runs beside the next iteration); a later update prunes it then.
+//! (under Slurm that job runs beside the next iteration); a later update prunes it then. A
+//! checkpoint whose policy `crossplay.policies` lists is kept for good.
 //!
 //! Pruning lives here rather than in the driver so that every way of running a stage (the
 //! driver, Slurm jobs, a stage run by hand) bounds the disk the same way. A pruned folder
@@ -86,6 +87,15 @@ impl PrunePlan {
                     tracing::info!(
                         "keeping {} for now: its evaluation (eval.eval_every) has not finished",
                         dir.display()
+                    );
+                    continue;
+                }
+                // Policy k + 1 is checkpoint k: cross-play compares the policies it lists.
+                if kind == Kind::Checkpoint && cfg.crossplay.policies.contains(&(k + 1)) {
+                    tracing::info!(
+                        "keeping {}: crossplay.policies compares policy {}",
+                        dir.display(),
+                        k + 1
                     );
                     continue;
                 }

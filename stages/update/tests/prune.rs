@@ -118,3 +118,17 @@ fn a_checkpoint_is_kept_until_its_scheduled_evaluation_has_run() {
     let policy = m.inputs.iter().find(|i| i.name == "policy").unwrap();
     assert_eq!(policy.digest, spice_schemas::digest::digest_path(&layout.checkpoint(0)).unwrap());
 }
+
+#[test]
+fn a_checkpoint_crossplay_compares_is_never_pruned() {
+    // Policy 1 is iteration 0's checkpoint; policy 3 would be iteration 2's.
+    let run = make_run(&["checkpoint.keep=1", "crossplay.policies=[0, 1, 3]"]);
+    let layout = run.layout();
+    for iter in 0..3 {
+        run.write_scored(iter, &scored_rows(iter, iter as u64 + 1));
+        update(&run, iter, false);
+    }
+    assert!(!is_pruned(&layout.checkpoint(0)), "crossplay.policies lists policy 1");
+    assert!(is_pruned(&layout.checkpoint(1)), "over checkpoint.keep and not compared");
+    assert!(!is_pruned(&layout.checkpoint(2)), "the newest");
+}

@@ -5,9 +5,12 @@
 //! Only folders whose stage has committed are read, so a run that is still going shows empty
 //! cells for its unfinished stages; a shard that cannot be read is an error naming the file.
 
+pub mod crossplay;
+mod crossplay_plot;
 mod diversity;
 mod from_manifests;
 mod from_rows;
+mod interval;
 mod numbers;
 mod plots;
 mod shards;
@@ -89,6 +92,16 @@ impl Report {
         write_atomic(&files[1], self.json().as_bytes())?;
         if plots && !self.iterations.is_empty() {
             files.extend(plots::write_all(out, &self.iterations)?);
+        }
+        // Cross-play (`spice crossplay`), when the run has some.
+        let cells = crossplay::read(&self.run)?;
+        if !cells.is_empty() {
+            let csv = out.join(crossplay::CSV_FILE);
+            write_atomic(&csv, crossplay::csv(&cells).as_bytes())?;
+            files.push(csv);
+            if let (true, Some(plan)) = (plots, crossplay::CrossplayPlan::read(&self.run)?) {
+                files.extend(crossplay_plot::write(out, &cells, &plan)?);
+            }
         }
         Ok(files)
     }

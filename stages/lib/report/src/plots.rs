@@ -16,14 +16,14 @@ use plotters::style::FontStyle;
 
 use crate::numbers::{IterationReport, PerStage};
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 const WIDTH: u32 = 900;
 /// Iterations drawn as panels of the difficulty figure (evenly spaced over the run).
 const MAX_PANELS: usize = 12;
 /// Markers on the lines up to this many iterations; beyond, they would cover the line.
 const MAX_MARKERS: usize = 60;
-const BLUE: RGBColor = RGBColor(31, 119, 180);
-const ORANGE: RGBColor = RGBColor(255, 127, 14);
+pub(crate) const BLUE: RGBColor = RGBColor(31, 119, 180);
+pub(crate) const ORANGE: RGBColor = RGBColor(255, 127, 14);
 const GREEN: RGBColor = RGBColor(44, 160, 44);
 const RED: RGBColor = RGBColor(214, 39, 40);
 const PURPLE: RGBColor = RGBColor(148, 103, 189);
@@ -70,7 +70,7 @@ pub fn write_all(dir: &Path, reports: &[IterationReport]) -> Result<Vec<PathBuf>
     Ok(files)
 }
 
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = DONE.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
@@ -82,7 +82,7 @@ fn register_font() -> Result<()> {
     }
 }
 
-fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing a plot: {e}")
 }
 

@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use crate::cell::Cell;
+use crate::derive_seed;
 use anyhow::{bail, Context, Result};
 use spice_schemas::{
     integrity::{check_file, corruption_error, Depth},
@@ -43,6 +45,10 @@ pub struct StageCtx {
     pub seed: u64,
     /// The device string (flag, else run.toml).
     pub device: String,
+    /// The run's own seed, which `seed` is derived from in a cross-play cell.
+    pub run_seed: u64,
+    /// The cross-play cell this stage runs, instead of an iteration (`cell.rs`).
+    pub cell: Option<Cell>,
 }
 
 impl StageCtx {
@@ -58,8 +64,11 @@ impl StageCtx {
             );
         }
         let cfg = RunConfig::load(&path).with_context(|| format!("loading {}", path.display()))?;
+        let seed = args.seed.unwrap_or(cfg.run.seed);
         Ok(StageCtx {
-            seed: args.seed.unwrap_or(cfg.run.seed),
+            seed,
+            run_seed: seed,
+            cell: None,
             device: args.device.clone().unwrap_or_else(|| cfg.run.device.clone()),
             layout,
             cfg,
@@ -69,26 +78,49 @@ impl StageCtx {
         })
     }
 
-    /// The policy this iteration samples with: the initial model, else the previous
+    /// Run cross-play cell `cell` (when given) instead of an iteration: the Challenger's
+    /// policy C stands in for the iteration, the shard folders move under `<run>/crossplay/`,
+    /// and every seed derives from a cross-play seed, so a cell never repeats the draws of
+    /// the iteration whose number it shares.
+    pub fn in_cell(mut self, cell: Option<Cell>) -> StageCtx {
+        if let Some(c) = cell {
+            self.iter = c.challenger;
+            self.seed = derive_seed(self.run_seed, 0, "crossplay", 0);
+            self.cell = Some(c);
+        }
+        self
+    }
+
+    /// The policy this iteration samples with (the Challenger's, in a cross-play cell).
+    pub fn policy_dir(&self) -> Result<PathBuf> {
+        self.policy_of(self.iter)
+    }
+
+    /// The policy that answers: this iteration's, or Reasoner policy R in a cross-play cell.
+    pub fn reasoner_policy_dir(&self) -> Result<PathBuf> {
+        self.policy_of(self.cell.map_or(self.iter, |c| c.reasoner))
+    }
+
+    /// The policy iteration `iter` samples with: the initial model, else the previous
     /// iteration's checkpoint (which must be committed). A checkpoint pruned since
     /// (`[checkpoint] keep`) is returned too: its digest is still that of its manifest, so a
     /// finished stage reads as done; loading it is refused with the reason
     /// (`spice_schemas::prune::refuse_pruned`).
-    pub fn policy_dir(&self) -> Result<PathBuf> {
-        let dir = self.layout.policy_for(self.iter, &self.cfg.run.model);
-        if self.iter > 0 && !dir.join("_manifest.json").exists() {
+    pub fn policy_of(&self, iter: u32) -> Result<PathBuf> {
+        let dir = self.layout.policy_for(iter, &self.cfg.run.model);
+        if iter > 0 && !dir.join("_manifest.json").exists() {
             bail!(
                 "the policy of iteration {} is {}, which is not finished: run iteration {}'s \
                  update first",
-                self.iter,
+                iter,
                 dir.display(),
-                self.iter - 1
+                iter - 1
             );
         }
-        if self.iter > 0 && spice_schemas::prune::is_pruned(&dir) {
+        if iter > 0 && spice_schemas::prune::is_pruned(&dir) {
             return Ok(dir);
         }
-        if self.iter > 0 {
+        if iter > 0 {
             check_checkpoint(&dir)?;
         }
         if !dir.join("config.json").exists() {
@@ -101,9 +133,12 @@ impl StageCtx {
         Ok(dir)
     }
 
-    /// A shard folder of this iteration (`challenger`, `tasks`, …).
+    /// A shard folder of this iteration (`challenger`, `tasks`, …), or of the cross-play cell.
     pub fn folder(&self, name: &str) -> PathBuf {
-        self.layout.folder(self.iter, name)
+        match self.cell {
+            Some(c) => c.folder(&self.layout.root, name),
+            None => self.layout.folder(self.iter, name),
+        }
     }
 }
 

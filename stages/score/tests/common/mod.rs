@@ -21,5 +21,6 @@ pub fn filter_ok(run: &Run, extra: &[&str]) {
     let args =
         ["spice-filter", "--run", &root, "--iter", &iter].into_iter().chain(extra.iter().copied());
     let cli = FilterCli::parse_from(args);
-    spice_filter::run(&cli.stage).expect("spice-filter");
+    let ctx = spice_stage::StageCtx::load(&cli.stage).expect("run.toml");
+    spice_filter::run(&ctx).expect("spice-filter");
 }

@@ -19,7 +19,7 @@ pub enum Format {
 #[derive(clap::Args)]
 #[command(
     after_help = "Writes report.csv, report.json and the plots (PNG and SVG: pass_rate, difficulty, \
-valid_rate, loss, stage_time, diversity) into the report folder. Every number is defined in stages/lib/report/README.md; \
+valid_rate, loss, stage_time, diversity, zero_advantage, eval) into the report folder. Every number is defined in stages/lib/report/README.md; \
 stages that have not finished give empty cells."
 )]
 pub struct ReportArgs {

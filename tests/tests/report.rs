@@ -101,7 +101,16 @@ fn assert_same_numbers(report: &[Value], duck: &Value) {
 
 /// Every figure as a non-trivial PNG (magic bytes) and SVG.
 fn assert_plots(dir: &Path) {
-    for name in ["pass_rate", "difficulty", "valid_rate", "loss", "stage_time", "diversity"] {
+    for name in [
+        "pass_rate",
+        "difficulty",
+        "valid_rate",
+        "loss",
+        "stage_time",
+        "diversity",
+        "zero_advantage",
+        "eval",
+    ] {
         let png = std::fs::read(dir.join(format!("{name}.png")))
             .unwrap_or_else(|e| panic!("{name}.png: {e}"));
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}.png is not a PNG");
@@ -149,6 +158,8 @@ fn synthetic_run_numbers_equal_duckdb() {
             "pass_rate_one_share",
             "question_overlap",
             "valid_task_rate",
+            "challenger_zero_advantage_share",
+            "reasoner_zero_advantage_share",
         ] {
             let v = r[k].as_f64().unwrap();
             assert!(
@@ -158,6 +169,24 @@ fn synthetic_run_numbers_equal_duckdb() {
             );
         }
         assert!(r["invalid_reasons"].as_object().unwrap().len() >= 2, "{}", r["invalid_reasons"]);
+        // Every document has two selected attempts in the batch, so one Challenger group each
+        // (by group_id, not task); the Reasoner's batch is one task of some documents.
+        assert_eq!(r["challenger_groups"], r["documents"]);
+        let reasoner_groups = r["reasoner_groups"].as_u64().unwrap();
+        assert!(reasoner_groups > 0 && reasoner_groups < r["answered_tasks"].as_u64().unwrap());
+        // Intervals contain their proportion and are not points.
+        for k in ["valid_task_rate", "reasoner_accuracy"] {
+            let (lo, v, hi) = (
+                r[format!("{k}_lo")].as_f64().unwrap(),
+                r[k].as_f64().unwrap(),
+                r[format!("{k}_hi")].as_f64().unwrap(),
+            );
+            assert!(
+                lo < v && v < hi,
+                "iteration {}: {k} {v} not inside [{lo}, {hi}]",
+                r["iteration"]
+            );
+        }
         for stage in ["challenge", "rollout", "update"] {
             assert!(r["tokens_per_second"][stage].as_f64().unwrap() > 0.0);
         }
@@ -169,6 +198,18 @@ fn synthetic_run_numbers_equal_duckdb() {
     assert_eq!(report[0]["eval_before"].as_object().unwrap().len(), 2);
     assert_eq!(report[2]["eval_after"].as_object().unwrap().len(), 2);
     assert!(report[1]["eval_after"].as_object().unwrap().is_empty());
+    for (it, key) in [(0, "eval_before"), (0, "eval_after"), (2, "eval_after")] {
+        let r = &report[it];
+        for (bench, n) in [("arith", 10), ("mcq", 8)] {
+            assert_eq!(r[format!("{key}_answers")][bench], n, "iteration {it} {key}/{bench}");
+            let (lo, v, hi) = (
+                r[format!("{key}_lo")][bench].as_f64().unwrap(),
+                r[key][bench].as_f64().unwrap(),
+                r[format!("{key}_hi")][bench].as_f64().unwrap(),
+            );
+            assert!(0.0 <= lo && lo <= v && v <= hi && hi <= 1.0 && hi - lo > 0.2);
+        }
+    }
     assert!(report[1]["minutes"]["eval"].is_null());
     let last = &report[3];
     assert!(last["valid_tasks"].as_u64().unwrap() > 0);
@@ -192,14 +233,27 @@ fn synthetic_run_numbers_equal_duckdb() {
         "question 3-gram overlap",
         "loss",
         "arith, updated policy",
+        "95% CI",
+        "Challenger, all 0",
+        "Reasoner, all 0",
     ] {
         assert!(table.contains(label), "no `{label}` row in:\n{table}");
     }
     let csv = spice_report(&run, &["--format", "csv", "--out", out.to_str().unwrap()]);
-    assert_eq!(
-        String::from_utf8(csv.stdout).unwrap(),
-        std::fs::read_to_string(out.join("report.csv")).unwrap()
-    );
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert_eq!(csv, std::fs::read_to_string(out.join("report.csv")).unwrap());
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for col in [
+        "reasoner_accuracy_lo",
+        "reasoner_accuracy_hi",
+        "challenger_zero_advantage_share",
+        "reasoner_groups",
+        "eval_after_lo/arith",
+        "eval_after_hi/mcq",
+        "eval_before_answers/arith",
+    ] {
+        assert!(header.contains(&col), "no CSV column {col} in {header:?}");
+    }
 }
 
 #[test]
@@ -520,13 +574,23 @@ fn write_synthetic_run(run: &Path) {
         }
 
         // Scored: r_C for every selected attempt (one extra row outside the batch), K verdicts
-        // per answered task with p̂ spread over 0, 1/4, …, 1.
+        // per answered task with p̂ spread over 0, 1/4, …, 1. Advantages are Dr. GRPO's
+        // r − mean(r) over the group, so tasks at p̂ = 0 or 1, and documents whose selected
+        // attempts earn the same r_C (both invalid), have none but 0 (one written as −0.0);
+        // one p̂ = 1 task in seven has a single advantage of 1e-30, not 0.
         let mut scored = Vec::new();
         let mut p_hat: BTreeMap<String, f32> = BTreeMap::new();
         for (i, t) in answered.iter().enumerate() {
             let correct = [0, k, 1, 2, 0, 3, k][i % 7];
-            p_hat.insert(t.task_id.clone(), correct as f32 / k as f32);
+            let mean = correct as f32 / k as f32;
+            p_hat.insert(t.task_id.clone(), mean);
             for s in 0..k {
+                let reward = (s < correct) as u32 as f32;
+                let advantage = match (i % 7, s) {
+                    (0, 1) => -0.0,
+                    (6, 0) => 1e-30,
+                    _ => reward - mean,
+                };
                 scored.push(ScoredRow {
                     iteration: it,
                     role: "reasoner".into(),
@@ -538,9 +602,9 @@ fn write_synthetic_run(run: &Path) {
                     valid: true,
                     extracted: Some("B".into()),
                     correct: Some(s < correct),
-                    pass_rate: Some(correct as f32 / k as f32),
-                    reward: (s < correct) as u32 as f32,
-                    advantage: 0.0,
+                    pass_rate: Some(mean),
+                    reward,
+                    advantage,
                     prompt_ids: vec![4, 5],
                     completion_ids: vec![6],
                     logprobs: vec![-1.0],
@@ -549,12 +613,31 @@ fn write_synthetic_run(run: &Path) {
                 });
             }
         }
-        for (i, t) in tasks.iter().filter(|t| t.selected).enumerate() {
-            let p = p_hat.get(&t.task_id).copied();
-            let reward = match p {
-                Some(p) => (-((p * (1.0 - p) - 0.25).powi(2)) / 0.02).exp(),
-                None => -0.1,
-            };
+        let selected: Vec<(&TaskRow, Option<f32>, f32, bool)> = tasks
+            .iter()
+            .filter(|t| t.selected)
+            .enumerate()
+            .map(|(i, t)| {
+                let p = p_hat.get(&t.task_id).copied();
+                let reward = match p {
+                    Some(p) => (-((p * (1.0 - p) - 0.25).powi(2)) / 0.02).exp(),
+                    None => -0.1,
+                };
+                (t, p, reward, !(it == 1 && i == 0))
+            })
+            .collect();
+        // Mean r_C of each document's attempts in the batch; the attempt outside it gets an
+        // advantage the update never sees.
+        let mut by_doc: BTreeMap<u32, (f32, f32)> = BTreeMap::new();
+        for (t, _, reward, in_batch) in &selected {
+            if *in_batch {
+                let e = by_doc.entry(t.doc_slot).or_default();
+                (e.0, e.1) = (e.0 + reward, e.1 + 1.0);
+            }
+        }
+        for &(t, p, reward, in_batch) in &selected {
+            let (sum, n) = by_doc.get(&t.doc_slot).copied().unwrap_or((0.0, 1.0));
+            let advantage = if in_batch { reward - sum / n } else { 0.5 };
             scored.push(ScoredRow {
                 iteration: it,
                 role: "challenger".into(),
@@ -562,13 +645,13 @@ fn write_synthetic_run(run: &Path) {
                 task_id: t.task_id.clone(),
                 doc_slot: t.doc_slot,
                 sample: t.attempt,
-                in_batch: !(it == 1 && i == 0),
+                in_batch,
                 valid: t.valid,
                 extracted: None,
                 correct: None,
                 pass_rate: p,
                 reward,
-                advantage: 0.0,
+                advantage,
                 prompt_ids: vec![1],
                 completion_ids: vec![2],
                 logprobs: vec![-0.5],

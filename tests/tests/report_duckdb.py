@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import re
+import statistics
 import sys
 
 import duckdb
@@ -77,9 +78,27 @@ def view(con, run, folder, name):
     return True
 
 
+# z of a two-sided 95% interval, from the normal quantile (not the report's constant).
+Z95 = statistics.NormalDist().inv_cdf(0.975)
+
+# The Wilson score interval of k successes in n trials, in its (k + z²/2) / (n + z²) form
+# (the report writes it with p̂): NULL for n = 0.
+WILSON = """
+CREATE OR REPLACE MACRO wilson_mid(k, n) AS (k::DOUBLE + {z2} / 2) / (n::DOUBLE + {z2});
+CREATE OR REPLACE MACRO wilson_half(k, n) AS
+    {z} * sqrt(n::DOUBLE) / (n::DOUBLE + {z2})
+        * sqrt((k::DOUBLE / n) * (1 - k::DOUBLE / n) + {z2} / (4 * n::DOUBLE));
+CREATE OR REPLACE MACRO wilson_lo(k, n) AS
+    CASE WHEN n > 0 THEN greatest(0.0, wilson_mid(k, n) - wilson_half(k, n)) END;
+CREATE OR REPLACE MACRO wilson_hi(k, n) AS
+    CASE WHEN n > 0 THEN least(1.0, wilson_mid(k, n) + wilson_half(k, n)) END;
+""".format(z=repr(Z95), z2=repr(Z95 * Z95))
+
+
 def main():
     run = sys.argv[1]
     con = duckdb.connect()
+    con.execute(WILSON)
     its = iterations(run)
     out = {it: {"iteration": it} for it in its}
 
@@ -108,12 +127,14 @@ def main():
             """SELECT iter,
                  count(*) FILTER (WHERE valid),
                  avg(CASE WHEN valid THEN 1.0 ELSE 0.0 END),
+                 wilson_lo(count(*) FILTER (WHERE valid), count(*)),
+                 wilson_hi(count(*) FILTER (WHERE valid), count(*)),
                  count(*) FILTER (WHERE task_kind = 'mcq'),
                  count(*) FILTER (WHERE task_kind = 'mcq' AND valid),
                  count(*) FILTER (WHERE task_kind = 'free_form'),
                  count(*) FILTER (WHERE task_kind = 'free_form' AND valid)
                FROM tasks GROUP BY iter""",
-            ["valid_tasks", "valid_task_rate", "mcq_attempts", "mcq_valid", "free_form_attempts", "free_form_valid"],
+            ["valid_tasks", "valid_task_rate", "valid_task_rate_lo", "valid_task_rate_hi", "mcq_attempts", "mcq_valid", "free_form_attempts", "free_form_valid"],
         )
         for it, reason, n in con.execute(
             "SELECT iter, coalesce(invalid_reason, '(none)'), count(*) FROM tasks WHERE NOT valid GROUP BY ALL"
@@ -144,12 +165,24 @@ def main():
         )
     if view(con, run, "rollouts", "rollouts"):
         put("SELECT iter, avg(len(completion_ids)) FROM rollouts GROUP BY iter", ["reasoner_completion_tokens"])
-    zero("scored", ["answered_tasks", "reasoner_answers"])
+    zero("scored", ["answered_tasks", "reasoner_answers", "challenger_groups", "reasoner_groups"])
     if view(con, run, "scored", "scored"):
         put(
-            "SELECT iter, count(*), avg(correct::INTEGER) FROM scored WHERE role = 'reasoner' GROUP BY iter",
-            ["reasoner_answers", "reasoner_accuracy"],
+            """SELECT iter, count(*), avg(correct::INTEGER),
+                      wilson_lo(count(*) FILTER (WHERE correct), count(correct)),
+                      wilson_hi(count(*) FILTER (WHERE correct), count(correct))
+               FROM scored WHERE role = 'reasoner' GROUP BY iter""",
+            ["reasoner_answers", "reasoner_accuracy", "reasoner_accuracy_lo", "reasoner_accuracy_hi"],
         )
+        # Groups of the training batch (in_batch rows by role and group_id) whose advantages
+        # are all exactly 0.
+        for it, role, groups, share in con.execute(
+            """WITH g AS (SELECT iter, role, group_id, bool_and(abs(advantage) = 0) AS zero
+                         FROM scored WHERE in_batch GROUP BY ALL)
+               SELECT iter, role, count(*), avg(zero::INTEGER) FROM g GROUP BY ALL"""
+        ).fetchall():
+            out[it][f"{role}_groups"] = groups
+            out[it][f"{role}_zero_advantage_share"] = share
         put(
             """WITH t AS (SELECT iter, task_id, avg(correct::INTEGER) AS p FROM scored
                           WHERE role = 'reasoner' GROUP BY iter, task_id)
@@ -173,13 +206,19 @@ def main():
             ["update_steps", "loss", "grad_norm", "update_peak_rss_mib"],
         )
     for folder, key in [("eval", "eval_before"), ("eval-checkpoint", "eval_after")]:
+        maps = [key, f"{key}_answers", f"{key}_lo", f"{key}_hi"]
         for it in its:
-            out[it][key] = {}
+            for m in maps:
+                out[it][m] = {}
         if view(con, run, folder, "evals"):
-            for it, bench, acc in con.execute(
-                "SELECT iter, benchmark, avg(correct::INTEGER) FROM evals GROUP BY ALL"
+            for it, bench, *values in con.execute(
+                """SELECT iter, benchmark, avg(correct::INTEGER), count(*),
+                          wilson_lo(count(*) FILTER (WHERE correct), count(*)),
+                          wilson_hi(count(*) FILTER (WHERE correct), count(*))
+                   FROM evals GROUP BY ALL"""
             ).fetchall():
-                out[it][key][bench] = acc
+                for m, v in zip(maps, values):
+                    out[it][m][bench] = v
 
     # Time and throughput: the manifests, read as JSON by DuckDB.
     for it in its:

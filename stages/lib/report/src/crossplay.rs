@@ -14,7 +14,7 @@ use spice_schemas::{
     ShardRow,
 };
 
-use crate::interval::wilson;
+use crate::interval::{wilson, Z95};
 use crate::shards::complete;
 
 pub const CSV_FILE: &str = "crossplay.csv";
@@ -44,9 +44,6 @@ impl CrossplayPlan {
         Ok(Some(plan))
     }
 }
-
-/// z of a two-sided 95% interval.
-const Z95: f64 = 1.959_963_984_540_054;
 
 /// One cell: Challenger policy `challenger`'s tasks answered by Reasoner policy `reasoner`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

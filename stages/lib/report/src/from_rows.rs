@@ -14,6 +14,7 @@ use spice_schemas::{
 use spice_schemas::vocab::Role;
 
 use crate::diversity::Diversity;
+use crate::interval::{wilson, Z95};
 use crate::numbers::IterationReport;
 use crate::shards::{Shards, ITER};
 
@@ -37,13 +38,43 @@ pub fn fill(
     let before = Shards::find::<EvalRow>(layout, iterations, "eval")?;
     let after = Shards::find::<EvalRow>(layout, iterations, "eval-checkpoint")?;
     for (shards, after) in [(before, false), (after, true)] {
-        for (it, bench, acc) in eval(&shards)? {
-            let r = report(reports, it);
-            let into = if after { &mut r.eval_after } else { &mut r.eval_before };
-            into.insert(bench, acc);
+        for Accuracy { iter, benchmark, correct, answers } in eval(&shards)? {
+            let r = report(reports, iter);
+            let (acc, n, lo, hi) = if after {
+                (
+                    &mut r.eval_after,
+                    &mut r.eval_after_answers,
+                    &mut r.eval_after_lo,
+                    &mut r.eval_after_hi,
+                )
+            } else {
+                (
+                    &mut r.eval_before,
+                    &mut r.eval_before_answers,
+                    &mut r.eval_before_lo,
+                    &mut r.eval_before_hi,
+                )
+            };
+            if answers == 0 {
+                continue;
+            }
+            acc.insert(benchmark.clone(), correct as f64 / answers as f64);
+            n.insert(benchmark.clone(), answers);
+            if let Some((l, h)) = wilson(correct, answers, Z95) {
+                lo.insert(benchmark.clone(), l);
+                hi.insert(benchmark, h);
+            }
         }
     }
     Ok(())
+}
+
+/// The 95% Wilson interval of `successes` out of `n`, as two cells.
+fn interval(successes: Option<u64>, n: Option<u64>) -> (Option<f64>, Option<f64>) {
+    match successes.zip(n).and_then(|(k, n)| wilson(k, n, Z95)) {
+        Some((lo, hi)) => (Some(lo), Some(hi)),
+        None => (None, None),
+    }
 }
 
 fn report(reports: &mut BTreeMap<u32, IterationReport>, it: u32) -> &mut IterationReport {
@@ -94,6 +125,7 @@ fn tasks(s: &Shards, reports: &mut BTreeMap<u32, IterationReport>) -> Result<()>
     let df = s.collect(&cols, |lf| {
         lf.group_by([col(ITER)]).agg([
             count(col("valid")).alias("valid"),
+            col("valid").count().cast(DataType::UInt64).alias("rows"),
             col("valid").cast(DataType::Float64).mean().alias("valid_rate"),
             count(kind("mcq")).alias("mcq"),
             count(kind("mcq").and(col("valid"))).alias("mcq_valid"),
@@ -105,6 +137,8 @@ fn tasks(s: &Shards, reports: &mut BTreeMap<u32, IterationReport>) -> Result<()>
         let r = report(reports, row.iter);
         r.valid_tasks = row.u64("valid")?;
         r.valid_task_rate = row.f64("valid_rate")?;
+        (r.valid_task_rate_lo, r.valid_task_rate_hi) =
+            interval(row.u64("valid")?, row.u64("rows")?);
         r.mcq_attempts = row.u64("mcq")?;
         r.mcq_valid = row.u64("mcq_valid")?;
         r.free_form_attempts = row.u64("free_form")?;
@@ -158,19 +192,59 @@ fn scored(s: &Shards, reports: &mut BTreeMap<u32, IterationReport>) -> Result<()
     zero_counts(s, reports, |r| {
         r.answered_tasks = Some(0);
         r.reasoner_answers = Some(0);
+        r.challenger_groups = Some(0);
+        r.reasoner_groups = Some(0);
     });
-    let cols = ["role", "task_id", "in_batch", "correct", "reward"];
+    let cols = ["role", "group_id", "task_id", "in_batch", "correct", "reward", "advantage"];
     let reasoner = || col("role").eq(lit(Role::Reasoner.as_str()));
     let answers = s.collect(&cols, |lf| {
         lf.filter(reasoner()).group_by([col(ITER)]).agg([
             len().alias("answers"),
             col("correct").cast(DataType::Float64).mean().alias("accuracy"),
+            // The interval is over the answers with a verdict, as the mean is.
+            col("correct").cast(DataType::UInt64).sum().alias("correct"),
+            col("correct").count().cast(DataType::UInt64).alias("judged"),
         ])
     })?;
     for row in ByIter::of(answers)? {
         let r = report(reports, row.iter);
         r.reasoner_answers = row.u64("answers")?;
         r.reasoner_accuracy = row.f64("accuracy")?;
+        (r.reasoner_accuracy_lo, r.reasoner_accuracy_hi) =
+            interval(row.u64("correct")?, row.u64("judged")?);
+    }
+    // Advantage groups of the training batch: a group has no learning signal when none of its
+    // in-batch advantages differs from 0 (a NaN differs).
+    let groups = s.collect(&cols, |lf| {
+        lf.filter(col("in_batch"))
+            .group_by([col(ITER), col("role"), col("group_id")])
+            .agg([col("advantage")
+                .neq(lit(0.0))
+                .cast(DataType::UInt64)
+                .sum()
+                .eq(lit(0u64))
+                .alias("zero")])
+            .group_by([col(ITER), col("role")])
+            .agg([
+                len().cast(DataType::UInt64).alias("groups"),
+                col("zero").cast(DataType::Float64).mean().alias("share"),
+            ])
+    })?;
+    if let Some(df) = groups {
+        let (its, roles) = (u32s(&df, ITER)?, strs(&df, "role")?);
+        let (ns, shares) = (u64s(&df, "groups")?, f64s(&df, "share")?);
+        for (((it, role), n), share) in its.into_iter().zip(roles).zip(ns).zip(shares) {
+            let r = report(reports, it);
+            match role.as_deref() {
+                Some(role) if role == Role::Challenger.as_str() => {
+                    (r.challenger_groups, r.challenger_zero_advantage_share) = (n, share);
+                }
+                Some(role) if role == Role::Reasoner.as_str() => {
+                    (r.reasoner_groups, r.reasoner_zero_advantage_share) = (n, share);
+                }
+                _ => {}
+            }
+        }
     }
     // p̂ of a task: the share of its Reasoner answers judged correct.
     let per_task = |lf: LazyFrame| {
@@ -241,22 +315,34 @@ fn update(s: &Shards, reports: &mut BTreeMap<u32, IterationReport>) -> Result<()
     Ok(())
 }
 
-/// (iteration, benchmark, accuracy): the share of answers judged correct, as spice-eval
-/// reports it.
-fn eval(s: &Shards) -> Result<Vec<(u32, String, f64)>> {
+/// Answers of one benchmark in one iteration's `eval/` or `eval-checkpoint/`, and how many
+/// were judged correct: the accuracy spice-eval reports is `correct / answers`.
+struct Accuracy {
+    iter: u32,
+    benchmark: String,
+    correct: u64,
+    answers: u64,
+}
+
+fn eval(s: &Shards) -> Result<Vec<Accuracy>> {
     let Some(df) = s.collect(&["benchmark", "correct"], |lf| {
-        lf.group_by([col(ITER), col("benchmark")])
-            .agg([col("correct").cast(DataType::Float64).mean().alias("accuracy")])
+        lf.group_by([col(ITER), col("benchmark")]).agg([
+            col("correct").cast(DataType::UInt64).sum().alias("correct"),
+            len().cast(DataType::UInt64).alias("answers"),
+        ])
     })?
     else {
         return Ok(Vec::new());
     };
-    let (its, benches, accs) = (u32s(&df, ITER)?, strs(&df, "benchmark")?, f64s(&df, "accuracy")?);
+    let (its, benches) = (u32s(&df, ITER)?, strs(&df, "benchmark")?);
+    let (correct, answers) = (u64s(&df, "correct")?, u64s(&df, "answers")?);
     Ok(its
         .into_iter()
         .zip(benches)
-        .zip(accs)
-        .filter_map(|((it, b), a)| Some((it, b?, a?)))
+        .zip(correct.into_iter().zip(answers))
+        .filter_map(|((iter, benchmark), (k, n))| {
+            Some(Accuracy { iter, benchmark: benchmark?, correct: k.unwrap_or(0), answers: n? })
+        })
         .collect())
 }
 

@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use spice_schemas::{commit::write_atomic, layout::RunLayout};
 
 pub use diversity::Diversity;
+pub use interval::{wilson, Z95};
 pub use numbers::{IterationReport, PerStage};
 
 /// Files of the report folder besides the plots.

@@ -16,6 +16,9 @@ pub struct IterationReport {
     // tasks/
     pub valid_tasks: Option<u64>,
     pub valid_task_rate: Option<f64>,
+    /// 95% Wilson interval of `valid_task_rate` (valid rows of `tasks/` out of all).
+    pub valid_task_rate_lo: Option<f64>,
+    pub valid_task_rate_hi: Option<f64>,
     /// Invalid attempts per reason (every reason; the table shows the most frequent).
     pub invalid_reasons: BTreeMap<String, u64>,
     pub mcq_attempts: Option<u64>,
@@ -35,6 +38,16 @@ pub struct IterationReport {
     pub pass_rate_one_share: Option<f64>,
     pub mean_challenger_reward: Option<f64>,
     pub reasoner_accuracy: Option<f64>,
+    /// 95% Wilson interval of `reasoner_accuracy` (correct answers out of all).
+    pub reasoner_accuracy_lo: Option<f64>,
+    pub reasoner_accuracy_hi: Option<f64>,
+    /// Advantage groups of each role in the training batch (`in_batch` rows by `group_id`:
+    /// documents for the Challenger, tasks for the Reasoner), and the share of them whose
+    /// advantages are all exactly 0 (no learning signal).
+    pub challenger_groups: Option<u64>,
+    pub challenger_zero_advantage_share: Option<f64>,
+    pub reasoner_groups: Option<u64>,
+    pub reasoner_zero_advantage_share: Option<f64>,
     // update/
     pub update_steps: Option<u64>,
     pub loss: Option<f64>,
@@ -46,9 +59,16 @@ pub struct IterationReport {
     pub tokens_per_second: PerStage,
     pub minutes: PerStage,
     pub minutes_total: Option<f64>,
-    // eval/ and eval-checkpoint/: accuracy per benchmark
+    // eval/ and eval-checkpoint/: accuracy per benchmark, the answers it is over, and its
+    // 95% Wilson interval
     pub eval_before: BTreeMap<String, f64>,
+    pub eval_before_answers: BTreeMap<String, u64>,
+    pub eval_before_lo: BTreeMap<String, f64>,
+    pub eval_before_hi: BTreeMap<String, f64>,
     pub eval_after: BTreeMap<String, f64>,
+    pub eval_after_answers: BTreeMap<String, u64>,
+    pub eval_after_lo: BTreeMap<String, f64>,
+    pub eval_after_hi: BTreeMap<String, f64>,
     /// p̂ of each answered task, for the difficulty histogram (not in the table).
     #[serde(skip)]
     pub pass_rates: Vec<f64>,

@@ -1,6 +1,8 @@
 //! Plots of a run over its iterations, each as PNG and SVG: pass rate and r_C, the pass-rate
 //! histogram per iteration (difficulty), the valid-task rate, loss and grad norm, the minutes
-//! per stage, and question diversity.
+//! per stage, question diversity, the batch's groups with all advantages 0, and benchmark
+//! accuracy. Proportions of counted trials carry their 95% Wilson interval as a band or error
+//! bars.
 //!
 //! Text is drawn with DejaVu Sans compiled into the binary, so the PNGs do not depend on the
 //! fonts of the machine.
@@ -38,15 +40,19 @@ enum Figure {
     Loss,
     StageTime,
     Diversity,
+    ZeroAdvantage,
+    Eval,
 }
 
-const FIGURES: [(&str, Figure); 6] = [
+const FIGURES: [(&str, Figure); 8] = [
     ("pass_rate", Figure::PassRate),
     ("difficulty", Figure::Difficulty),
     ("valid_rate", Figure::ValidRate),
     ("loss", Figure::Loss),
     ("stage_time", Figure::StageTime),
     ("diversity", Figure::Diversity),
+    ("zero_advantage", Figure::ZeroAdvantage),
+    ("eval", Figure::Eval),
 ];
 
 /// Write every figure as `<name>.png` and `<name>.svg` into `dir`; returns the files written.
@@ -106,6 +112,16 @@ fn draw<DB: DrawingBackend>(
     let x = |f: fn(&IterationReport) -> Option<f64>| -> Vec<(f64, Option<f64>)> {
         reports.iter().map(|r| (r.iteration as f64, f(r))).collect()
     };
+    let band =
+        |f: fn(&IterationReport) -> (Option<f64>, Option<f64>)| -> Vec<(f64, Option<(f64, f64)>)> {
+            reports
+                .iter()
+                .map(|r| {
+                    let (lo, hi) = f(r);
+                    (r.iteration as f64, lo.zip(hi))
+                })
+                .collect()
+        };
     match fig {
         Figure::PassRate => line_chart(
             root,
@@ -120,6 +136,11 @@ fn draw<DB: DrawingBackend>(
                 ("mean r_C", ORANGE, x(|r| r.mean_challenger_reward)),
                 ("share of tasks with 0 < pass rate < 1", PURPLE, x(|r| r.pass_rate_mid_share)),
             ],
+            &[(
+                "Reasoner accuracy, 95% CI",
+                BLUE,
+                band(|r| (r.reasoner_accuracy_lo, r.reasoner_accuracy_hi)),
+            )],
         ),
         Figure::ValidRate => line_chart(
             root,
@@ -137,6 +158,11 @@ fn draw<DB: DrawingBackend>(
                     x(|r| ratio(r.free_form_valid, r.free_form_attempts)),
                 ),
             ],
+            &[(
+                "all attempts, 95% CI",
+                BLUE,
+                band(|r| (r.valid_task_rate_lo, r.valid_task_rate_hi)),
+            )],
         ),
         Figure::Loss => {
             let (top, bottom) = root.split_vertically(350);
@@ -148,6 +174,7 @@ fn draw<DB: DrawingBackend>(
                 false,
                 reports,
                 &[("loss", BLUE, x(|r| r.loss))],
+                &[],
             )?;
             line_chart(
                 &bottom,
@@ -157,6 +184,7 @@ fn draw<DB: DrawingBackend>(
                 false,
                 reports,
                 &[("grad norm", RED, x(|r| r.grad_norm))],
+                &[],
             )
         }
         Figure::StageTime => stage_time(root, reports),
@@ -175,7 +203,22 @@ fn draw<DB: DrawingBackend>(
                 ),
                 ("mean pairwise word-3-gram overlap (Jaccard)", RED, x(|r| r.question_overlap)),
             ],
+            &[],
         ),
+        Figure::ZeroAdvantage => line_chart(
+            root,
+            "Training batch: groups whose advantages are all 0 (no learning signal)",
+            "share of groups",
+            Some(-0.03..1.05),
+            true,
+            reports,
+            &[
+                ("Challenger groups (documents)", ORANGE, x(|r| r.challenger_zero_advantage_share)),
+                ("Reasoner groups (tasks)", BLUE, x(|r| r.reasoner_zero_advantage_share)),
+            ],
+            &[],
+        ),
+        Figure::Eval => eval(root, reports),
         Figure::Difficulty => difficulty(root, reports),
     }
 }
@@ -247,6 +290,15 @@ fn padded(values: &[f64]) -> Range<f64> {
 }
 
 type Line<'a> = (&'a str, RGBColor, Vec<(f64, Option<f64>)>);
+/// A shaded interval (lo, hi) over the iterations, drawn under the lines.
+type Band<'a> = (&'a str, RGBColor, Vec<(f64, Option<(f64, f64)>)>);
+
+/// `c` a quarter as strong over white: opaque, so a band does not depend on the backend's
+/// blending.
+fn light(c: RGBColor) -> RGBColor {
+    let f = |v: u8| 255 - (255 - v as u16) / 4;
+    RGBColor(f(c.0) as u8, f(c.1) as u8, f(c.2) as u8)
+}
 
 fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -256,10 +308,11 @@ fn line_chart<DB: DrawingBackend>(
     percent: bool,
     reports: &[IterationReport],
     lines: &[Line],
+    bands: &[Band],
 ) -> Result<()> {
     // Several lines get a legend in a strip below the plot, where it covers no data; one
     // line needs none (the title and axis name it).
-    let (area, strip) = if lines.len() > 1 {
+    let (area, strip) = if lines.len() + bands.len() > 1 {
         let (plot, strip) = area.split_vertically(area.dim_in_pixel().1 as i32 - LEGEND_HEIGHT);
         (plot, Some(strip))
     } else {
@@ -267,9 +320,15 @@ fn line_chart<DB: DrawingBackend>(
     };
     let area = &area;
     if let Some(strip) = &strip {
-        legend(strip, &lines.iter().map(|l| (l.0, l.1, false)).collect::<Vec<_>>())?;
+        let entries = lines.iter().map(|l| (l.0, l.1, false));
+        let entries = entries.chain(bands.iter().map(|b| (b.0, light(b.1), true)));
+        legend(strip, &entries.collect::<Vec<_>>())?;
     }
-    let values: Vec<f64> = lines.iter().flat_map(|l| l.2.iter().filter_map(|p| p.1)).collect();
+    let values: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| l.2.iter().filter_map(|p| p.1))
+        .chain(bands.iter().flat_map(|b| b.2.iter().filter_map(|p| p.1)).flat_map(|(l, h)| [l, h]))
+        .collect();
     let y = y.unwrap_or_else(|| padded(&values));
     let number = axis_label(&y);
     let y_fmt = |v: &f64| {
@@ -301,6 +360,30 @@ fn line_chart<DB: DrawingBackend>(
     if values.is_empty() {
         no_data(area, "no data yet")?;
         return Ok(());
+    }
+    for (_, color, points) in bands {
+        // Like a line, a band breaks where a value is missing; one point is a bar.
+        let mut runs: Vec<Vec<(f64, (f64, f64))>> = vec![Vec::new()];
+        for (x, v) in points {
+            match v {
+                Some(v) => runs.last_mut().expect("one run").push((*x, *v)),
+                None => runs.push(Vec::new()),
+            }
+        }
+        let fill = light(*color).filled();
+        for run in runs.iter().filter(|r| !r.is_empty()) {
+            let half = if run.len() == 1 { 0.08 } else { 0.0 };
+            let upper = run.iter().map(|(x, (_, h))| (*x, *h));
+            let lower = run.iter().rev().map(|(x, (l, _))| (*x, *l));
+            let mut outline: Vec<(f64, f64)> = Vec::new();
+            if half > 0.0 {
+                let (x, (l, h)) = run[0];
+                outline.extend([(x - half, l), (x - half, h), (x + half, h), (x + half, l)]);
+            } else {
+                outline.extend(upper.chain(lower));
+            }
+            chart.draw_series(std::iter::once(Polygon::new(outline, fill))).map_err(err)?;
+        }
     }
     let markers = reports.len() <= MAX_MARKERS;
     for (_, color, points) in lines {
@@ -432,6 +515,96 @@ fn stage_time<DB: DrawingBackend>(
             }
         }
         chart.draw_series(bars).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Benchmark accuracy with 95% Wilson error bars, one line per benchmark. An iteration's
+/// sampling policy (`eval/`) is drawn at its start (x = N − ½, a hollow marker) and its updated
+/// policy (`eval-checkpoint/`) at its end (x = N + ½, filled), so iteration N's updated policy and
+/// N + 1's sampling policy, the same checkpoint, share a place. Evaluations are usually sparse,
+/// so a benchmark's points are joined across iterations without one.
+fn eval<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    reports: &[IterationReport],
+) -> Result<()> {
+    let benches: std::collections::BTreeSet<&String> =
+        reports.iter().flat_map(|r| r.eval_before.keys().chain(r.eval_after.keys())).collect();
+    let colors: Vec<RGBColor> =
+        benches.iter().enumerate().map(|(i, _)| STAGE_COLORS[i % 6]).collect();
+    let (plot, strip) = area.split_vertically(area.dim_in_pixel().1 as i32 - LEGEND_HEIGHT);
+    let entries: Vec<(&str, RGBColor, bool)> =
+        benches.iter().zip(&colors).map(|(b, c)| (b.as_str(), *c, false)).collect();
+    legend(&strip, &entries)?;
+    let area = &plot;
+    let x = x_range(reports);
+    let mut chart = ChartBuilder::on(area)
+        .caption("Benchmark accuracy with 95% Wilson intervals", (FONT, 22))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x.start - 0.3..x.end + 0.3, -0.03..1.05)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(x_labels(reports))
+        .x_label_formatter(&iteration_label)
+        .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+        .x_desc(
+            "iteration (hollow: its sampling policy, at its start; filled: its update, at its end)",
+        )
+        .y_desc("accuracy")
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    if benches.is_empty() {
+        return no_data(area, "no evaluation yet");
+    }
+    let cap = 0.08;
+    for (b, color) in benches.iter().zip(colors) {
+        // (x, accuracy, interval, after)
+        let mut points: Vec<(f64, f64, Option<(f64, f64)>, bool)> = Vec::new();
+        for r in reports {
+            let it = r.iteration as f64;
+            for (after, acc, lo, hi) in [
+                (false, &r.eval_before, &r.eval_before_lo, &r.eval_before_hi),
+                (true, &r.eval_after, &r.eval_after_lo, &r.eval_after_hi),
+            ] {
+                if let Some(a) = acc.get(*b) {
+                    let x = if after { it + 0.5 } else { it - 0.5 };
+                    points.push((x, *a, lo.get(*b).copied().zip(hi.get(*b).copied()), after));
+                }
+            }
+        }
+        let style = ShapeStyle::from(color).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), style))
+            .map_err(err)?;
+        let bar = ShapeStyle::from(color).stroke_width(1);
+        for (x, _, ci, _) in &points {
+            if let Some((lo, hi)) = ci {
+                chart
+                    .draw_series([
+                        PathElement::new(vec![(*x, *lo), (*x, *hi)], bar),
+                        PathElement::new(vec![(x - cap, *lo), (x + cap, *lo)], bar),
+                        PathElement::new(vec![(x - cap, *hi), (x + cap, *hi)], bar),
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        for (x, a, _, after) in &points {
+            let marker = if *after {
+                Circle::new((*x, *a), 5, color.filled())
+            } else {
+                Circle::new((*x, *a), 5, WHITE.filled())
+            };
+            chart.draw_series([marker]).map_err(err)?;
+            if !*after {
+                chart.draw_series([Circle::new((*x, *a), 5, style)]).map_err(err)?;
+            }
+        }
     }
     Ok(())
 }

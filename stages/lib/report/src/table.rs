@@ -63,6 +63,41 @@ impl Columns<'_> {
             in_csv: true,
         });
     }
+
+    /// A 95% interval: its bounds as the CSV columns `lo` and `hi`, and one table row below
+    /// the number it bounds, `[lo, hi]` in percent.
+    fn interval(
+        &mut self,
+        (lo, hi): (&str, &str),
+        f: &dyn Fn(&IterationReport) -> Option<(f64, f64)>,
+    ) {
+        self.num(lo, "", Show::Percent, &|r| f(r).map(|b| b.0));
+        self.num(hi, "", Show::Percent, &|r| f(r).map(|b| b.1));
+        let n = self.cols.len();
+        for c in &mut self.cols[n - 2..] {
+            c.in_table = false;
+        }
+        let cells = self
+            .reports
+            .iter()
+            .map(|r| {
+                f(r).map_or(Cell::Empty, |(lo, hi)| {
+                    Cell::Text(format!("[{:.1}%, {:.1}%]", 100.0 * lo, 100.0 * hi))
+                })
+            })
+            .collect();
+        self.cols.push(Column {
+            csv: String::new(),
+            label: "  95% CI".into(),
+            cells,
+            in_table: true,
+            in_csv: false,
+        });
+    }
+}
+
+fn both(lo: Option<f64>, hi: Option<f64>) -> Option<(f64, f64)> {
+    lo.zip(hi)
 }
 
 fn columns(reports: &[IterationReport]) -> Vec<Column> {
@@ -74,6 +109,9 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
     cols.num("attempts", "attempts", Show::Count, &|r| c(r.attempts));
     cols.num("valid_tasks", "valid tasks", Show::Count, &|r| c(r.valid_tasks));
     cols.num("valid_task_rate", "valid-task rate", Show::Percent, &|r| r.valid_task_rate);
+    cols.interval(("valid_task_rate_lo", "valid_task_rate_hi"), &|r| {
+        both(r.valid_task_rate_lo, r.valid_task_rate_hi)
+    });
     cols.num("mcq_attempts", "MCQ attempts", Show::Count, &|r| c(r.mcq_attempts));
     cols.num("mcq_valid", "MCQ valid", Show::Count, &|r| c(r.mcq_valid));
     cols.num("free_form_attempts", "free-form attempts", Show::Count, &|r| c(r.free_form_attempts));
@@ -120,6 +158,9 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
     cols.num("answered_tasks", "answered tasks", Show::Count, &|r| c(r.answered_tasks));
     cols.num("reasoner_answers", "answers", Show::Count, &|r| c(r.reasoner_answers));
     cols.num("reasoner_accuracy", "accuracy", Show::Percent, &|r| r.reasoner_accuracy);
+    cols.interval(("reasoner_accuracy_lo", "reasoner_accuracy_hi"), &|r| {
+        both(r.reasoner_accuracy_lo, r.reasoner_accuracy_hi)
+    });
     cols.num("mean_pass_rate", "mean pass rate p̂", Show::Fixed(3), &|r| r.mean_pass_rate);
     cols.num("pass_rate_zero_share", "tasks at p̂ = 0", Show::Percent, &|r| {
         r.pass_rate_zero_share
@@ -131,6 +172,17 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
     cols.num("mean_challenger_reward", "mean r_C", Show::Fixed(3), &|r| r.mean_challenger_reward);
     cols.num("reasoner_completion_tokens", "completion tokens", Show::Fixed(1), &|r| {
         r.reasoner_completion_tokens
+    });
+    cols.num(HEADING, "training batch: groups with all advantages 0", Show::Count, &|_| None);
+    cols.num("challenger_groups", "Challenger groups (documents)", Show::Count, &|r| {
+        c(r.challenger_groups)
+    });
+    cols.num("challenger_zero_advantage_share", "Challenger, all 0", Show::Percent, &|r| {
+        r.challenger_zero_advantage_share
+    });
+    cols.num("reasoner_groups", "Reasoner groups (tasks)", Show::Count, &|r| c(r.reasoner_groups));
+    cols.num("reasoner_zero_advantage_share", "Reasoner, all 0", Show::Percent, &|r| {
+        r.reasoner_zero_advantage_share
     });
     cols.num(HEADING, "update", Show::Count, &|_| None);
     cols.num("update_steps", "optimizer steps", Show::Count, &|r| c(r.update_steps));
@@ -156,21 +208,24 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
     if !before.is_empty() || !after.is_empty() {
         cols.num(HEADING, "eval accuracy", Show::Count, &|_| None);
     }
-    for b in before {
-        cols.num(
-            &format!("eval_before/{b}"),
-            &format!("{b}, sampling policy"),
-            Show::Percent,
-            &|r| r.eval_before.get(b).copied(),
-        );
-    }
-    for b in after {
-        cols.num(
-            &format!("eval_after/{b}"),
-            &format!("{b}, updated policy"),
-            Show::Percent,
-            &|r| r.eval_after.get(b).copied(),
-        );
+    for (b, after) in before.iter().map(|b| (b, false)).chain(after.iter().map(|b| (b, true))) {
+        let (key, policy) =
+            if after { ("eval_after", "updated") } else { ("eval_before", "sampling") };
+        let pick = |r: &IterationReport| {
+            let (acc, n, lo, hi) = if after {
+                (&r.eval_after, &r.eval_after_answers, &r.eval_after_lo, &r.eval_after_hi)
+            } else {
+                (&r.eval_before, &r.eval_before_answers, &r.eval_before_lo, &r.eval_before_hi)
+            };
+            let get = |m: &std::collections::BTreeMap<String, f64>| m.get(*b).copied();
+            (get(acc), n.get(*b).map(|&n| n as f64), get(lo).zip(get(hi)))
+        };
+        cols.num(&format!("{key}/{b}"), &format!("{b}, {policy} policy"), Show::Percent, &|r| {
+            pick(r).0
+        });
+        cols.interval((&format!("{key}_lo/{b}"), &format!("{key}_hi/{b}")), &|r| pick(r).2);
+        cols.num(&format!("{key}_answers/{b}"), "", Show::Count, &|r| pick(r).1);
+        cols.cols.last_mut().expect("just pushed").in_table = false;
     }
     cols.cols
 }

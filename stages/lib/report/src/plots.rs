@@ -127,8 +127,7 @@ fn draw<DB: DrawingBackend>(
             root,
             "Reasoner pass rate and Challenger reward",
             "",
-            Some(-0.15..1.05),
-            false,
+            YAxis { range: Some(-0.15..1.05), percent: false },
             reports,
             &[
                 // Reasoner accuracy is the same line whenever every task has K answers.
@@ -146,8 +145,7 @@ fn draw<DB: DrawingBackend>(
             root,
             "Valid tasks among the Challenger's attempts",
             "valid-task rate",
-            Some(-0.03..1.05),
-            true,
+            YAxis { range: Some(-0.03..1.05), percent: true },
             reports,
             &[
                 ("all attempts", BLUE, x(|r| r.valid_task_rate)),
@@ -170,8 +168,7 @@ fn draw<DB: DrawingBackend>(
                 &top,
                 "Update: mean loss per iteration",
                 "loss",
-                None,
-                false,
+                YAxis { range: None, percent: false },
                 reports,
                 &[("loss", BLUE, x(|r| r.loss))],
                 &[],
@@ -180,8 +177,7 @@ fn draw<DB: DrawingBackend>(
                 &bottom,
                 "Update: gradient norm of the last step",
                 "grad norm",
-                None,
-                false,
+                YAxis { range: None, percent: false },
                 reports,
                 &[("grad norm", RED, x(|r| r.grad_norm))],
                 &[],
@@ -192,8 +188,7 @@ fn draw<DB: DrawingBackend>(
             root,
             "Question diversity among valid tasks",
             "",
-            Some(-0.03..1.05),
-            false,
+            YAxis { range: Some(-0.03..1.05), percent: false },
             reports,
             &[
                 (
@@ -209,8 +204,7 @@ fn draw<DB: DrawingBackend>(
             root,
             "Training batch: groups whose advantages are all 0 (no learning signal)",
             "share of groups",
-            Some(-0.03..1.05),
-            true,
+            YAxis { range: Some(-0.03..1.05), percent: true },
             reports,
             &[
                 ("Challenger groups (documents)", ORANGE, x(|r| r.challenger_zero_advantage_share)),
@@ -290,6 +284,16 @@ fn padded(values: &[f64]) -> Range<f64> {
 }
 
 type Line<'a> = (&'a str, RGBColor, Vec<(f64, Option<f64>)>);
+
+/// The y axis of a line chart: its range (None: fitted to the data), and whether its values
+/// are shares shown as percentages.
+struct YAxis {
+    range: Option<Range<f64>>,
+    percent: bool,
+}
+
+/// One evaluation point: x, accuracy, its interval, and whether it is of the updated policy.
+type EvalPoint = (f64, f64, Option<(f64, f64)>, bool);
 /// A shaded interval (lo, hi) over the iterations, drawn under the lines.
 type Band<'a> = (&'a str, RGBColor, Vec<(f64, Option<(f64, f64)>)>);
 
@@ -304,12 +308,12 @@ fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
     y_desc: &str,
-    y: Option<Range<f64>>,
-    percent: bool,
+    axis: YAxis,
     reports: &[IterationReport],
     lines: &[Line],
     bands: &[Band],
 ) -> Result<()> {
+    let (y, percent) = (axis.range, axis.percent);
     // Several lines get a legend in a strip below the plot, where it covers no data; one
     // line needs none (the title and axis name it).
     let (area, strip) = if lines.len() + bands.len() > 1 {
@@ -564,8 +568,7 @@ fn eval<DB: DrawingBackend>(
     }
     let cap = 0.08;
     for (b, color) in benches.iter().zip(colors) {
-        // (x, accuracy, interval, after)
-        let mut points: Vec<(f64, f64, Option<(f64, f64)>, bool)> = Vec::new();
+        let mut points: Vec<EvalPoint> = Vec::new();
         for r in reports {
             let it = r.iteration as f64;
             for (after, acc, lo, hi) in [

@@ -31,6 +31,13 @@ slurm-status *args:
 crossplay *args: setup
     @target/release/spice crossplay "$@"
 
+# The same command resumes where it stopped; `just learn data/runs/other` for another folder.
+# Does self-play teach anything? pipelines/learn.toml (20 iterations), cross-play, report.
+learn run="data/runs/learn": setup
+    target/release/spice iterate --config pipelines/learn.toml --run {{run}}
+    target/release/spice crossplay --run {{run}}
+    target/release/spice report --run {{run}}
+
 # Evaluate a model or checkpoint on benchmark files, e.g.
 # `just eval --model data/models/smollm2-135m-instruct --bench math500.jsonl --out data/eval/x`.
 eval *args: setup

@@ -51,4 +51,14 @@ if [ ! -f data/corpus/.complete ]; then
     step_done "corpus"
 fi
 
+# 5. A held-out evaluation set (`pipelines/learn.toml`): 200 generated two-digit additions and
+#    subtractions, fixed by the seed; the corpus teaches no arithmetic, so nothing leaks.
+if [ ! -f data/bench/arith200.jsonl ]; then
+    step_start "held-out arithmetic set at data/bench/arith200.jsonl"
+    mkdir -p data/bench
+    "$SPICE_PYTHON" stages/eval/bench/make_arithmetic.py --n 200 --seed 0 > data/bench/arith200.jsonl.tmp
+    mv data/bench/arith200.jsonl.tmp data/bench/arith200.jsonl
+    step_done "arithmetic set"
+fi
+
 echo "setup: ready in $((SECONDS - t_start)) s (${timings[*]:-nothing to do})" >&2

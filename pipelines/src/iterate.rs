@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use spice_schemas::{commit::write_atomic, layout::RunLayout, vocab::Grounding, RunConfig};
+use spice_schemas::{layout::RunLayout, vocab::Grounding, RunConfig};
 
 use crate::plan::{chunk_call, eval_calls, iteration_calls, StageCall, BINARIES};
 use crate::summary::summarize;
@@ -46,7 +46,6 @@ pub fn run(args: &IterateArgs, cfg: &RunConfig) -> Result<()> {
     if cfg.challenger.grounding == Grounding::Corpus {
         run_stage(&bin_dir, &args.run, &chunk_call(&args.run), device, args.force)?;
     }
-    let mut summaries = Vec::new();
     for iter in 0..iterations {
         let t0 = Instant::now();
         for call in iteration_calls(&args.run, cfg, iter)
@@ -58,27 +57,9 @@ pub fn run(args: &IterateArgs, cfg: &RunConfig) -> Result<()> {
         let s = summarize(&layout.iter_dir(iter), iter)?;
         eprintln!("{} (this session: {:.1} min)", s.line(), t0.elapsed().as_secs_f64() / 60.0);
         println!("{}", s.line());
-        summaries.push(s);
-        write_summaries(&layout, iterations)?;
+        crate::summarize::write_run(&layout)?;
     }
     Ok(())
-}
-
-/// `<run>/summary.jsonl`: one object per finished iteration, rewritten atomically; and the
-/// iterations' TensorBoard event files (`tensorboard.rs`).
-fn write_summaries(layout: &RunLayout, upto: u32) -> Result<()> {
-    let mut text = String::new();
-    for iter in 0..upto {
-        let dir = layout.iter_dir(iter);
-        if !dir.join("update").exists() {
-            continue;
-        }
-        let summary = summarize(&dir, iter)?;
-        text.push_str(&serde_json::to_string(&summary)?);
-        text.push('\n');
-        crate::tensorboard::write_iteration(layout, &summary)?;
-    }
-    write_atomic(&layout.root.join("summary.jsonl"), text.as_bytes())
 }
 
 pub fn run_stage(

@@ -8,6 +8,7 @@ mod plan;
 mod report;
 mod show;
 mod slurm;
+mod summarize;
 mod summary;
 mod tensorboard;
 mod verify_run;
@@ -44,6 +45,9 @@ enum Cli {
     /// digests, inputs) and say what must be redone; `--repair` marks damaged parts
     /// unfinished so the next `spice iterate` redoes them.
     VerifyRun(verify_run::VerifyRunArgs),
+    /// Rewrite `<run>/summary.jsonl` and `<run>/tensorboard/` from the run's finished
+    /// iterations (the driver does it after each iteration; Slurm jobs call it as they end).
+    Summarize(summarize::SummarizeArgs),
     /// Print the effective run configuration (defaults + profile + overrides) as TOML.
     Config {
         /// Profile (pipelines/*.toml).
@@ -100,6 +104,7 @@ fn main() -> Result<()> {
         Cli::Show(args) => show::run(&args)?,
         Cli::Doctor(args) => doctor::run(&args)?,
         Cli::VerifyRun(args) => verify_run::run(&args)?,
+        Cli::Summarize(args) => summarize::run(&args)?,
     }
     Ok(())
 }

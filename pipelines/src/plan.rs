@@ -27,6 +27,12 @@ pub struct StageCall {
 }
 
 impl StageCall {
+    /// Whether finishing this stage changes the run's summary (`spice summarize`): an
+    /// iteration's update, or an evaluation.
+    pub fn summarizes(&self) -> bool {
+        self.cell.is_none() && matches!(self.name, "update" | "eval")
+    }
+
     /// Command-line arguments of part `part`.
     pub fn args(&self, run: &Path, part: u32, device: Option<&str>, force: bool) -> Vec<String> {
         let mut a = vec!["--run".to_string(), run.display().to_string()];

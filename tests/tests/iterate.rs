@@ -126,6 +126,15 @@ fn tiny_run_has_every_shard_is_reproducible_and_resumes_after_a_kill() {
         .collect();
     assert_eq!(before, after, "a finished run must be a no-op");
     assert_eq!(events, tensorboard_files(&run_a), "the event files are rewritten identically");
+    // `spice summarize` by hand (what Slurm jobs call) rebuilds both from the shards alone.
+    let summary = std::fs::read(run_a.join("summary.jsonl")).unwrap();
+    std::fs::remove_dir_all(run_a.join("tensorboard")).unwrap();
+    std::fs::remove_file(run_a.join("summary.jsonl")).unwrap();
+    let mut summarize = Command::new(bin_dir().join("spice"));
+    summarize.args(["summarize", "--run"]).arg(&run_a);
+    run_ok(summarize);
+    assert_eq!(std::fs::read(run_a.join("summary.jsonl")).unwrap(), summary);
+    assert_eq!(events, tensorboard_files(&run_a), "spice summarize writes the same events");
 
     // 3. Same seed, new folder: identical shards.
     let run_b = tmp.path().join("b");

@@ -11,7 +11,7 @@ use common::tiny::{digests, setup};
 use common::*;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
@@ -190,6 +190,35 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
         digests(&remote, FOLDERS),
         "Slurm and local runs with one seed differ"
     );
+    // The update and evaluation jobs refreshed the summary and the TensorBoard files: the
+    // same iterations and numbers as the local driver's, all but the wall times.
+    let summary = |run: &Path| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(run.join("summary.jsonl")).unwrap();
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("minutes");
+                v
+            })
+            .collect()
+    };
+    let (local_summary, remote_summary) = (summary(&local), summary(&remote));
+    assert_eq!(remote_summary.len(), 2, "{remote_summary:?}");
+    assert_eq!(local_summary, remote_summary, "summary.jsonl of the Slurm run");
+    assert!(
+        remote_summary.iter().all(|s| s["eval"].as_object().is_some_and(|e| !e.is_empty())),
+        "every iteration's checkpoint evaluation is in the summary: {remote_summary:?}"
+    );
+    let events = |run: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(run.join("tensorboard"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(events(&remote), events(&local));
+    assert_eq!(events(&remote).len(), 2, "{:?}", events(&remote));
 
     // Done is done: submitting again submits nothing; status lists every stage done.
     let again =
@@ -243,7 +272,7 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
     assert!(remote_cx.status.success(), "spice slurm crossplay failed:\n{se}\n{so}");
     assert!(se.contains("0 stage(s) done, 0 already queued, 10 submitted"), "{se}");
     assert!(remote.join("slurm/crossplay/challenger-0002/reasoner-0000/rollout.sbatch").exists());
-    let cells = |run: &std::path::Path| -> Vec<(String, String)> {
+    let cells = |run: &Path| -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (c, r) in [(0, 0), (2, 0), (0, 2)] {
             for f in ["challenger", "tasks", "rollouts", "scored"] {

@@ -66,7 +66,19 @@ pub fn render(template: &str, input: &ScriptInput, res: &SlurmResources) -> Resu
             argv.iter().position(|a| a == "--shard").expect("a split stage passes --shard") + 1;
         argv[at] = format!("\"${{SLURM_ARRAY_TASK_ID}}/{}\"", call.parts);
     }
-    let command = format!("exec {} {}", quote(&bin.display().to_string()), argv.join(" "));
+    let stage = format!("{} {}", quote(&bin.display().to_string()), argv.join(" "));
+    // The jobs that finish an iteration or an evaluation also refresh `summary.jsonl` and
+    // `tensorboard/`, as the local driver does; the stage's own exit status decides the job.
+    let command = if call.summarizes() {
+        let spice = quote(&input.bin_dir.join("spice").display().to_string());
+        let run = quote(&input.run.display().to_string());
+        format!(
+            "{stage}\n{spice} summarize --run {run} || echo \"spice: summary.jsonl and tensorboard/ \
+             not refreshed; the stage's output is kept\" >&2"
+        )
+    } else {
+        format!("exec {stage}")
+    };
 
     let mut sbatch = Vec::new();
     if call.parts > 1 {
@@ -137,7 +149,7 @@ pub fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::iteration_calls;
+    use crate::plan::{eval_calls, iteration_calls};
     use spice_schemas::RunConfig;
 
     fn input<'a>(call: &'a StageCall, log: &'a Path) -> ScriptInput<'a> {
@@ -201,6 +213,34 @@ mod tests {
         assert_eq!(log_path(&log, "17", None), Path::new("/r/slurm/iter-0000/logs/score-17.log"));
         let arr = log_pattern(Path::new("/l"), "challenge", 2);
         assert_eq!(log_path(&arr, "17", Some("1")), Path::new("/l/challenge-17_1.log"));
+    }
+
+    #[test]
+    fn update_and_eval_jobs_refresh_the_summary() {
+        let mut cfg = RunConfig::default();
+        cfg.eval.eval_every = 1;
+        cfg.eval.benchmarks = vec!["b.jsonl".into()];
+        let calls = iteration_calls(Path::new("/r"), &cfg, 0);
+        let log = PathBuf::from("/l");
+        let summarize = "'/opt/spice/my bin/spice' summarize --run /runs/my-run || echo";
+        let update =
+            render(TEMPLATE, &input(&calls[4], &log), &cfg.slurm.for_stage("update")).unwrap();
+        // The stage runs first, not exec'd, so the summary comes after it; under `set -e` a
+        // failed stage ends the job with its own status before the summary.
+        let at_stage = update
+            .find(
+                "\n'/opt/spice/my bin/spice-update' --run /runs/my-run --iter 0 --device cuda:0\n",
+            )
+            .unwrap_or_else(|| panic!("{update}"));
+        let at_summary = update.find(summarize).unwrap_or_else(|| panic!("{update}"));
+        assert!(at_stage < at_summary && update.contains("set -euo pipefail"), "{update}");
+        for eval in eval_calls(Path::new("/r"), &cfg, 0) {
+            let text = render(TEMPLATE, &input(&eval, &log), &cfg.slurm.for_stage("eval")).unwrap();
+            assert!(text.contains(summarize), "{text}");
+        }
+        let score =
+            render(TEMPLATE, &input(&calls[3], &log), &cfg.slurm.for_stage("score")).unwrap();
+        assert!(!score.contains("summarize"), "{score}");
     }
 
     #[test]

@@ -177,3 +177,18 @@ fn readme_set_examples_parse() {
     assert!(readme.contains("--set reward.challenger_reward=r_zero"));
     assert!(checked >= 4, "found only {checked} --set examples in the README");
 }
+
+/// The long workstation run evaluates the set `just setup` makes, and cross-plays policies the
+/// run will have, on documents its training never draws.
+#[test]
+fn learn_profile_is_consistent_with_setup_and_crossplay() {
+    let cfg = RunConfig::load(&pipelines().join("learn.toml")).unwrap();
+    assert!(cfg.run.iterations >= 20);
+    assert_eq!(cfg.eval.benchmarks, [PathBuf::from("data/bench/arith200.jsonl")]);
+    let setup = std::fs::read_to_string(pipelines().join("setup.sh")).unwrap();
+    assert!(setup.contains("> data/bench/arith200.jsonl.tmp"), "setup.sh makes the eval set");
+    assert!(cfg.eval.eval_every > 0 && cfg.run.iterations.is_multiple_of(cfg.eval.eval_every));
+    assert!(cfg.crossplay.heldout_documents > 0);
+    assert!(cfg.crossplay.policies.iter().all(|p| *p <= cfg.run.iterations));
+    assert!(cfg.crossplay.policies.contains(&cfg.run.iterations), "the last policy is compared");
+}

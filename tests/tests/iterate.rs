@@ -257,32 +257,39 @@ fn assert_tensorboard_matches_the_shards(run: &Path) {
          installs it):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // TensorBoard stores f32; JSON text parsed back (serde_json without `float_roundtrip`)
+    // may land one f64 ulp away, so every value is compared as the f32 it was written as.
     let tags: std::collections::BTreeMap<String, Vec<(i64, f64)>> =
         serde_json::from_slice(&out.stdout).unwrap();
-    let series = |tag: &str| tags.get(tag).unwrap_or_else(|| panic!("no {tag} in {tags:?}"));
+    let series = |tag: &str| -> Vec<(i64, f32)> {
+        let s = tags.get(tag).unwrap_or_else(|| panic!("no {tag} in {tags:?}"));
+        s.iter().map(|&(step, v)| (step, v as f32)).collect()
+    };
     let files = tensorboard_files(run);
     assert_eq!(files.len(), 2, "one event file per iteration");
     // Update steps, numbered by the optimizer across iterations.
-    let mut want: Vec<(i64, f64)> = Vec::new();
+    let mut want: Vec<(i64, f32)> = Vec::new();
     for iter in 0..2u32 {
         let rows: Vec<UpdateMetricsRow> =
             read_folder(&run.join(format!("iter-{iter:04}/update"))).unwrap();
         for r in rows {
-            want.push(((want.len() + 1) as i64, r.loss as f32 as f64));
+            want.push(((want.len() + 1) as i64, r.loss as f32));
         }
     }
-    assert_eq!(series("update/loss"), &want);
+    assert_eq!(series("update/loss"), want);
     assert_eq!(series("update/grad_norm").len(), want.len());
     // The summary line of each iteration at its iteration.
     let summary = std::fs::read_to_string(run.join("summary.jsonl")).unwrap();
     for (iter, line) in summary.lines().enumerate() {
         let s: serde_json::Value = serde_json::from_str(line).unwrap();
-        let rate = s["valid_task_rate"].as_f64().unwrap();
-        assert!(series("iteration/valid_task_rate").contains(&(iter as i64, rate as f32 as f64)));
-        let minutes = s["minutes"].as_f64().unwrap();
-        assert!(series("iteration/minutes").contains(&(iter as i64, minutes as f32 as f64)));
-        let acc = s["eval"]["arith"].as_f64().unwrap();
-        assert!(series("eval/arith").contains(&(iter as i64, acc as f32 as f64)), "{tags:?}");
+        for (tag, value) in [
+            ("iteration/valid_task_rate", &s["valid_task_rate"]),
+            ("iteration/minutes", &s["minutes"]),
+            ("eval/arith", &s["eval"]["arith"]),
+        ] {
+            let point = (iter as i64, value.as_f64().unwrap() as f32);
+            assert!(series(tag).contains(&point), "{tag}: no {point:?} in {:?}", series(tag));
+        }
     }
     assert_eq!(series("eval_base/arith").len(), 1, "the initial model, once");
     println!("tensorboard: {} scalar tags, {} update steps", tags.len(), want.len());

@@ -29,6 +29,29 @@ impl PrefixKv {
     }
 }
 
+/// Slots `start..start + len` read the same `span` columns in this decode step: a run of
+/// neighbouring slots at one length (the samples of one prompt, placed together, decode in
+/// step), which batch-invariant attention takes as one batched GEMM over views of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanRun {
+    pub start: i64,
+    pub len: i64,
+    pub span: i64,
+}
+
+/// The runs of equal span in `lens` (each slot reads its length plus the new token), in slot
+/// order.
+fn span_runs(lens: &[i64]) -> Vec<SpanRun> {
+    let mut runs: Vec<SpanRun> = Vec::new();
+    for (slot, &len) in lens.iter().enumerate() {
+        match runs.last_mut() {
+            Some(r) if r.span == len + 1 => r.len += 1,
+            _ => runs.push(SpanRun { start: slot as i64, len: 1, span: len + 1 }),
+        }
+    }
+    runs
+}
+
 /// Where one decode step writes and what it may read, the same for every layer.
 struct StepIndex {
     /// [slots, kv_heads, 1, head_dim] (Int64): each slot's write column, for `scatter_`.
@@ -37,6 +60,9 @@ struct StepIndex {
     span: i64,
     /// [slots, 1, 1, span] additive mask: 0 at or below a slot's new column, −∞ above.
     mask: Tensor,
+    /// With [`KvCache::set_per_slot`], the slots grouped by the columns they read; found once
+    /// per step, for every layer.
+    runs: Option<Vec<SpanRun>>,
 }
 
 pub struct KvCache {
@@ -81,10 +107,11 @@ impl KvCache {
         self.per_slot = per_slot;
     }
 
-    /// With [`KvCache::set_per_slot`], the columns each slot reads in this step (its length
-    /// plus the new token); `None` for the shared, masked span. Call before `append`.
-    pub fn exact_spans(&self) -> Option<Vec<i64>> {
-        self.per_slot.then(|| self.lens.iter().map(|l| l + 1).collect())
+    /// With [`KvCache::set_per_slot`], this step's runs of neighbouring slots that read the
+    /// same columns (their length plus the new token); `None` for the shared, masked span.
+    /// Call between `begin_step` and `append`.
+    pub fn span_runs(&self) -> Option<Vec<SpanRun>> {
+        self.step.as_ref().expect("begin_step before span_runs").runs.clone()
     }
 
     /// Bytes one cached token costs over all layers (keys and values).
@@ -124,7 +151,8 @@ impl KvCache {
         let mask = Tensor::zeros([b, span], (self.k[0].kind(), device))
             .masked_fill(&hidden, f64::NEG_INFINITY)
             .view([b, 1, 1, span]);
-        self.step = Some(StepIndex { write, span, mask });
+        let runs = self.per_slot.then(|| span_runs(&self.lens));
+        self.step = Some(StepIndex { write, span, mask, runs });
     }
 
     /// Write `k`, `v` [slots, kv_heads, 1, head_dim] of `layer` at each slot's next column;
@@ -159,6 +187,26 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_group_neighbouring_slots_of_one_span() {
+        let run = |start, len, span| SpanRun { start, len, span };
+        assert_eq!(span_runs(&[]), vec![]);
+        assert_eq!(span_runs(&[4, 4, 4]), vec![run(0, 3, 5)]);
+        // Equal lengths apart stay apart: a run is a view of neighbouring slots.
+        assert_eq!(
+            span_runs(&[4, 4, 7, 4, 2, 2]),
+            vec![run(0, 2, 5), run(2, 1, 8), run(3, 1, 5), run(4, 2, 3)]
+        );
+        let mut c = KvCache::new(1, 3, 1, 6, 1, Kind::Float, Device::Cpu);
+        c.begin_step();
+        assert_eq!(c.span_runs(), None, "shared span unless per slot");
+        c.set_per_slot(true);
+        c.place(0, &prefix(&[1.0, 2.0]));
+        c.place(2, &prefix(&[1.0, 2.0]));
+        c.begin_step();
+        assert_eq!(c.span_runs(), Some(vec![run(0, 1, 3), run(1, 1, 1), run(2, 1, 3)]));
+    }
 
     fn prefix(values: &[f32]) -> PrefixKv {
         let t = Tensor::from_slice(values).view([1, 1, values.len() as i64, 1]);

@@ -7,7 +7,7 @@ use super::linear::{Linear, Projections};
 use super::load::Vars;
 use super::norm::RmsNorm;
 use crate::config::Config;
-use crate::kv_cache::{KvCache, PrefixKv};
+use crate::kv_cache::{KvCache, PrefixKv, SpanRun};
 use crate::rope;
 
 /// How queries may attend.
@@ -124,12 +124,12 @@ impl Attention {
                 // Group the query heads that share a key/value head so the cache is read in
                 // place, never repeated. [b, nkv, rep, span]
                 assert_eq!(s, 1, "decoding through the cache takes one token per step");
-                let spans = cache.exact_spans();
+                let runs = cache.span_runs();
                 let (k_all, v_all, mask) = cache.append(self.layer_idx, &k, &v);
                 let qg = q.reshape([b, nkv, rep, d]);
-                match spans {
+                match runs {
                     // Each slot over exactly its own columns (batch-invariant decoding).
-                    Some(spans) => exact_span_attention(&qg, &k_all, &v_all, &spans, scale, akind)
+                    Some(runs) => exact_span_attention(&qg, &k_all, &v_all, &runs, scale, akind)
                         .view([b, nh, s, d]),
                     None => {
                         let scores = qg.matmul(&k_all.transpose(2, 3)) * scale + mask;
@@ -168,41 +168,35 @@ impl Attention {
     }
 }
 
-/// Decode attention of each slot over exactly its own columns, `spans[i]` of them for slot i:
-/// `qg` [b, nkv, rep, d], `k_all`/`v_all` [b, nkv, span, d] → [b, nkv, rep, d]. No column past
-/// a slot's own enters its sums, so what a slot computes does not depend on the other slots
-/// (a shared, masked span changes how the GEMMs sum, with its length). Slots of equal span —
-/// the samples of one prompt decoding in step — attend together: a batched GEMM computes each
-/// of its matrices as it would alone.
+/// Decode attention of each slot over exactly its own columns: `qg` [b, nkv, rep, d],
+/// `k_all`/`v_all` [b, nkv, ≥span, d] → [b, nkv, rep, d]. No column past a slot's own enters
+/// its sums, so what a slot computes does not depend on the other slots (a shared, masked span
+/// changes how the GEMMs sum, with its length). A run of neighbouring slots of equal span —
+/// the samples of one prompt decoding in step — attends together: a batched GEMM computes each
+/// of its matrices as it would alone. Every run reads views of the cache (no copies), and the
+/// runs come in slot order, so their outputs concatenate into slot order.
 fn exact_span_attention(
     qg: &Tensor,
     k_all: &Tensor,
     v_all: &Tensor,
-    spans: &[i64],
+    runs: &[SpanRun],
     scale: f64,
     kind: Kind,
 ) -> Tensor {
-    let device = qg.device();
-    let mut groups: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-    for (i, &span) in spans.iter().enumerate() {
-        groups.entry(span).or_default().push(i as i64);
+    let mut outs: Vec<Tensor> = runs
+        .iter()
+        .map(|r| {
+            let k = k_all.narrow(0, r.start, r.len).narrow(2, 0, r.span);
+            let v = v_all.narrow(0, r.start, r.len).narrow(2, 0, r.span);
+            let scores = qg.narrow(0, r.start, r.len).matmul(&k.transpose(2, 3)) * scale;
+            scores.softmax(-1, kind).matmul(&v)
+        })
+        .collect();
+    if outs.len() == 1 {
+        outs.pop().unwrap()
+    } else {
+        Tensor::cat(&outs, 0)
     }
-    let mut order: Vec<i64> = Vec::with_capacity(spans.len());
-    let mut outs = Vec::with_capacity(groups.len());
-    for (span, slots) in groups {
-        let sel = Tensor::from_slice(&slots).to_device(device);
-        let k = k_all.narrow(2, 0, span).index_select(0, &sel);
-        let v = v_all.narrow(2, 0, span).index_select(0, &sel);
-        let scores = qg.index_select(0, &sel).matmul(&k.transpose(2, 3)) * scale;
-        outs.push(scores.softmax(-1, kind).matmul(&v));
-        order.extend(slots);
-    }
-    // Back from group order to slot order.
-    let mut position = vec![0i64; order.len()];
-    for (at, &slot) in order.iter().enumerate() {
-        position[slot as usize] = at as i64;
-    }
-    Tensor::cat(&outs, 0).index_select(0, &Tensor::from_slice(&position).to_device(device))
 }
 
 /// Repeat each key/value head `rep` times: [b, nkv, s, d] → [b, nkv * rep, s, d], as

@@ -142,6 +142,8 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
     let done = run_stage(out, opts.force, |part| {
         let mut sp = StagePolicy::load(&opts.model, &opts.device, &opts.dtype)?;
         sp.policy.set_kv_cache_tokens(opts.kv_cache_tokens.map(|t| t as usize));
+        // This stage only generates: one copy of the model in memory, made once.
+        sp.policy.generation_only();
         part.device(&sp.device);
         let (items, reqs) = prompt_questions(opts, &benches, &prompts, &sp)?;
         let params = sampling(opts.temperature, 1.0, 0, opts.max_new_tokens);

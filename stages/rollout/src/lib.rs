@@ -74,6 +74,8 @@ pub fn run(ctx: &StageCtx) -> Result<()> {
         let mut sp = StagePolicy::load(&policy_dir, &ctx.device, ctx.cfg.run.dtype.as_str())?;
         sp.policy.set_kv_cache_tokens(ctx.cfg.run.kv_cache_tokens.map(|t| t as usize));
         sp.policy.set_batch_invariant(ctx.cfg.run.batch_invariant);
+        // This stage only generates: one copy of the model in memory, made once.
+        sp.policy.generation_only();
         part.device(&sp.device);
         let prompted = prompt_tasks(ctx, &sp, &prompts, &tasks, &tasks_dir)?;
         let params = sampling(rs.temperature, rs.top_p, rs.top_k, rs.max_completion_length);

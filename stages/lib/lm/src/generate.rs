@@ -90,6 +90,20 @@ pub(crate) struct StepWeights<'a> {
     pub narrow: Option<&'a Weights>,
 }
 
+/// The weights generation multiplies with, made from the master weights: the compute dtype's
+/// (on a CPU fused and packed for oneDNN) and the narrow-decode bf16 copies. Each `generate`
+/// call makes its own, unless [`Policy::generation_only`] made them once for the process.
+pub(crate) struct GenerationWeights {
+    wide: Weights,
+    narrow: Option<Weights>,
+}
+
+impl GenerationWeights {
+    fn step(&self) -> StepWeights<'_> {
+        StepWeights { wide: &self.wide, narrow: self.narrow.as_ref() }
+    }
+}
+
 impl StepWeights<'_> {
     pub fn for_rows(&self, rows: usize) -> &Weights {
         match self.narrow {
@@ -171,27 +185,15 @@ impl Policy {
             requests.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0) + params.max_new_tokens;
         let plan = Plan::new(batch_size, requests.len(), capacity, self.kv_budget_tokens());
         tch::no_grad(|| -> Result<()> {
-            let t0 = Instant::now();
-            // Compute-dtype copies of the weights, made once per call.
-            let mut w = self.model.weights(self.compute_kind());
-            if self.device() == Device::Cpu {
-                // Fewer, larger GEMMs: per-op overhead dominates small CPU batches. (On a GPU
-                // the extra copy of the weights would cost memory for little gain.)
-                w.fuse();
-                // Batch-invariant: decode GEMMs in blocks of rows whose sums do not change
-                // with the number of rows.
-                let invariant = self.batch_invariant();
-                let packed = w.to_onednn(invariant.then_some(INVARIANT_DECODE_ROWS));
-                if invariant && !packed {
-                    tracing::warn!(
-                        "this model's projections could not be packed for oneDNN (biases on \
-                         only some of them): its rows may round differently with the batch"
-                    );
+            let made;
+            let prepared = match &self.generation {
+                Some(g) => g,
+                None => {
+                    made = self.generation_weights();
+                    &made
                 }
-            }
-            let narrow = self.narrow_decode_weights();
-            tracing::trace!(seconds = t0.elapsed().as_secs_f64(), "compute weights ready");
-            let weights = StepWeights { wide: &w, narrow: narrow.as_ref() };
+            };
+            let weights = prepared.step();
             let (rows, engine) =
                 Engine::new(self, &weights, requests, params, plan, progress).run()?;
             for row in rows {
@@ -217,6 +219,50 @@ impl Policy {
             "generation plan"
         );
         Ok((out.into_iter().map(|g| g.expect("every row generated")).collect(), stats))
+    }
+
+    /// The weights generation multiplies with, made from the master weights (no gradients).
+    fn generation_weights(&self) -> GenerationWeights {
+        tch::no_grad(|| {
+            let t0 = Instant::now();
+            let mut w = self.model.weights(self.compute_kind());
+            if self.device() == Device::Cpu {
+                // Fewer, larger GEMMs: per-op overhead dominates small CPU batches. (On a GPU
+                // the extra copy of the weights would cost memory for little gain.) Packed
+                // for oneDNN; batch-invariant: decode GEMMs in blocks of rows whose sums do
+                // not change with the number of rows.
+                let invariant = self.batch_invariant();
+                let packed = w.fuse_and_pack(invariant.then_some(INVARIANT_DECODE_ROWS));
+                if invariant && !packed {
+                    tracing::warn!(
+                        "this model's projections could not be packed for oneDNN (biases on \
+                         only some of them): its rows may round differently with the batch"
+                    );
+                }
+            }
+            let narrow = self.narrow_decode_weights();
+            tracing::trace!(seconds = t0.elapsed().as_secs_f64(), "compute weights ready");
+            GenerationWeights { wide: w, narrow }
+        })
+    }
+
+    /// Make the generation weights once, for every later `generate` call, and release the
+    /// trainable f32 master weights: a stage that only generates (challenge, rollout, eval)
+    /// then holds one copy of the model instead of two (on a CPU the master weights are
+    /// about as large as the fused, packed copy generation reads). Call it after the
+    /// settings that shape those weights ([`Policy::set_batch_invariant`]); scoring, training
+    /// and saving need the master weights and are not possible afterwards. Tokens and
+    /// log-probs are the same as without it.
+    pub fn generation_only(&mut self) {
+        if self.generation.is_none() {
+            self.generation = Some(self.generation_weights());
+            self.model.release_master();
+        }
+    }
+
+    /// Whether [`Policy::generation_only`] released the master weights.
+    pub fn is_generation_only(&self) -> bool {
+        self.generation.is_some()
     }
 
     /// Whether what a sample generates is independent of the other samples of its `generate`

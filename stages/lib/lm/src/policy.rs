@@ -27,6 +27,8 @@ pub struct Policy {
     kv_cache_tokens: Option<usize>,
     /// Whether generation may take the batch-invariant path where it exists (f32 on a CPU).
     pub(crate) batch_invariant_allowed: bool,
+    /// The weights of every `generate` call, after [`Policy::generation_only`].
+    pub(crate) generation: Option<crate::generate::GenerationWeights>,
 }
 
 impl Policy {
@@ -68,6 +70,7 @@ impl Policy {
             dtype,
             kv_cache_tokens: None,
             batch_invariant_allowed: true,
+            generation: None,
         })
     }
 
@@ -82,6 +85,10 @@ impl Policy {
     /// and decodes every slot over a shared span: faster with short prompts, and a row's
     /// last bits, rarely its tokens, then depend on its batch.
     pub fn set_batch_invariant(&mut self, allowed: bool) {
+        assert!(
+            self.generation.is_none(),
+            "set_batch_invariant after generation_only: the generation weights are already made"
+        );
         self.batch_invariant_allowed = allowed;
     }
 

@@ -422,3 +422,34 @@ fn end_of_turn_follows_the_template() {
     let unknown = t("{{ raise_exception('no') }}<|eot_id|>");
     assert_eq!(spice_lm::chat::end_of_turn_id(&unknown, tok), None, "not in this tokenizer");
 }
+
+/// A policy that keeps only its generation weights generates exactly what a full one does,
+/// bit for bit in f32 on a CPU, over several calls (the weights are made once); the master
+/// weights are gone, so scoring is refused.
+#[test]
+fn generation_only_policies_generate_the_same_tokens() {
+    for kind in [Kind::Float, Kind::BFloat16] {
+        let full = load("qwen2", kind);
+        let mut only = load("qwen2", kind);
+        only.generation_only();
+        assert!(only.is_generation_only() && !full.is_generation_only());
+        assert_eq!(only.parameter_count(), 0, "the master variables are released");
+        let params = SamplingParams { temperature: 1.2, max_new_tokens: 10, ..Default::default() };
+        for reqs in [requests(4), grouped_requests(2, 3)] {
+            let a = full.generate(&reqs, &params, 3, None).unwrap();
+            let b = only.generate(&reqs, &params, 3, None).unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.token_ids, y.token_ids, "{kind:?}");
+                let bits = |g: &spice_lm::Generation| {
+                    g.logprobs.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                assert_eq!(bits(x), bits(y), "{kind:?}");
+            }
+        }
+        let row = ScoreRow { prompt_ids: vec![5, 6, 7], completion_ids: vec![8, 9] };
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            only.score(std::slice::from_ref(&row), 1)
+        }));
+        assert!(refused.is_err(), "scoring needs the master weights");
+    }
+}

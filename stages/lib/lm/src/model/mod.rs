@@ -112,6 +112,25 @@ impl Weights {
         true
     }
 
+    /// [`Weights::fuse`] then [`Weights::to_onednn`] a layer at a time, so that one layer's
+    /// stacked dense copy exists at once, not every layer's: the peak memory of preparing
+    /// generation on a CPU. Returns whether the weights were packed (see `to_onednn`).
+    pub fn fuse_and_pack(&mut self, decode_rows: Option<i64>) -> bool {
+        let mut packed = self.kind == Kind::Float && tch::utils::has_mkldnn();
+        for l in &mut self.layers {
+            l.fuse();
+            // Every layer has the same projections: the first one decides for all.
+            packed &= l.is_fused();
+            if packed {
+                l.to_onednn(decode_rows);
+            }
+        }
+        if packed {
+            self.lm_head = self.lm_head.to_onednn(decode_rows);
+        }
+        packed
+    }
+
     /// Token embeddings: `ids` [batch, seq] (Int64) → [batch, seq, hidden] in `self.kind`.
     pub fn embed(&self, ids: &Tensor) -> Tensor {
         Tensor::embedding(&self.embed_tokens, ids, -1, false, false)
@@ -191,8 +210,8 @@ impl Weights {
 pub struct Model {
     pub cfg: Config,
     pub vs: nn::VarStore,
-    /// The f32 variables of `vs`, as modules.
-    master: Weights,
+    /// The f32 variables of `vs`, as modules; None once released for generation only.
+    master: Option<Weights>,
 }
 
 impl Model {
@@ -207,7 +226,7 @@ impl Model {
         let mut vars = Vars::new(tensors, vs.root());
         let master = Weights::load(&cfg, &mut vars, Rc::new(Rope::new(&cfg, device)))?;
         vars.finish(&cfg.model_type)?;
-        Ok(Model { cfg, vs, master })
+        Ok(Model { cfg, vs, master: Some(master) })
     }
 
     pub fn device(&self) -> Device {
@@ -216,11 +235,20 @@ impl Model {
 
     /// The f32 master weights.
     pub fn master(&self) -> &Weights {
-        &self.master
+        self.master.as_ref().expect(
+            "the master weights were released (Policy::generation_only): this policy can only \
+             generate",
+        )
     }
 
     /// The parameters in `kind` (see [`Weights::to_kind`]).
     pub fn weights(&self, kind: Kind) -> Weights {
-        self.master.to_kind(kind)
+        self.master().to_kind(kind)
+    }
+
+    /// Drop the master weights and their variables (see `Policy::generation_only`).
+    pub(crate) fn release_master(&mut self) {
+        self.master = None;
+        self.vs = nn::VarStore::new(self.vs.device());
     }
 }

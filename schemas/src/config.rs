@@ -232,6 +232,10 @@ pub struct UpdateSection {
     pub adam_epsilon: f64,
     /// Recompute activations in the backward pass (large models).
     pub gradient_checkpointing: bool,
+    /// Forward each distinct prompt of a micro-batch once for all its sequences — a
+    /// document's G attempts, a task's K answers — instead of once per sequence (Prefix
+    /// Grouper); the loss and gradients are the same up to f32 rounding.
+    pub shared_prefix: bool,
 }
 
 impl Default for UpdateSection {
@@ -251,6 +255,7 @@ impl Default for UpdateSection {
             adam_beta2: 0.999,
             adam_epsilon: 1e-8,
             gradient_checkpointing: false,
+            shared_prefix: true,
         }
     }
 }

@@ -20,4 +20,4 @@ pub use loss::{dr_grpo_loss, LossParts, LossSettings};
 pub use save::SavePoint;
 pub use spice_schemas::vocab::Role;
 pub use stage::{run, run_with, Outcome, UpdateOptions};
-pub use train::{run_epochs, score_old, score_reference, train_step, UpdateSettings};
+pub use train::{run_epochs, score_old, score_reference, train_step, ScoreOptions, UpdateSettings};

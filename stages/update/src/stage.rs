@@ -352,12 +352,12 @@ fn score_old_and_reference(
     single: bool,
     settings: &UpdateSettings,
 ) -> Result<(Option<Mismatch>, f64, f64)> {
-    let (temps, micro) = (settings.temperatures, settings.micro_batch_size);
+    let opts = settings.score_options();
     let t_score = Instant::now();
     let mut mismatch = None;
     if !single {
         let bar = spice_stage::progress(rows.len() as u64, "scoring πθ_old", "sequences");
-        mismatch = Some(score_old(policy, rows, temps, micro, Some(&bar))?);
+        mismatch = Some(score_old(policy, rows, opts, Some(&bar))?);
         bar.finish();
     }
     let score_seconds = t_score.elapsed().as_secs_f64();
@@ -366,7 +366,7 @@ fn score_old_and_reference(
         let ref_policy = Policy::load(r, policy.device(), kind)
             .with_context(|| format!("loading the reference model {}", r.display()))?;
         let bar = spice_stage::progress(rows.len() as u64, "scoring π_ref", "sequences");
-        score_reference(&ref_policy, rows, temps, micro, Some(&bar))?;
+        score_reference(&ref_policy, rows, opts, Some(&bar))?;
         bar.finish();
     }
     Ok((mismatch, score_seconds, t_ref.elapsed().as_secs_f64()))

@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use spice_lm::optim::AdamWConfig;
 use spice_lm::tch::{Device, Tensor};
-use spice_lm::{AdamW, GradOptions, Policy, ScoreRow, TokenLogprobs};
+use spice_lm::{shared_prefix_order, AdamW, GradOptions, Policy, ScoreRow, TokenLogprobs};
 use spice_schemas::{rows::UpdateMetricsRow, RunConfig};
 
 use serde::Serialize;
@@ -40,6 +40,8 @@ pub struct UpdateSettings {
     /// Sequences per forward/backward pass.
     pub micro_batch_size: usize,
     pub gradient_checkpointing: bool,
+    /// Forward each distinct prompt of a micro-batch once (`update.shared_prefix`).
+    pub shared_prefix: bool,
     /// L of the Dr. GRPO constant L · N: the longest completion either role may generate, so
     /// both roles' tokens weigh the same.
     pub max_completion_length: usize,
@@ -95,6 +97,7 @@ impl UpdateSettings {
             mini_batch_size: u.mini_batch_size as usize,
             micro_batch_size: u.micro_batch_size.max(1) as usize,
             gradient_checkpointing: u.gradient_checkpointing,
+            shared_prefix: u.shared_prefix,
             max_completion_length: cfg
                 .challenger
                 .max_completion_length
@@ -164,22 +167,32 @@ impl MismatchSum {
     }
 }
 
+/// How the rows of a batch are ordered into micro-batches of neighbours: shortest first, or
+/// with a shared prefix each prompt's rows together.
+fn order_rows(rows: &[TrainRow], order: &mut [usize], shared_prefix: bool) {
+    if shared_prefix {
+        order.sort_by(|&a, &b| shared_prefix_order(&rows[a].tokens, &rows[b].tokens));
+    } else {
+        order.sort_by_key(|&i| rows[i].total_len());
+    }
+}
+
 /// Score every row's completion with `policy` (no gradients) at its role's temperature,
-/// shortest rows together, and hand each row its log-probs.
+/// in micro-batches ordered by [`order_rows`], and hand each row its log-probs.
 fn score_rows(
     policy: &Policy,
     rows: &mut [TrainRow],
-    temperatures: RoleTemperatures,
-    micro_batch: usize,
+    opts: ScoreOptions,
     bar: Option<&ProgressBar>,
     mut put: impl FnMut(&mut TrainRow, Vec<f32>),
 ) -> Result<()> {
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&i| rows[i].total_len());
-    for chunk in order.chunks(micro_batch.max(1)) {
+    order_rows(rows, &mut order, opts.shared_prefix);
+    let micro_batch = opts.micro_batch.max(1);
+    for chunk in order.chunks(micro_batch) {
         let batch: Vec<ScoreRow> = chunk.iter().map(|&i| rows[i].tokens.clone()).collect();
-        let temps = temperatures.rows(chunk.iter().map(|&i| &rows[i]));
-        let scored = policy.score_at(&batch, &temps, micro_batch)?;
+        let temps = opts.temperatures.rows(chunk.iter().map(|&i| &rows[i]));
+        let scored = policy.score_with(&batch, &temps, micro_batch, opts.shared_prefix)?;
         for (&i, lp) in chunk.iter().zip(scored) {
             put(&mut rows[i], lp);
         }
@@ -190,17 +203,36 @@ fn score_rows(
     Ok(())
 }
 
+/// How [`score_old`] and [`score_reference`] batch their rows.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreOptions {
+    /// Each role's sampling temperature, which its rows are scored at.
+    pub temperatures: RoleTemperatures,
+    pub micro_batch: usize,
+    pub shared_prefix: bool,
+}
+
+impl UpdateSettings {
+    /// The scoring options of these settings.
+    pub fn score_options(&self) -> ScoreOptions {
+        ScoreOptions {
+            temperatures: self.temperatures,
+            micro_batch: self.micro_batch_size,
+            shared_prefix: self.shared_prefix,
+        }
+    }
+}
+
 /// Recompute πθ_old with the iteration's policy, as verl does, and measure its distance to
 /// the sampling log-probs.
 pub fn score_old(
     policy: &Policy,
     rows: &mut [TrainRow],
-    temperatures: RoleTemperatures,
-    micro_batch: usize,
+    opts: ScoreOptions,
     bar: Option<&ProgressBar>,
 ) -> Result<Mismatch> {
     let mut mismatch = MismatchSum::default();
-    score_rows(policy, rows, temperatures, micro_batch, bar, |row, lp| {
+    score_rows(policy, rows, opts, bar, |row, lp| {
         mismatch.add(&lp, &row.sampling_logprobs);
         row.old_logprobs = lp;
     })?;
@@ -211,18 +243,16 @@ pub fn score_old(
 pub fn score_reference(
     reference: &Policy,
     rows: &mut [TrainRow],
-    temperatures: RoleTemperatures,
-    micro_batch: usize,
+    opts: ScoreOptions,
     bar: Option<&ProgressBar>,
 ) -> Result<()> {
-    score_rows(reference, rows, temperatures, micro_batch, bar, |row, lp| {
-        row.ref_logprobs = Some(lp)
-    })
+    score_rows(reference, rows, opts, bar, |row, lp| row.ref_logprobs = Some(lp))
 }
 
 /// The mini-batches of one epoch: a seeded shuffle of the rows, cut into `mini_batch_size`
-/// pieces (the last may be smaller). Within a mini-batch rows are ordered by length so
-/// micro-batches waste little padding; the order does not change the summed loss.
+/// pieces (the last may be smaller). Within a mini-batch rows are ordered by [`order_rows`]
+/// so micro-batches waste little padding (and share prompts); the order does not change the
+/// summed loss.
 pub fn mini_batches(rows: &[TrainRow], s: &UpdateSettings, epoch: u32) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..rows.len()).collect();
     let seed = spice_stage::derive_seed(s.seed, s.iteration, "update", epoch as u64);
@@ -232,7 +262,7 @@ pub fn mini_batches(rows: &[TrainRow], s: &UpdateSettings, epoch: u32) -> Vec<Ve
         .chunks(size)
         .map(|c| {
             let mut c = c.to_vec();
-            c.sort_by_key(|&i| rows[i].total_len());
+            order_rows(rows, &mut c, s.shared_prefix);
             c
         })
         .collect()
@@ -337,8 +367,11 @@ pub fn train_step(
     let mut sums = StepSums::default();
 
     opt.zero_grad();
-    let grad =
-        GradOptions { micro_batch: s.micro_batch_size, checkpointing: s.gradient_checkpointing };
+    let grad = GradOptions {
+        micro_batch: s.micro_batch_size,
+        checkpointing: s.gradient_checkpointing,
+        shared_prefix: s.shared_prefix,
+    };
     let loss = policy.accumulate_gradients_at(&batch, &temps, grad, &mut |idx, lp| {
         let loss = micro_batch_loss(input, &loss_settings, idx, lp, device, &mut sums)?;
         if let Some(b) = bar {

@@ -258,7 +258,7 @@ fn a_single_step_needs_no_separate_old_logprob_pass() {
         let mut opt = AdamW::new(policy.var_store(), train::adamw_config(&run.cfg));
         let mut rows = read_scored(&run.scored_dir(0), 0, true).unwrap().rows;
         let mismatch =
-            score.then(|| train::score_old(&policy, &mut rows, s.temperatures, 2, None).unwrap());
+            score.then(|| train::score_old(&policy, &mut rows, s.score_options(), None).unwrap());
         let steps = train::run_epochs(&policy, &mut opt, &rows, &s, None).unwrap();
         assert_eq!(steps.len(), 1);
         (steps[0].clone(), mismatch)

@@ -12,7 +12,7 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use crate::device::{parse_device, parse_dtype};
-use crate::logprobs::{GradOptions, ScoreRow};
+use crate::logprobs::{shared_prefix_order, GradOptions, ScoreRow};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::peak::sync;
 use crate::{GenRequest, Policy, SamplingParams};
@@ -54,10 +54,15 @@ pub struct BenchArgs {
     pub update_completion: usize,
     /// Update step of mixed lengths instead of `update_rows` equal ones: groups
     /// `COUNTxPROMPT+COMPLETION`, comma-separated. The `cpu.toml`-shaped step is
-    /// `32x548+158,48x65+150`: 8 documents × 4 Challenger attempts and 6 tasks × 8 Reasoner
-    /// answers, 32,912 tokens (a real one held 32,923).
+    /// `32x548+158/4,48x65+150/8`: 8 documents × 4 Challenger attempts and 6 tasks × 8
+    /// Reasoner answers, 32,912 tokens (a real one held 32,923). `/S` makes each S rows of a
+    /// group share one prompt, as a document's attempts and a task's answers do.
     #[arg(long)]
     pub update_mix: Option<String>,
+    /// Forward each distinct prompt of a micro-batch once (the update's
+    /// `update.shared_prefix`).
+    #[arg(long)]
+    pub shared_prefix: bool,
     /// Rows per forward/backward pass (1 keeps the default model's step under 4 GB).
     #[arg(long, default_value_t = 1)]
     pub micro_batch: usize,
@@ -151,21 +156,35 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
             let shape = match &a.update_mix {
                 Some(mix) => parse_update_mix(mix)?,
-                None => {
-                    vec![(a.update_rows, a.update_seq - a.update_completion, a.update_completion)]
-                }
+                None => vec![MixGroup {
+                    count: a.update_rows,
+                    prompt: a.update_seq - a.update_completion,
+                    completion: a.update_completion,
+                    samples: 1,
+                }],
             };
             let mut rows: Vec<ScoreRow> = Vec::new();
-            for &(count, p_len, c_len) in &shape {
-                for _ in 0..count {
+            for g in &shape {
+                let mut prompt = Vec::new();
+                for k in 0..g.count {
+                    if k % g.samples == 0 {
+                        prompt = (0..g.prompt).map(|_| rng.random_range(3..vocab)).collect();
+                    }
                     rows.push(ScoreRow {
-                        prompt_ids: (0..p_len).map(|_| rng.random_range(3..vocab)).collect(),
-                        completion_ids: (0..c_len).map(|_| rng.random_range(3..vocab)).collect(),
+                        prompt_ids: prompt.clone(),
+                        completion_ids: (0..g.completion)
+                            .map(|_| rng.random_range(3..vocab))
+                            .collect(),
                     });
                 }
             }
-            // Shortest first, as the update orders a mini-batch (little padding per pass).
-            rows.sort_by_key(|r| r.prompt_ids.len() + r.completion_ids.len());
+            // As the update orders a mini-batch: shortest first (little padding per pass), or
+            // with a shared prefix the rows of each prompt together.
+            if a.shared_prefix {
+                rows.sort_by(shared_prefix_order);
+            } else {
+                rows.sort_by_key(|r| r.prompt_ids.len() + r.completion_ids.len());
+            }
             let n_rows = rows.len();
             let tokens: usize =
                 rows.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).sum();
@@ -183,8 +202,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 reset_peak_rss();
                 let t0 = Instant::now();
                 opt.zero_grad();
-                let opts =
-                    GradOptions { micro_batch: a.micro_batch, checkpointing: a.checkpointing };
+                let opts = GradOptions {
+                    micro_batch: a.micro_batch,
+                    checkpointing: a.checkpointing,
+                    shared_prefix: a.shared_prefix,
+                };
                 // Dr. GRPO's surrogate with π_old = the current policy: ρ = 1, gradient A·∇log π.
                 let loss = policy.accumulate_gradients(&rows, opts, &mut |idx, lp| {
                     let a: Vec<f32> = idx.iter().map(|&i| adv[i]).collect();
@@ -203,6 +225,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     "mix": a.update_mix, "tokens": tokens, "model_flops": model_flops,
                     "matmul_peak_flops": peak, "peak_fraction": model_flops / peak,
                     "micro_batch": a.micro_batch, "checkpointing": a.checkpointing, "run": r,
+                    "shared_prefix": a.shared_prefix,
                     "seconds": secs, "peak_rss_bytes": peak_rss(), "loss": loss,
                     "grad_norm": gnorm, "threads": host_threads, "device": label,
                     "gpu_used_bytes": gpu_used(device),
@@ -215,20 +238,36 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `COUNTxPROMPT+COMPLETION[,…]` → (count, prompt tokens, completion tokens) per group.
-pub fn parse_update_mix(mix: &str) -> Result<Vec<(usize, usize, usize)>> {
+/// One group of `--update-mix`: `count` rows of `prompt` + `completion` tokens, each
+/// `samples` of them sharing one prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MixGroup {
+    pub count: usize,
+    pub prompt: usize,
+    pub completion: usize,
+    pub samples: usize,
+}
+
+/// `COUNTxPROMPT+COMPLETION[/SAMPLES][,…]` → its groups.
+pub fn parse_update_mix(mix: &str) -> Result<Vec<MixGroup>> {
     mix.split(',')
         .map(|g| {
-            let parse = || -> Option<(usize, usize, usize)> {
-                let (count, lens) = g.trim().split_once('x')?;
+            let parse = || -> Option<MixGroup> {
+                let (count, rest) = g.trim().split_once('x')?;
+                let (lens, samples) = match rest.split_once('/') {
+                    Some((lens, s)) => (lens, s.parse().ok()?),
+                    None => (rest, 1),
+                };
                 let (p, c) = lens.split_once('+')?;
-                Some((count.parse().ok()?, p.parse().ok()?, c.parse().ok()?))
+                let (count, prompt, completion) =
+                    (count.parse().ok()?, p.parse().ok()?, c.parse().ok()?);
+                Some(MixGroup { count, prompt, completion, samples })
             };
             match parse() {
-                Some(t) if t.0 > 0 && t.2 > 0 => Ok(t),
+                Some(m) if m.count > 0 && m.completion > 0 && m.samples > 0 => Ok(m),
                 _ => anyhow::bail!(
-                    "--update-mix group {g:?}: expected COUNTxPROMPT+COMPLETION with COUNT and \
-                     COMPLETION > 0, e.g. 32x548+158"
+                    "--update-mix group {g:?}: expected COUNTxPROMPT+COMPLETION[/SAMPLES] with \
+                     COUNT, COMPLETION and SAMPLES > 0, e.g. 32x548+158/4"
                 ),
             }
         })

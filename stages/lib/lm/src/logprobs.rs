@@ -11,11 +11,19 @@
 //! chunk by chunk, so full-vocabulary logits for a whole batch never exist at once. For
 //! training, [`Policy::accumulate_gradients`] also recomputes each head chunk in the backward
 //! pass (and, with activation checkpointing, each decoder layer), so memory stays bounded.
+//!
+//! With a shared prefix ([`GradOptions::shared_prefix`], [`Policy::score_with`]) a micro-batch
+//! whose rows repeat a prompt — a Challenger document's G attempts, a task's K answers — is
+//! packed with each prompt once: the prompt's tokens go through every layer once instead of
+//! once per row, and in the backward pass the gradients of all its completions flow into that
+//! one copy. Log-probs and gradients equal the padded layout's up to f32 rounding.
+
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
-use crate::model::{cast, AttnMode};
+use crate::model::{cast, AttnMode, SharedPrefix};
 use crate::policy::Policy;
 use crate::sample::inverse_temperature;
 
@@ -40,6 +48,9 @@ pub struct GradOptions {
     pub micro_batch: usize,
     /// Recompute each decoder layer in the backward pass instead of storing its activations.
     pub checkpointing: bool,
+    /// Forward each distinct prompt of a micro-batch once for all its rows (see
+    /// [`SharedPrefix`]); rows of one prompt must be neighbours in `rows` to share.
+    pub shared_prefix: bool,
 }
 
 /// Positions per LM-head chunk, so one chunk's logits stay near `budget` floats.
@@ -48,15 +59,55 @@ fn head_chunk(batch: i64, vocab: i64) -> i64 {
     (budget / (batch * vocab)).max(1)
 }
 
-/// Inputs of one batch laid out for scoring.
+/// Inputs of one micro-batch laid out for scoring: right-padded rows [b, L], or (with a
+/// shared prefix) one packed sequence [1, T].
 struct Layout {
-    ids: Tensor,       // [b, L] right-padded
-    positions: Tensor, // [b, L]
-    gather: Tensor,    // [b, C]: position whose hidden state predicts completion token j
-    targets: Tensor,   // [b, C]
-    mask: Tensor,      // [b, C]
+    ids: Tensor,
+    positions: Tensor,
+    /// [b * C]: flat index (into the [b·L] or [T] tokens) of the hidden state that predicts
+    /// completion token j of row i.
+    gather: Tensor,
+    targets: Tensor, // [b, C]
+    mask: Tensor,    // [b, C]
     /// [b, 1, 1]: 1 / each row's sampling temperature; None when every row is at 1.
     inv_temperature: Option<Tensor>,
+    shared: Option<SharedPrefix>,
+}
+
+impl Layout {
+    /// How the micro-batch's queries attend.
+    fn attn(&self) -> AttnMode<'_> {
+        match &self.shared {
+            Some(sp) => AttnMode::SharedPrefix(sp),
+            None => AttnMode::Causal,
+        }
+    }
+
+    /// A micro-batch of `rows`: packed with each distinct prompt once when asked and some
+    /// prompt repeats, else right-padded.
+    fn new(
+        rows: &[&ScoreRow],
+        temperatures: &[f64],
+        shared_prefix: bool,
+        vocab: usize,
+        device: Device,
+    ) -> Result<Layout> {
+        check_temperatures(rows.len(), temperatures)?;
+        check_rows(rows, vocab)?;
+        let distinct: HashSet<&[u32]> = rows.iter().map(|r| r.prompt_ids.as_slice()).collect();
+        let any_completion = rows.iter().any(|r| !r.completion_ids.is_empty());
+        let mut lay = if shared_prefix && distinct.len() < rows.len() && any_completion {
+            shared_layout(rows, device)
+        } else {
+            padded_layout(rows, device)
+        };
+        let inv: Vec<f32> = temperatures.iter().map(|&t| inverse_temperature(t)).collect();
+        lay.inv_temperature = inv
+            .iter()
+            .any(|&x| x != 1.0)
+            .then(|| Tensor::from_slice(&inv).view([rows.len() as i64, 1, 1]).to_device(device));
+        Ok(lay)
+    }
 }
 
 /// `temperatures` of a batch of `rows` rows: empty (all at 1) or one per row.
@@ -73,47 +124,157 @@ fn check_temperatures(rows: usize, temperatures: &[f64]) -> Result<()> {
     Ok(())
 }
 
-fn layout(rows: &[ScoreRow], temperatures: &[f64], vocab: usize, device: Device) -> Result<Layout> {
-    check_temperatures(rows.len(), temperatures)?;
-    let b = rows.len();
-    let l = rows.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).max().unwrap_or(0);
-    let c = rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0);
-    let (mut ids, mut gather, mut targets, mut mask) =
-        (vec![0i64; b * l], vec![0i64; b * c], vec![0i64; b * c], vec![0f32; b * c]);
+fn check_rows(rows: &[&ScoreRow], vocab: usize) -> Result<()> {
     for (i, r) in rows.iter().enumerate() {
         if r.prompt_ids.is_empty() {
             bail!("score row {i} has an empty prompt (the first token has no prediction)");
         }
+        if let Some(t) =
+            r.prompt_ids.iter().chain(&r.completion_ids).find(|&&t| t as usize >= vocab)
+        {
+            bail!("score row {i}: token id {t} is outside the vocabulary ({vocab})");
+        }
+    }
+    Ok(())
+}
+
+/// Targets and mask [b, C] of the rows' completions, right-padded.
+fn completion_targets(rows: &[&ScoreRow], c: usize, device: Device) -> (Tensor, Tensor) {
+    let b = rows.len();
+    let (mut targets, mut mask) = (vec![0i64; b * c], vec![0f32; b * c]);
+    for (i, r) in rows.iter().enumerate() {
+        for (j, &t) in r.completion_ids.iter().enumerate() {
+            targets[i * c + j] = t as i64;
+            mask[i * c + j] = 1.0;
+        }
+    }
+    let shape = [b as i64, c as i64];
+    (
+        Tensor::from_slice(&targets).view(shape).to_device(device),
+        Tensor::from_slice(&mask).view(shape).to_device(device),
+    )
+}
+
+/// Each row prompt then completion, right-padded to the longest: plain causal attention is
+/// exact.
+fn padded_layout(rows: &[&ScoreRow], device: Device) -> Layout {
+    let b = rows.len();
+    let l = rows.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).max().unwrap_or(0);
+    let c = rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0);
+    let (mut ids, mut gather) = (vec![0i64; b * l], vec![0i64; b * c]);
+    for (i, r) in rows.iter().enumerate() {
         for (j, &t) in r.prompt_ids.iter().chain(&r.completion_ids).enumerate() {
-            if t as usize >= vocab {
-                bail!("score row {i}: token id {t} is outside the vocabulary ({vocab})");
-            }
             ids[i * l + j] = t as i64;
         }
         let p = r.prompt_ids.len();
         for j in 0..c {
-            gather[i * c + j] = (p - 1 + j.min(r.completion_ids.len().saturating_sub(1))) as i64;
-            if j < r.completion_ids.len() {
-                targets[i * c + j] = r.completion_ids[j] as i64;
-                mask[i * c + j] = 1.0;
-            }
+            let at = p - 1 + j.min(r.completion_ids.len().saturating_sub(1));
+            gather[i * c + j] = (i * l + at) as i64;
         }
     }
-    let (b, l, c) = (b as i64, l as i64, c as i64);
-    let t = |v: &[i64], n: i64| Tensor::from_slice(v).view([b, n]).to_device(device);
-    let inv: Vec<f32> = temperatures.iter().map(|&t| inverse_temperature(t)).collect();
-    let inv_temperature = inv
-        .iter()
-        .any(|&x| x != 1.0)
-        .then(|| Tensor::from_slice(&inv).view([b, 1, 1]).to_device(device));
-    Ok(Layout {
-        inv_temperature,
-        ids: t(&ids, l),
+    let (targets, mask) = completion_targets(rows, c, device);
+    let (b, l) = (b as i64, l as i64);
+    Layout {
+        ids: Tensor::from_slice(&ids).view([b, l]).to_device(device),
         positions: Tensor::arange(l, (Kind::Int64, device)).unsqueeze(0).expand([b, l], false),
-        gather: t(&gather, c),
-        targets: t(&targets, c),
-        mask: Tensor::from_slice(&mask).view([b, c]).to_device(device),
-    })
+        gather: Tensor::from_slice(&gather).to_device(device),
+        targets,
+        mask,
+        inv_temperature: None,
+        shared: None,
+    }
+}
+
+/// One packed sequence (see [`SharedPrefix`]): each distinct prompt once, in order of first
+/// appearance, right-padded to the longest; then every row's completion, right-padded to the
+/// longest, at the positions it has after its prompt. Completion token 0 is predicted by its
+/// prompt's last token, token j > 0 by completion token j − 1.
+fn shared_layout(rows: &[&ScoreRow], device: Device) -> Layout {
+    let mut groups: Vec<&[u32]> = Vec::new();
+    let mut index: HashMap<&[u32], usize> = HashMap::new();
+    let group_of_row: Vec<usize> = rows
+        .iter()
+        .map(|r| {
+            *index.entry(r.prompt_ids.as_slice()).or_insert_with(|| {
+                groups.push(&r.prompt_ids);
+                groups.len() - 1
+            })
+        })
+        .collect();
+    let (g, n) = (groups.len(), rows.len());
+    let p = groups.iter().map(|q| q.len()).max().unwrap_or(0);
+    let c = rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0);
+    let t = g * p + n * c;
+    let (mut ids, mut positions, mut gather) = (vec![0i64; t], vec![0i64; t], vec![0i64; n * c]);
+    for (k, q) in groups.iter().enumerate() {
+        for j in 0..p {
+            ids[k * p + j] = q.get(j).map_or(0, |&x| x as i64);
+            positions[k * p + j] = j as i64;
+        }
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let (k, len) = (group_of_row[i], r.completion_ids.len());
+        let (prompt_len, base) = (groups[k].len(), g * p + i * c);
+        for j in 0..c {
+            ids[base + j] = r.completion_ids.get(j).map_or(0, |&x| x as i64);
+            positions[base + j] = (prompt_len + j) as i64;
+            let at = j.min(len.saturating_sub(1));
+            gather[i * c + j] = if at == 0 { k * p + prompt_len - 1 } else { base + at - 1 } as i64;
+        }
+    }
+    let (targets, mask) = completion_targets(rows, c, device);
+    let (g, n, p, c) = (g as i64, n as i64, p as i64, c as i64);
+    let prompt_lens: Vec<i64> = group_of_row.iter().map(|&k| groups[k].len() as i64).collect();
+    let prompt_lens = Tensor::from_slice(&prompt_lens).to_device(device).view([n, 1, 1, 1]);
+    let see_prompt = Tensor::arange(p, (Kind::Int64, device))
+        .view([1, 1, 1, p])
+        .lt_tensor(&prompt_lens)
+        .expand([n, 1, c, p], false);
+    let see_self = Tensor::ones([c, c], (Kind::Bool, device))
+        .tril(0)
+        .view([1, 1, c, c])
+        .expand([n, 1, c, c], false);
+    let group_of_row: Vec<i64> = group_of_row.iter().map(|&k| k as i64).collect();
+    Layout {
+        ids: Tensor::from_slice(&ids).view([1, t as i64]).to_device(device),
+        positions: Tensor::from_slice(&positions).view([1, t as i64]).to_device(device),
+        gather: Tensor::from_slice(&gather).to_device(device),
+        targets,
+        mask,
+        inv_temperature: None,
+        shared: Some(SharedPrefix {
+            groups: g,
+            prefix_len: p,
+            rows: n,
+            completion_len: c,
+            group_of_row: Tensor::from_slice(&group_of_row).to_device(device),
+            mask: Tensor::cat(&[see_prompt, see_self], 3),
+        }),
+    }
+}
+
+/// The order in which rows share prompts best within micro-batches of neighbours: prompts of
+/// similar length together (little padding), each prompt's rows next to each other, shorter
+/// completions first.
+pub fn shared_prefix_order(a: &ScoreRow, b: &ScoreRow) -> std::cmp::Ordering {
+    (a.prompt_ids.len().cmp(&b.prompt_ids.len()))
+        .then_with(|| a.prompt_ids.cmp(&b.prompt_ids))
+        .then(a.completion_ids.len().cmp(&b.completion_ids.len()))
+}
+
+/// The micro-batches of `rows`: `micro_batch` neighbours at a time, as row indices.
+fn micro_batches(n: usize, micro_batch: usize) -> Vec<Vec<usize>> {
+    let mb = micro_batch.max(1);
+    (0..n).step_by(mb).map(|s| (s..(s + mb).min(n)).collect()).collect()
+}
+
+/// The temperatures of rows `idx` (empty when all are at 1).
+fn temperatures_of(temperatures: &[f64], idx: &[usize]) -> Vec<f64> {
+    if temperatures.is_empty() {
+        Vec::new()
+    } else {
+        idx.iter().map(|&i| temperatures[i]).collect()
+    }
 }
 
 impl Policy {
@@ -154,7 +315,7 @@ impl Policy {
     /// Hidden states [b, c, h] that predict each completion token (after the final norm).
     fn completion_hidden(&self, lay: &Layout) -> Tensor {
         let w = self.model.weights(self.compute_kind());
-        completion_positions(&w.forward(&lay.ids, &lay.positions, AttnMode::Causal, None), lay)
+        completion_positions(&w.forward(&lay.ids, &lay.positions, lay.attn(), None), lay)
     }
 
     /// Per-token log-probs of each row's completion given its prompt, in one pass over the
@@ -172,7 +333,8 @@ impl Policy {
         rows: &[ScoreRow],
         temperatures: &[f64],
     ) -> Result<TokenLogprobs> {
-        let lay = layout(rows, temperatures, self.config().vocab_size, self.device())?;
+        let rows: Vec<&ScoreRow> = rows.iter().collect();
+        let lay = Layout::new(&rows, temperatures, false, self.config().vocab_size, self.device())?;
         let hidden = self.completion_hidden(&lay);
         let logprobs =
             self.head_logprobs(&hidden, &lay.targets, lay.inv_temperature.as_ref()) * &lay.mask;
@@ -193,13 +355,34 @@ impl Policy {
         temperatures: &[f64],
         micro_batch: usize,
     ) -> Result<Vec<Vec<f32>>> {
+        self.score_with(rows, temperatures, micro_batch, false)
+    }
+
+    /// [`Policy::score_at`], with each distinct prompt of a micro-batch forwarded once when
+    /// `shared_prefix` (see [`GradOptions::shared_prefix`]).
+    pub fn score_with(
+        &self,
+        rows: &[ScoreRow],
+        temperatures: &[f64],
+        micro_batch: usize,
+        shared_prefix: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         check_temperatures(rows.len(), temperatures)?;
         let mut out = Vec::with_capacity(rows.len());
-        let mb_size = micro_batch.max(1);
         tch::no_grad(|| -> Result<()> {
-            for (k, mb) in rows.chunks(mb_size).enumerate() {
-                let temps = temperatures.get(k * mb_size..k * mb_size + mb.len()).unwrap_or(&[]);
-                let lp = self.sequence_logprobs_at(mb, temps)?.logprobs.to_device(Device::Cpu);
+            for idx in micro_batches(rows.len(), micro_batch) {
+                let mb: Vec<&ScoreRow> = idx.iter().map(|&i| &rows[i]).collect();
+                let temps = temperatures_of(temperatures, &idx);
+                let lay = Layout::new(
+                    &mb,
+                    &temps,
+                    shared_prefix,
+                    self.config().vocab_size,
+                    self.device(),
+                )?;
+                let hidden = self.completion_hidden(&lay);
+                let inv_t = lay.inv_temperature.as_ref();
+                let lp = self.head_logprobs(&hidden, &lay.targets, inv_t).to_device(Device::Cpu);
                 for (i, r) in mb.iter().enumerate() {
                     let v: Vec<f32> = Vec::try_from(lp.get(i as i64))?;
                     out.push(v[..r.completion_ids.len()].to_vec());
@@ -238,11 +421,11 @@ impl Policy {
     ) -> Result<f64> {
         check_temperatures(rows.len(), temperatures)?;
         let mut total = 0.0;
-        let mb = opts.micro_batch.max(1);
-        for (k, chunk) in rows.chunks(mb).enumerate() {
-            let idx: Vec<usize> = (k * mb..k * mb + chunk.len()).collect();
-            let temps = temperatures.get(k * mb..k * mb + chunk.len()).unwrap_or(&[]);
-            let lay = layout(chunk, temps, self.config().vocab_size, self.device())?;
+        for idx in micro_batches(rows.len(), opts.micro_batch) {
+            let chunk: Vec<&ScoreRow> = idx.iter().map(|&i| &rows[i]).collect();
+            let temps = temperatures_of(temperatures, &idx);
+            let (vocab, device) = (self.config().vocab_size, self.device());
+            let lay = Layout::new(&chunk, &temps, opts.shared_prefix, vocab, device)?;
             let inv_t = lay.inv_temperature.as_ref();
             // 1. Hidden states that predict completion tokens: with their graph, or (when
             //    checkpointing) without, keeping only each layer's input.
@@ -292,7 +475,7 @@ impl Policy {
     fn forward_saving_layer_inputs(&self, lay: &Layout) -> (Tensor, Vec<Tensor>) {
         let w = self.model.weights(self.compute_kind());
         let mut saved = Vec::with_capacity(w.layers().len() + 1);
-        let hidden = w.forward(&lay.ids, &lay.positions, AttnMode::Causal, Some(&mut saved));
+        let hidden = w.forward(&lay.ids, &lay.positions, lay.attn(), Some(&mut saved));
         (completion_positions(&hidden, lay), saved)
     }
 
@@ -310,7 +493,7 @@ impl Policy {
             let x = saved[l].detach().set_requires_grad(true);
             // One layer's compute-dtype copy at a time.
             let layer = master.layers()[l].to_kind(kind);
-            let y = layer.forward(&x, &cos, &sin, &mut AttnMode::Causal);
+            let y = layer.forward(&x, &cos, &sin, &mut lay.attn());
             (y * &g).sum(Kind::Float).backward();
             g = x.grad();
         }
@@ -320,9 +503,48 @@ impl Policy {
     }
 }
 
-/// The rows of `hidden` [b, L, h] that predict completion tokens: [b, c, h].
+/// The hidden states (of [b, L, h] or [1, T, h]) that predict completion tokens: [b, C, h].
 fn completion_positions(hidden: &Tensor, lay: &Layout) -> Tensor {
-    let (b, c) = (lay.gather.size()[0], lay.gather.size()[1]);
+    let (b, c) = (lay.targets.size()[0], lay.targets.size()[1]);
     let hsize = hidden.size()[2];
-    hidden.gather(1, &lay.gather.unsqueeze(-1).expand([b, c, hsize], false), false)
+    hidden.reshape([-1, hsize]).index_select(0, &lay.gather).view([b, c, hsize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(p: &[u32], c: &[u32]) -> ScoreRow {
+        ScoreRow { prompt_ids: p.to_vec(), completion_ids: c.to_vec() }
+    }
+
+    #[test]
+    fn repeated_prompts_are_packed_once_and_distinct_ones_stay_padded() {
+        let doc = [5, 6, 7, 8];
+        let rows = [row(&doc, &[1, 2, 3]), row(&[9, 9], &[4]), row(&doc, &[5, 6])];
+        let refs: Vec<&ScoreRow> = rows.iter().collect();
+        let lay = Layout::new(&refs, &[], true, 100, Device::Cpu).unwrap();
+        let sp = lay.shared.as_ref().expect("a repeated prompt is shared");
+        // Two prompts padded to 4, three completions padded to 3: 2·4 + 3·3 tokens, not 3·7.
+        assert_eq!((sp.groups, sp.prefix_len, sp.rows, sp.completion_len), (2, 4, 3, 3));
+        assert_eq!(lay.ids.size(), [1, 17]);
+        let ids: Vec<i64> = Vec::try_from(lay.ids.view([-1])).unwrap();
+        assert_eq!(ids, [5, 6, 7, 8, 9, 9, 0, 0, 1, 2, 3, 4, 0, 0, 5, 6, 0]);
+        let pos: Vec<i64> = Vec::try_from(lay.positions.view([-1])).unwrap();
+        assert_eq!(&pos[8..], [4, 5, 6, 2, 3, 4, 4, 5, 6]);
+        // Completion token 0 from its prompt's last token, then from the completion itself.
+        let gather: Vec<i64> = Vec::try_from(&lay.gather).unwrap();
+        assert_eq!(gather, [3, 8, 9, 5, 5, 5, 3, 14, 14]);
+        let group: Vec<i64> = Vec::try_from(&sp.group_of_row).unwrap();
+        assert_eq!(group, [0, 1, 0]);
+        // Row 1 (prompt of 2) sees 2 prompt keys, then its completion causally.
+        let m: Vec<i64> = Vec::try_from(sp.mask.get(1).get(0).get(1).to_kind(Kind::Int64)).unwrap();
+        assert_eq!(m, [1, 1, 0, 0, 1, 1, 0]);
+
+        let distinct = [row(&doc, &[1]), row(&[9], &[2])];
+        let refs: Vec<&ScoreRow> = distinct.iter().collect();
+        assert!(Layout::new(&refs, &[], true, 100, Device::Cpu).unwrap().shared.is_none());
+        let refs: Vec<&ScoreRow> = rows.iter().collect();
+        assert!(Layout::new(&refs, &[], false, 100, Device::Cpu).unwrap().shared.is_none());
+    }
 }

@@ -22,7 +22,7 @@ fn update(p: &Policy, opt: &mut AdamW) {
     let adv = [1.0f32, -0.5, 0.25];
     p.accumulate_gradients(
         &rows(),
-        GradOptions { micro_batch: 2, checkpointing: false },
+        GradOptions { micro_batch: 2, checkpointing: false, shared_prefix: false },
         &mut |idx, lp| {
             let a: Vec<f32> = idx.iter().map(|&i| adv[i]).collect();
             let a = Tensor::from_slice(&a).unsqueeze(1);

@@ -88,7 +88,7 @@ fn gradients_and_adamw_match_torch() {
                 AdamWConfig { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
             );
             opt.zero_grad();
-            let opts = GradOptions { micro_batch: 1, checkpointing };
+            let opts = GradOptions { micro_batch: 1, checkpointing, shared_prefix: false };
             let loss = p
                 .accumulate_gradients(std::slice::from_ref(&row), opts, &mut |_, lp| {
                     Ok(-lp.logprobs.sum(Kind::Float))

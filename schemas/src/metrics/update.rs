@@ -13,7 +13,13 @@ pub struct UpdateMetrics {
     pub challenger_sequences: u64,
     pub reasoner_sequences: u64,
     pub frozen_challenger_rows_skipped: u64,
+    /// Completion tokens trained on (the loss's tokens), over every step.
     pub tokens: u64,
+    /// Prompt and completion tokens of the sequences of every step, and of them those the
+    /// model ran over: with `update.shared_prefix` each distinct prompt of a micro-batch
+    /// once, so `forwarded_tokens / sequence_tokens` is what sharing left of the work.
+    pub sequence_tokens: u64,
+    pub forwarded_tokens: u64,
     /// Means over steps.
     #[serde(alias = "loss", deserialize_with = "super::null_as_nan")]
     pub mean_loss: f64,
@@ -53,8 +59,8 @@ pub struct UpdateMetrics {
     /// of 3): f32, and bf16 where it was asked for (null otherwise).
     pub matmul_f32_gflops: f64,
     pub matmul_bf16_gflops: Option<f64>,
-    /// Trainable parameters, and the model FLOP/s of training: 6 × parameters × tokens /
-    /// `train_seconds` (recomputation not counted).
+    /// Trainable parameters, and the model FLOP/s of training: 6 × parameters ×
+    /// `forwarded_tokens` / `train_seconds` (recomputation not counted).
     pub parameters: u64,
     pub model_gflops_per_second: f64,
     /// `model_gflops_per_second` over the measured GEMM rate of `compute_dtype`: the share

@@ -301,6 +301,9 @@ impl Plan {
 /// The optimizer steps of one iteration and what was measured on the way.
 struct Trained {
     steps: Vec<UpdateMetricsRow>,
+    /// Prompt and completion tokens over every step, and those the body ran over.
+    sequence_tokens: u64,
+    forwarded_tokens: u64,
     mismatch: Mismatch,
     /// Whether πθ_old came from the step's own forward pass.
     single: bool,
@@ -335,6 +338,8 @@ fn train(
         "|πθ_old − sampling| log-prob difference"
     );
     Ok(Trained {
+        sequence_tokens: run.iter().map(|s| s.sequence_tokens).sum(),
+        forwarded_tokens: run.iter().map(|s| s.forwarded_tokens).sum(),
         steps: run.into_iter().map(|s| s.metrics).collect(),
         mismatch,
         single,
@@ -413,10 +418,12 @@ impl UpdateReport<'_> {
     fn metrics(&self) -> UpdateMetrics {
         let (steps, t, mismatch) = (&self.trained.steps, &self.timings, self.trained.mismatch);
         let tokens = self.tokens();
-        // Model FLOPs of training: 6 per parameter per token (forward 2, backward 4);
-        // recomputation under gradient checkpointing is not counted, as in MFU.
+        // Model FLOPs of training: 6 per parameter per token the body ran over (forward 2,
+        // backward 4) — prompts included, a shared prompt once; recomputation under gradient
+        // checkpointing is not counted, as in MFU.
+        let forwarded = self.trained.forwarded_tokens;
         let model_flops = if t.train > 0.0 {
-            6.0 * self.parameters as f64 * tokens as f64 / t.train
+            6.0 * self.parameters as f64 * forwarded as f64 / t.train
         } else {
             0.0
         };
@@ -431,6 +438,8 @@ impl UpdateReport<'_> {
             reasoner_sequences: count(Role::Reasoner),
             frozen_challenger_rows_skipped: self.selection.1 as u64,
             tokens,
+            sequence_tokens: self.trained.sequence_tokens,
+            forwarded_tokens: forwarded,
             mean_loss: self.mean(|s| s.loss),
             mean_pg_loss: self.mean(|s| s.pg_loss),
             mean_kl: self.mean(|s| s.kl),

@@ -302,6 +302,10 @@ pub enum OldLogprobs {
 pub struct Step {
     pub metrics: UpdateMetricsRow,
     pub sampling_mismatch: Mismatch,
+    /// Prompt and completion tokens of the step's sequences, and of them those the body ran
+    /// over (each shared prompt once per micro-batch; see `spice_lm::forwarded_tokens`).
+    pub sequence_tokens: u64,
+    pub forwarded_tokens: u64,
 }
 
 /// What one optimizer step works on: the rows `members` of `rows`, with the update's
@@ -389,7 +393,15 @@ pub fn train_step(
         seconds: t0.elapsed().as_secs_f64(),
     };
     let metrics = step_metrics(input, &loss_settings, &sums, &outcome);
-    Ok(Step { metrics, sampling_mismatch: sums.mismatch.finish() })
+    let sequence_tokens: usize =
+        batch.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).sum();
+    let forwarded = spice_lm::forwarded_tokens(&batch, s.micro_batch_size, s.shared_prefix);
+    Ok(Step {
+        metrics,
+        sampling_mismatch: sums.mismatch.finish(),
+        sequence_tokens: sequence_tokens as u64,
+        forwarded_tokens: forwarded as u64,
+    })
 }
 
 /// What the loss terms of a step's micro-batches add up to.

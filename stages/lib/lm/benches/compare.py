@@ -42,6 +42,10 @@ def table(rows, dtypes, batches):
         return (max(v) if key == "tokens_per_s" else min(v)), statistics.median(v), len(v)
 
     out = []
+    # Ours with a shared prefix is a variant of ours, measured in the same rounds.
+    for r in rows:
+        if r.get("shared_prefix") and r["impl"] == "spice-lm":
+            r["impl"] = "spice-lm shared-prefix"
     gen = [r for r in rows if r["bench"] == "generate"]
     if gen:
         out.append("| dtype | batch | spice-lm tok/s best / median (runs) | transformers tok/s best / median (runs) | ratio best / median |")
@@ -81,25 +85,28 @@ def table(rows, dtypes, batches):
         mem = "GPU used GB" if mem_key == "gpu_used_bytes" else "peak GB"
         out.append("")
         shape = upd[0].get("mix") or f"{upd[0]['rows']} x {upd[0]['seq']} tokens ({upd[0]['completion']} completion)"
-        out.append(f"Update step, {shape}; model GFLOP/s = 6 x parameters x tokens / s, against a "
-                   "1024^3 GEMM in the compute dtype measured in the same process.")
+        out.append(f"Update step, {shape}; model GFLOP/s = 6 x parameters x tokens forwarded / s (a "
+                   "shared prompt counts once), against a 1024^3 GEMM in the compute dtype measured in "
+                   "the same process.")
         out.append("")
-        out.append(f"| dtype | spice-lm s best / median (runs) | {mem} | spice-lm model GFLOP/s (share of GEMM peak) | transformers s best / median (runs) | {mem} | speed-up best / median |")
-        out.append("| --- | --- | --- | --- | --- | --- | --- |")
+        out.append(f"| dtype | ours | ours s best / median (runs) | {mem} | tokens forwarded | ours model GFLOP/s (share of GEMM peak) | transformers s best / median (runs) | {mem} | speed-up best / median |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for dt in dtypes:
-            o = cell("spice-lm", "update", dt, "seconds")
             t = cell("transformers", "update", dt, "seconds")
-            peak = lambda impl: max((r.get(mem_key) or 0 for r in upd
-                                     if r["impl"] == impl and r["dtype"] == dt), default=0) / 1e9
-            best = min((r for r in upd if r["impl"] == "spice-lm" and r["dtype"] == dt),
-                       key=lambda r: r["seconds"], default={})
-            flops = (f"{best['model_flops'] / 1e9:.1f} ({best['peak_fraction']:.0%} of "
-                     f"{best['matmul_peak_flops'] / 1e9:.0f}, {best.get('compute')})"
-                     if "model_flops" in best else "")
-            if o and t:
-                out.append(f"| {dt} | {o[0]:.1f} / {o[1]:.1f} ({o[2]}) | {peak('spice-lm'):.2f} | {flops} "
-                           f"| {t[0]:.1f} / {t[1]:.1f} ({t[2]}) | {peak('transformers'):.2f} "
-                           f"| {t[0] / o[0]:.2f}× / {t[1] / o[1]:.2f}× |")
+            for impl in ("spice-lm", "spice-lm shared-prefix"):
+                o = cell(impl, "update", dt, "seconds")
+                peak = lambda impl: max((r.get(mem_key) or 0 for r in upd
+                                         if r["impl"] == impl and r["dtype"] == dt), default=0) / 1e9
+                best = min((r for r in upd if r["impl"] == impl and r["dtype"] == dt),
+                           key=lambda r: r["seconds"], default={})
+                flops = (f"{best['model_flops'] / 1e9:.1f} ({best['peak_fraction']:.0%} of "
+                         f"{best['matmul_peak_flops'] / 1e9:.0f}, {best.get('compute')})"
+                         if "model_flops" in best else "")
+                fwd = f"{best.get('forwarded_tokens', best.get('tokens'))} of {best.get('tokens')}"
+                if o and t:
+                    out.append(f"| {dt} | {impl} | {o[0]:.1f} / {o[1]:.1f} ({o[2]}) | {peak(impl):.2f} | {fwd} | {flops} "
+                               f"| {t[0]:.1f} / {t[1]:.1f} ({t[2]}) | {peak('transformers'):.2f} "
+                               f"| {t[0] / o[0]:.2f}× / {t[1] / o[1]:.2f}× |")
     return "\n".join(out)
 
 
@@ -130,9 +137,13 @@ def main():
     ap.add_argument("--spice-prompts", default="bench-spice-prompts.json",
                     help="--what spice: the prompts file (written from data/corpus when absent)")
     ap.add_argument("--micro-batch", default="1")
-    ap.add_argument("--update-mix", help="update rows of mixed lengths, COUNTxPROMPT+COMPLETION[,...]; "
-                    "cpu.toml's step is 32x548+158,48x65+150 (both sides then use --micro-batch)")
+    ap.add_argument("--update-mix", help="update rows of mixed lengths, COUNTxPROMPT+COMPLETION[/SAMPLES][,...]; "
+                    "cpu.toml's step is 32x548+158/4,48x65+150/8 (both sides then use --micro-batch; "
+                    "/S: S rows share a prompt)")
     ap.add_argument("--checkpointing", action="store_true", help="ours: recompute each layer in backward")
+    ap.add_argument("--shared-prefix", action="store_true",
+                    help="update: also run ours forwarding each distinct prompt of a micro-batch once "
+                         "(the mix's /S), beside ours without it")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
     ap.add_argument("--log", default="bench-results.jsonl")
     ap.add_argument("--threads", help="intra-op threads for both (default: every core)")
@@ -166,10 +177,14 @@ def main():
                 ours = [a.spice_lm, "bench", "--micro-batch", a.micro_batch] + common
                 if a.checkpointing:
                     ours.append("--checkpointing")
+
                 theirs = [a.python, os.path.join(HERE, "transformers_bench.py")] + common
                 if what == "update" and a.update_mix:
                     theirs += ["--micro-batch", a.micro_batch]
                 rows += run(ours, a.log)
+                if what == "update" and a.shared_prefix:
+                    # The padded layout above is this variant's baseline, in the same round.
+                    rows += run(ours + ["--shared-prefix"], a.log)
                 if rnd < baseline_rounds:
                     rows += run(theirs, a.log)
                 print(f"round {rnd + 1}/{a.rounds}: {what} {dt} done", file=sys.stderr)

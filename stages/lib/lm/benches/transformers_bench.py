@@ -120,7 +120,9 @@ def main():
                 shape = []
                 for grp in a.update_mix.split(","):
                     count, lens = grp.strip().split("x")
-                    p, cl = lens.split("+")
+                    # "/S" (S rows per prompt) only matters to a shared-prefix update; this
+                    # baseline forwards every row's prompt.
+                    p, cl = lens.split("/")[0].split("+")
                     shape += [(int(p), int(cl))] * int(count)
                 shape.sort(key=lambda pc: pc[0] + pc[1])
             else:

@@ -12,7 +12,7 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use crate::device::{parse_device, parse_dtype};
-use crate::logprobs::{shared_prefix_order, GradOptions, ScoreRow};
+use crate::logprobs::{forwarded_tokens, shared_prefix_order, GradOptions, ScoreRow};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::peak::sync;
 use crate::{GenRequest, Policy, SamplingParams};
@@ -163,33 +163,38 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     samples: 1,
                 }],
             };
-            let mut rows: Vec<ScoreRow> = Vec::new();
+            // Each row with its advantage, drawn before any ordering, so the shared and padded
+            // layouts take the same step.
+            let mut rows: Vec<(ScoreRow, f32)> = Vec::new();
             for g in &shape {
                 let mut prompt = Vec::new();
                 for k in 0..g.count {
                     if k % g.samples == 0 {
                         prompt = (0..g.prompt).map(|_| rng.random_range(3..vocab)).collect();
                     }
-                    rows.push(ScoreRow {
+                    let row = ScoreRow {
                         prompt_ids: prompt.clone(),
                         completion_ids: (0..g.completion)
                             .map(|_| rng.random_range(3..vocab))
                             .collect(),
-                    });
+                    };
+                    rows.push((row, rng.random_range(-1.0..1.0)));
                 }
             }
             // As the update orders a mini-batch: shortest first (little padding per pass), or
             // with a shared prefix the rows of each prompt together.
             if a.shared_prefix {
-                rows.sort_by(shared_prefix_order);
+                rows.sort_by(|x, y| shared_prefix_order(&x.0, &y.0));
             } else {
-                rows.sort_by_key(|r| r.prompt_ids.len() + r.completion_ids.len());
+                rows.sort_by_key(|r| r.0.prompt_ids.len() + r.0.completion_ids.len());
             }
+            let (rows, adv): (Vec<ScoreRow>, Vec<f32>) = rows.into_iter().unzip();
             let n_rows = rows.len();
             let tokens: usize =
                 rows.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).sum();
             let longest = rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0);
-            let adv: Vec<f32> = (0..n_rows).map(|_| rng.random_range(-1.0..1.0)).collect();
+            // What the body runs over: with a shared prefix each prompt once per micro-batch.
+            let forwarded = forwarded_tokens(&rows, a.micro_batch, a.shared_prefix);
             let norm = (n_rows * longest) as f64;
             let params: i64 = policy.parameter_count() as i64;
             let peak = crate::peak::matmul_flops(
@@ -218,11 +223,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 opt.step();
                 sync(device);
                 let secs = t0.elapsed().as_secs_f64();
-                let model_flops = 6.0 * params as f64 * tokens as f64 / secs;
+                let model_flops = 6.0 * params as f64 * forwarded as f64 / secs;
                 let line = json!({
                     "impl": "spice-lm", "bench": "update", "dtype": dt, "rows": n_rows,
                     "seq": a.update_seq, "completion": a.update_completion,
-                    "mix": a.update_mix, "tokens": tokens, "model_flops": model_flops,
+                    "mix": a.update_mix, "tokens": tokens, "forwarded_tokens": forwarded,
+                    "model_flops": model_flops,
                     "matmul_peak_flops": peak, "peak_fraction": model_flops / peak,
                     "micro_batch": a.micro_batch, "checkpointing": a.checkpointing, "run": r,
                     "shared_prefix": a.shared_prefix,

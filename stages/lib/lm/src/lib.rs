@@ -34,7 +34,7 @@ pub use chat::ChatMessage;
 pub use config::Config;
 pub use device::{device_label, parse_device, parse_dtype, resolve_device, DeviceChoice};
 pub use generate::{FinishReason, GenRequest, GenStats, Generation};
-pub use logprobs::{shared_prefix_order, GradOptions, ScoreRow, TokenLogprobs};
+pub use logprobs::{forwarded_tokens, shared_prefix_order, GradOptions, ScoreRow, TokenLogprobs};
 pub use optim::AdamW;
 pub use peak::TrainingCompute;
 pub use policy::Policy;

@@ -94,9 +94,7 @@ impl Layout {
     ) -> Result<Layout> {
         check_temperatures(rows.len(), temperatures)?;
         check_rows(rows, vocab)?;
-        let distinct: HashSet<&[u32]> = rows.iter().map(|r| r.prompt_ids.as_slice()).collect();
-        let any_completion = rows.iter().any(|r| !r.completion_ids.is_empty());
-        let mut lay = if shared_prefix && distinct.len() < rows.len() && any_completion {
+        let mut lay = if shares(rows, shared_prefix) {
             shared_layout(rows, device)
         } else {
             padded_layout(rows, device)
@@ -108,6 +106,35 @@ impl Layout {
             .then(|| Tensor::from_slice(&inv).view([rows.len() as i64, 1, 1]).to_device(device));
         Ok(lay)
     }
+}
+
+/// Whether a micro-batch of `rows` is packed with a shared prefix: asked for, some prompt
+/// repeats, and there is a completion to score.
+fn shares(rows: &[&ScoreRow], shared_prefix: bool) -> bool {
+    let distinct: HashSet<&[u32]> = rows.iter().map(|r| r.prompt_ids.as_slice()).collect();
+    let any_completion = rows.iter().any(|r| !r.completion_ids.is_empty());
+    shared_prefix && distinct.len() < rows.len() && any_completion
+}
+
+/// The tokens (padding not counted) the body runs over when `rows` go through in
+/// micro-batches of `micro_batch` neighbours: every row's prompt and completion, or with a
+/// shared prefix each distinct prompt of a micro-batch once.
+pub fn forwarded_tokens(rows: &[ScoreRow], micro_batch: usize, shared_prefix: bool) -> usize {
+    micro_batches(rows.len(), micro_batch)
+        .iter()
+        .map(|idx| {
+            let mb: Vec<&ScoreRow> = idx.iter().map(|&i| &rows[i]).collect();
+            let completions: usize = mb.iter().map(|r| r.completion_ids.len()).sum();
+            let prompts: usize = if shares(&mb, shared_prefix) {
+                let distinct: HashSet<&[u32]> =
+                    mb.iter().map(|r| r.prompt_ids.as_slice()).collect();
+                distinct.iter().map(|p| p.len()).sum()
+            } else {
+                mb.iter().map(|r| r.prompt_ids.len()).sum()
+            };
+            prompts + completions
+        })
+        .sum()
 }
 
 /// `temperatures` of a batch of `rows` rows: empty (all at 1) or one per row.
@@ -248,7 +275,10 @@ fn shared_layout(rows: &[&ScoreRow], device: Device) -> Layout {
             rows: n,
             completion_len: c,
             group_of_row: Tensor::from_slice(&group_of_row).to_device(device),
-            mask: Tensor::cat(&[see_prompt, see_self], 3),
+            mask: Tensor::zeros([n, 1, c, p + c], (Kind::Float, device)).masked_fill(
+                &Tensor::cat(&[see_prompt, see_self], 3).logical_not(),
+                f64::NEG_INFINITY,
+            ),
         }),
     }
 }
@@ -538,13 +568,22 @@ mod tests {
         let group: Vec<i64> = Vec::try_from(&sp.group_of_row).unwrap();
         assert_eq!(group, [0, 1, 0]);
         // Row 1 (prompt of 2) sees 2 prompt keys, then its completion causally.
-        let m: Vec<i64> = Vec::try_from(sp.mask.get(1).get(0).get(1).to_kind(Kind::Int64)).unwrap();
-        assert_eq!(m, [1, 1, 0, 0, 1, 1, 0]);
+        let m: Vec<f32> = Vec::try_from(sp.mask.get(1).get(0).get(1)).unwrap();
+        let inf = f32::NEG_INFINITY;
+        assert_eq!(m, [0.0, 0.0, inf, inf, 0.0, 0.0, inf]);
 
         let distinct = [row(&doc, &[1]), row(&[9], &[2])];
         let refs: Vec<&ScoreRow> = distinct.iter().collect();
         assert!(Layout::new(&refs, &[], true, 100, Device::Cpu).unwrap().shared.is_none());
         let refs: Vec<&ScoreRow> = rows.iter().collect();
         assert!(Layout::new(&refs, &[], false, 100, Device::Cpu).unwrap().shared.is_none());
+
+        // Tokens the body runs over, padding not counted: 4 + 2 prompt tokens and 6
+        // completion tokens when shared; every row's 7 + 3 + 6 otherwise, or when the two rows
+        // of `doc` fall in different micro-batches.
+        assert_eq!(forwarded_tokens(&rows, 3, true), 12);
+        assert_eq!(forwarded_tokens(&rows, 3, false), 16);
+        assert_eq!(forwarded_tokens(&rows, 2, true), 16);
+        assert_eq!(forwarded_tokens(&distinct, 2, true), 7);
     }
 }

@@ -38,8 +38,10 @@ pub struct SharedPrefix {
     pub completion_len: i64,
     /// [rows] (Int64): the group (prompt) of each completion.
     pub group_of_row: Tensor,
-    /// [rows, 1, completion_len, prefix_len + completion_len] (Bool): which keys each
-    /// completion token sees — its prompt's real tokens, then its own tokens up to itself.
+    /// [rows, 1, completion_len, prefix_len + completion_len], f32, added to the scores: 0
+    /// where a completion token sees the key — its prompt's real tokens, then its own tokens
+    /// up to itself — and −∞ elsewhere (an additive mask runs faster than a boolean one in
+    /// libtorch's CPU attention).
     pub mask: Tensor,
 }
 
@@ -250,7 +252,7 @@ fn shared_prefix_attention(
     // Each completion's keys: its prompt's (one copy per row, read by index), then its own.
     let kc = Tensor::cat(&[kp.index_select(0, &sp.group_of_row), kc], 2);
     let vc = Tensor::cat(&[vp.index_select(0, &sp.group_of_row), vc], 2);
-    let out_c = sdpa(&qc, &kc, &vc, Some(&sp.mask));
+    let out_c = sdpa(&qc, &kc, &vc, Some(&sp.mask.to_kind(qc.kind())));
     let nh = q.size()[1];
     let join = |o: Tensor, len: i64| o.transpose(0, 1).reshape([1, nh, len, q.size()[3]]);
     Tensor::cat(&[join(out_p, pre), join(out_c, comp)], 2)

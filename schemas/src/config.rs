@@ -232,9 +232,9 @@ pub struct UpdateSection {
     pub adam_epsilon: f64,
     /// Recompute activations in the backward pass (large models).
     pub gradient_checkpointing: bool,
-    /// Forward each distinct prompt of a micro-batch once for all its sequences — a
-    /// document's G attempts, a task's K answers — instead of once per sequence (Prefix
-    /// Grouper); the loss and gradients are the same up to f32 rounding.
+    /// Forward each common prompt prefix of a micro-batch once for all its sequences — the
+    /// document a Challenger's G attempts share, a task's K answers' prompt — instead of once
+    /// per sequence (Prefix Grouper); the loss and gradients are the same up to f32 rounding.
     pub shared_prefix: bool,
 }
 

@@ -40,7 +40,7 @@ pub struct UpdateSettings {
     /// Sequences per forward/backward pass.
     pub micro_batch_size: usize,
     pub gradient_checkpointing: bool,
-    /// Forward each distinct prompt of a micro-batch once (`update.shared_prefix`).
+    /// Forward each common prompt prefix of a micro-batch once (`update.shared_prefix`).
     pub shared_prefix: bool,
     /// L of the Dr. GRPO constant L · N: the longest completion either role may generate, so
     /// both roles' tokens weigh the same.
@@ -168,7 +168,7 @@ impl MismatchSum {
 }
 
 /// How the rows of a batch are ordered into micro-batches of neighbours: shortest first, or
-/// with a shared prefix each prompt's rows together.
+/// with a shared prefix in prompt order, so rows that start alike are together.
 fn order_rows(rows: &[TrainRow], order: &mut [usize], shared_prefix: bool) {
     if shared_prefix {
         order.sort_by(|&a, &b| shared_prefix_order(&rows[a].tokens, &rows[b].tokens));

@@ -142,7 +142,7 @@ def main():
                     "/S: S rows share a prompt)")
     ap.add_argument("--checkpointing", action="store_true", help="ours: recompute each layer in backward")
     ap.add_argument("--shared-prefix", action="store_true",
-                    help="update: also run ours forwarding each distinct prompt of a micro-batch once "
+                    help="update: also run ours forwarding each common prompt prefix of a micro-batch once "
                          "(the mix's /S), beside ours without it")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
     ap.add_argument("--log", default="bench-results.jsonl")

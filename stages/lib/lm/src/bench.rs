@@ -59,7 +59,7 @@ pub struct BenchArgs {
     /// group share one prompt, as a document's attempts and a task's answers do.
     #[arg(long)]
     pub update_mix: Option<String>,
-    /// Forward each distinct prompt of a micro-batch once (the update's
+    /// Forward each common prompt prefix of a micro-batch once (the update's
     /// `update.shared_prefix`).
     #[arg(long)]
     pub shared_prefix: bool,
@@ -182,7 +182,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 }
             }
             // As the update orders a mini-batch: shortest first (little padding per pass), or
-            // with a shared prefix the rows of each prompt together.
+            // with a shared prefix in prompt order (rows that start alike together).
             if a.shared_prefix {
                 rows.sort_by(|x, y| shared_prefix_order(&x.0, &y.0));
             } else {

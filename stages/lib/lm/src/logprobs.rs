@@ -13,12 +13,11 @@
 //! pass (and, with activation checkpointing, each decoder layer), so memory stays bounded.
 //!
 //! With a shared prefix ([`GradOptions::shared_prefix`], [`Policy::score_with`]) a micro-batch
-//! whose rows repeat a prompt — a Challenger document's G attempts, a task's K answers — is
-//! packed with each prompt once: the prompt's tokens go through every layer once instead of
-//! once per row, and in the backward pass the gradients of all its completions flow into that
-//! one copy. Log-probs and gradients equal the padded layout's up to f32 rounding.
-
-use std::collections::{HashMap, HashSet};
+//! whose rows start alike — a Challenger document's G attempts, which differ only in the
+//! format they ask for after the document, a task's K answers — is packed with each common
+//! prompt prefix once: its tokens go through every layer once instead of once per row, and in
+//! the backward pass the gradients of all its rows flow into that one copy. Log-probs and
+//! gradients equal the padded layout's up to f32 rounding.
 
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
@@ -48,8 +47,9 @@ pub struct GradOptions {
     pub micro_batch: usize,
     /// Recompute each decoder layer in the backward pass instead of storing its activations.
     pub checkpointing: bool,
-    /// Forward each distinct prompt of a micro-batch once for all its rows (see
-    /// [`SharedPrefix`]); rows of one prompt must be neighbours in `rows` to share.
+    /// Forward each common prompt prefix of a micro-batch once for all its rows (see
+    /// [`SharedPrefix`]); rows share only within a micro-batch, so order them with
+    /// [`shared_prefix_order`].
     pub shared_prefix: bool,
 }
 
@@ -83,8 +83,8 @@ impl Layout {
         }
     }
 
-    /// A micro-batch of `rows`: packed with each distinct prompt once when asked and some
-    /// prompt repeats, else right-padded.
+    /// A micro-batch of `rows`: packed with each common prompt prefix once when asked and
+    /// some rows share one, else right-padded.
     fn new(
         rows: &[&ScoreRow],
         temperatures: &[f64],
@@ -94,10 +94,9 @@ impl Layout {
     ) -> Result<Layout> {
         check_temperatures(rows.len(), temperatures)?;
         check_rows(rows, vocab)?;
-        let mut lay = if shares(rows, shared_prefix) {
-            shared_layout(rows, device)
-        } else {
-            padded_layout(rows, device)
+        let mut lay = match shared_groups(rows, shared_prefix) {
+            Some(groups) => shared_layout(rows, &groups, device),
+            None => padded_layout(rows, device),
         };
         let inv: Vec<f32> = temperatures.iter().map(|&t| inverse_temperature(t)).collect();
         lay.inv_temperature = inv
@@ -108,31 +107,32 @@ impl Layout {
     }
 }
 
-/// Whether a micro-batch of `rows` is packed with a shared prefix: asked for, some prompt
-/// repeats, and there is a completion to score.
-fn shares(rows: &[&ScoreRow], shared_prefix: bool) -> bool {
-    let distinct: HashSet<&[u32]> = rows.iter().map(|r| r.prompt_ids.as_slice()).collect();
-    let any_completion = rows.iter().any(|r| !r.completion_ids.is_empty());
-    shared_prefix && distinct.len() < rows.len() && any_completion
+/// The prefix groups of a micro-batch of `rows` when it is packed with a shared prefix:
+/// asked for, some rows share a prompt prefix, and there is a completion to score.
+fn shared_groups(rows: &[&ScoreRow], shared_prefix: bool) -> Option<PrefixGroups> {
+    if !shared_prefix || !rows.iter().any(|r| !r.completion_ids.is_empty()) {
+        return None;
+    }
+    Some(PrefixGroups::of(rows)).filter(PrefixGroups::any_shared)
 }
 
 /// The tokens (padding not counted) the body runs over when `rows` go through in
 /// micro-batches of `micro_batch` neighbours: every row's prompt and completion, or with a
-/// shared prefix each distinct prompt of a micro-batch once.
+/// shared prefix each group's shared prefix once.
 pub fn forwarded_tokens(rows: &[ScoreRow], micro_batch: usize, shared_prefix: bool) -> usize {
     micro_batches(rows.len(), micro_batch)
         .iter()
         .map(|idx| {
             let mb: Vec<&ScoreRow> = idx.iter().map(|&i| &rows[i]).collect();
-            let completions: usize = mb.iter().map(|r| r.completion_ids.len()).sum();
-            let prompts: usize = if shares(&mb, shared_prefix) {
-                let distinct: HashSet<&[u32]> =
-                    mb.iter().map(|r| r.prompt_ids.as_slice()).collect();
-                distinct.iter().map(|p| p.len()).sum()
-            } else {
-                mb.iter().map(|r| r.prompt_ids.len()).sum()
-            };
-            prompts + completions
+            let all: usize = mb.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).sum();
+            match shared_groups(&mb, shared_prefix) {
+                // Each row's shared prefix counted once per group, not once per row.
+                Some(g) => {
+                    all - (0..mb.len()).map(|i| g.prefix_of(i)).sum::<usize>()
+                        + g.shared.iter().sum::<usize>()
+                }
+                None => all,
+            }
         })
         .sum()
 }
@@ -212,56 +212,120 @@ fn padded_layout(rows: &[&ScoreRow], device: Device) -> Layout {
     }
 }
 
-/// One packed sequence (see [`SharedPrefix`]): each distinct prompt once, in order of first
-/// appearance, right-padded to the longest; then every row's completion, right-padded to the
-/// longest, at the positions it has after its prompt. Completion token 0 is predicted by its
-/// prompt's last token, token j > 0 by completion token j − 1.
-fn shared_layout(rows: &[&ScoreRow], device: Device) -> Layout {
-    let mut groups: Vec<&[u32]> = Vec::new();
-    let mut index: HashMap<&[u32], usize> = HashMap::new();
-    let group_of_row: Vec<usize> = rows
-        .iter()
-        .map(|r| {
-            *index.entry(r.prompt_ids.as_slice()).or_insert_with(|| {
-                groups.push(&r.prompt_ids);
-                groups.len() - 1
-            })
-        })
-        .collect();
-    let (g, n) = (groups.len(), rows.len());
-    let p = groups.iter().map(|q| q.len()).max().unwrap_or(0);
-    let c = rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0);
-    let t = g * p + n * c;
-    let (mut ids, mut positions, mut gather) = (vec![0i64; t], vec![0i64; t], vec![0i64; n * c]);
-    for (k, q) in groups.iter().enumerate() {
+/// Rows of a micro-batch grouped by a shared prompt prefix: a document's attempts share the
+/// document even where the rest of their prompts differ (the format asked for).
+struct PrefixGroups {
+    /// The group of each row.
+    group_of_row: Vec<usize>,
+    /// Each group's first row, whose prompt holds the shared prefix.
+    first: Vec<usize>,
+    /// Each group's shared prefix length (a lone row's whole prompt).
+    shared: Vec<usize>,
+    members: Vec<usize>,
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl PrefixGroups {
+    /// Greedily, in row order: a row joins the group where it saves the most tokens (the
+    /// group's prefix shrinks to what the row shares with it), or starts its own.
+    fn of(rows: &[&ScoreRow]) -> PrefixGroups {
+        let mut g = PrefixGroups {
+            group_of_row: Vec::with_capacity(rows.len()),
+            first: Vec::new(),
+            shared: Vec::new(),
+            members: Vec::new(),
+        };
+        for (i, r) in rows.iter().enumerate() {
+            let best = (0..g.first.len())
+                .map(|k| {
+                    let own = &rows[g.first[k]].prompt_ids[..g.shared[k]];
+                    let s = common_prefix(own, &r.prompt_ids);
+                    // Tokens saved with the row in the group, less those saved without it.
+                    let gain =
+                        (g.members[k] * s) as i64 - ((g.members[k] - 1) * g.shared[k]) as i64;
+                    (gain, s, k)
+                })
+                .max();
+            match best {
+                Some((gain, s, k)) if gain > 0 => {
+                    g.shared[k] = s;
+                    g.members[k] += 1;
+                    g.group_of_row.push(k);
+                }
+                _ => {
+                    g.group_of_row.push(g.first.len());
+                    g.first.push(i);
+                    g.shared.push(r.prompt_ids.len());
+                    g.members.push(1);
+                }
+            }
+        }
+        g
+    }
+
+    fn any_shared(&self) -> bool {
+        self.members.iter().any(|&m| m > 1)
+    }
+
+    /// The shared prefix length of row `i`'s group.
+    fn prefix_of(&self, i: usize) -> usize {
+        self.shared[self.group_of_row[i]]
+    }
+}
+
+/// One packed sequence (see [`SharedPrefix`]): each group's shared prefix once, right-padded
+/// to the longest; then every row's suffix — the rest of its prompt, then its completion —
+/// right-padded to the longest, at the positions it has after the prefix. Completion token j
+/// is predicted by the token before it: in the suffix, or the prefix's last token when the
+/// whole prompt is shared and j = 0.
+fn shared_layout(rows: &[&ScoreRow], groups: &PrefixGroups, device: Device) -> Layout {
+    let (g, n) = (groups.first.len(), rows.len());
+    let p = groups.shared.iter().copied().max().unwrap_or(0);
+    let suffix =
+        |i: usize| rows[i].prompt_ids.len() - groups.prefix_of(i) + rows[i].completion_ids.len();
+    let u = (0..n).map(suffix).max().unwrap_or(0);
+    let t = g * p + n * u;
+    let (mut ids, mut positions, c) = (vec![0i64; t], vec![0i64; t], {
+        rows.iter().map(|r| r.completion_ids.len()).max().unwrap_or(0)
+    });
+    let mut gather = vec![0i64; n * c];
+    for k in 0..g {
+        let prompt = &rows[groups.first[k]].prompt_ids[..groups.shared[k]];
         for j in 0..p {
-            ids[k * p + j] = q.get(j).map_or(0, |&x| x as i64);
+            ids[k * p + j] = prompt.get(j).map_or(0, |&x| x as i64);
             positions[k * p + j] = j as i64;
         }
     }
     for (i, r) in rows.iter().enumerate() {
-        let (k, len) = (group_of_row[i], r.completion_ids.len());
-        let (prompt_len, base) = (groups[k].len(), g * p + i * c);
+        let (k, s, len) = (groups.group_of_row[i], groups.prefix_of(i), r.completion_ids.len());
+        let (prompt_len, base) = (r.prompt_ids.len(), g * p + i * u);
+        let tokens: Vec<u32> = r.prompt_ids[s..].iter().chain(&r.completion_ids).copied().collect();
+        for j in 0..u {
+            ids[base + j] = tokens.get(j).map_or(0, |&x| x as i64);
+            positions[base + j] = (s + j) as i64;
+        }
         for j in 0..c {
-            ids[base + j] = r.completion_ids.get(j).map_or(0, |&x| x as i64);
-            positions[base + j] = (prompt_len + j) as i64;
-            let at = j.min(len.saturating_sub(1));
-            gather[i * c + j] = if at == 0 { k * p + prompt_len - 1 } else { base + at - 1 } as i64;
+            // Sequence position of the token that predicts completion token j.
+            let at = prompt_len - 1 + j.min(len.saturating_sub(1));
+            gather[i * c + j] = if at < s { k * p + at } else { base + at - s } as i64;
         }
     }
     let (targets, mask) = completion_targets(rows, c, device);
-    let (g, n, p, c) = (g as i64, n as i64, p as i64, c as i64);
-    let prompt_lens: Vec<i64> = group_of_row.iter().map(|&k| groups[k].len() as i64).collect();
-    let prompt_lens = Tensor::from_slice(&prompt_lens).to_device(device).view([n, 1, 1, 1]);
-    let see_prompt = Tensor::arange(p, (Kind::Int64, device))
+    let (g, n, p, u) = (g as i64, n as i64, p as i64, u as i64);
+    let prefix_lens: Vec<i64> = (0..rows.len()).map(|i| groups.prefix_of(i) as i64).collect();
+    let prefix_lens = Tensor::from_slice(&prefix_lens).to_device(device).view([n, 1, 1, 1]);
+    let see_prefix = Tensor::arange(p, (Kind::Int64, device))
         .view([1, 1, 1, p])
-        .lt_tensor(&prompt_lens)
-        .expand([n, 1, c, p], false);
-    let see_self = Tensor::ones([c, c], (Kind::Bool, device))
+        .lt_tensor(&prefix_lens)
+        .expand([n, 1, u, p], false);
+    let see_self = Tensor::ones([u, u], (Kind::Bool, device))
         .tril(0)
-        .view([1, 1, c, c])
-        .expand([n, 1, c, c], false);
-    let group_of_row: Vec<i64> = group_of_row.iter().map(|&k| k as i64).collect();
+        .view([1, 1, u, u])
+        .expand([n, 1, u, u], false);
+    let group_of_row: Vec<i64> = groups.group_of_row.iter().map(|&k| k as i64).collect();
     Layout {
         ids: Tensor::from_slice(&ids).view([1, t as i64]).to_device(device),
         positions: Tensor::from_slice(&positions).view([1, t as i64]).to_device(device),
@@ -273,23 +337,21 @@ fn shared_layout(rows: &[&ScoreRow], device: Device) -> Layout {
             groups: g,
             prefix_len: p,
             rows: n,
-            completion_len: c,
+            suffix_len: u,
             group_of_row: Tensor::from_slice(&group_of_row).to_device(device),
-            mask: Tensor::zeros([n, 1, c, p + c], (Kind::Float, device)).masked_fill(
-                &Tensor::cat(&[see_prompt, see_self], 3).logical_not(),
+            mask: Tensor::zeros([n, 1, u, p + u], (Kind::Float, device)).masked_fill(
+                &Tensor::cat(&[see_prefix, see_self], 3).logical_not(),
                 f64::NEG_INFINITY,
             ),
         }),
     }
 }
 
-/// The order in which rows share prompts best within micro-batches of neighbours: prompts of
-/// similar length together (little padding), each prompt's rows next to each other, shorter
-/// completions first.
+/// The order in which rows share prompts best within micro-batches of neighbours: prompts in
+/// token order, so rows with a common prefix (one prompt template, one document) are next to
+/// each other, shorter completions first among equal prompts.
 pub fn shared_prefix_order(a: &ScoreRow, b: &ScoreRow) -> std::cmp::Ordering {
-    (a.prompt_ids.len().cmp(&b.prompt_ids.len()))
-        .then_with(|| a.prompt_ids.cmp(&b.prompt_ids))
-        .then(a.completion_ids.len().cmp(&b.completion_ids.len()))
+    a.prompt_ids.cmp(&b.prompt_ids).then(a.completion_ids.len().cmp(&b.completion_ids.len()))
 }
 
 /// The micro-batches of `rows`: `micro_batch` neighbours at a time, as row indices.
@@ -388,8 +450,8 @@ impl Policy {
         self.score_with(rows, temperatures, micro_batch, false)
     }
 
-    /// [`Policy::score_at`], with each distinct prompt of a micro-batch forwarded once when
-    /// `shared_prefix` (see [`GradOptions::shared_prefix`]).
+    /// [`Policy::score_at`], with each common prompt prefix of a micro-batch forwarded once
+    /// when `shared_prefix` (see [`GradOptions::shared_prefix`]).
     pub fn score_with(
         &self,
         rows: &[ScoreRow],
@@ -556,7 +618,7 @@ mod tests {
         let lay = Layout::new(&refs, &[], true, 100, Device::Cpu).unwrap();
         let sp = lay.shared.as_ref().expect("a repeated prompt is shared");
         // Two prompts padded to 4, three completions padded to 3: 2·4 + 3·3 tokens, not 3·7.
-        assert_eq!((sp.groups, sp.prefix_len, sp.rows, sp.completion_len), (2, 4, 3, 3));
+        assert_eq!((sp.groups, sp.prefix_len, sp.rows, sp.suffix_len), (2, 4, 3, 3));
         assert_eq!(lay.ids.size(), [1, 17]);
         let ids: Vec<i64> = Vec::try_from(lay.ids.view([-1])).unwrap();
         assert_eq!(ids, [5, 6, 7, 8, 9, 9, 0, 0, 1, 2, 3, 4, 0, 0, 5, 6, 0]);
@@ -585,5 +647,31 @@ mod tests {
         assert_eq!(forwarded_tokens(&rows, 3, false), 16);
         assert_eq!(forwarded_tokens(&rows, 2, true), 16);
         assert_eq!(forwarded_tokens(&distinct, 2, true), 7);
+    }
+
+    #[test]
+    fn prompts_with_a_common_prefix_share_it_and_keep_their_rest() {
+        // Two prompts that start with the same 4 tokens (one document, two formats).
+        let rows = [row(&[5, 6, 7, 8, 1], &[2]), row(&[5, 6, 7, 8, 3, 4], &[5, 6])];
+        let refs: Vec<&ScoreRow> = rows.iter().collect();
+        let lay = Layout::new(&refs, &[], true, 100, Device::Cpu).unwrap();
+        let sp = lay.shared.as_ref().expect("a common prefix is shared");
+        // One prefix of 4, suffixes [1, 2] and [3, 4, 5, 6] padded to 4: 4 + 2·4 tokens.
+        assert_eq!((sp.groups, sp.prefix_len, sp.rows, sp.suffix_len), (1, 4, 2, 4));
+        let ids: Vec<i64> = Vec::try_from(lay.ids.view([-1])).unwrap();
+        assert_eq!(ids, [5, 6, 7, 8, 1, 2, 0, 0, 3, 4, 5, 6]);
+        let pos: Vec<i64> = Vec::try_from(lay.positions.view([-1])).unwrap();
+        assert_eq!(pos, [0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7]);
+        // Row 0's completion token from its own prompt's last token (suffix index 0); row 1's
+        // tokens from suffix positions 1 and 2.
+        let gather: Vec<i64> = Vec::try_from(&lay.gather).unwrap();
+        assert_eq!(gather, [4, 4, 9, 10]);
+        assert_eq!(forwarded_tokens(&rows, 2, true), 4 + 2 + 4);
+        assert_eq!(forwarded_tokens(&rows, 2, false), 6 + 8);
+        // A third row with the same 4-token start joins the group.
+        let three = [rows[0].clone(), rows[1].clone(), row(&[5, 6, 7, 8, 9], &[1])];
+        let refs: Vec<&ScoreRow> = three.iter().collect();
+        let g = PrefixGroups::of(&refs);
+        assert_eq!((g.group_of_row.clone(), g.shared.clone()), (vec![0, 0, 0], vec![4]));
     }
 }

@@ -9,9 +9,10 @@ use spice_lm::logprobs::GradOptions;
 use spice_lm::tch::{Kind, Tensor};
 use spice_lm::ScoreRow;
 
-/// Two prompts with several completions each (of different lengths, one empty), a prompt of
-/// its own, and a repeated prompt of another length: what a Challenger document's attempts
-/// and a task's answers look like, mixed in one micro-batch.
+/// Two prompts with several completions each (of different lengths, one empty), prompts that
+/// only start like one of them, a prompt of its own, and a repeated prompt of another length:
+/// what a Challenger document's attempts (one document, several formats) and a task's answers
+/// look like, mixed in one micro-batch.
 fn rows() -> Vec<ScoreRow> {
     let row =
         |p: &[u32], c: &[u32]| ScoreRow { prompt_ids: p.to_vec(), completion_ids: c.to_vec() };
@@ -23,6 +24,9 @@ fn rows() -> Vec<ScoreRow> {
         row(&doc, &[44, 1, 2, 3, 4, 5, 6]),
         row(&task, &[9]),
         row(&task, &[10, 20, 30]),
+        // The document again with another instruction after it: the document is shared.
+        row(&[&doc[..], &[50, 51]].concat(), &[52, 53, 54]),
+        row(&[&doc[..], &[60]].concat(), &[61]),
         row(&[21, 22, 23, 24, 25], &[26, 27]),
         row(&doc, &[]),
         row(&task, &[10, 21, 31, 41, 51]),
@@ -40,7 +44,7 @@ fn shared_prefix_scores_equal_the_padded_rows() {
     let temps: Vec<f64> = (0..rows.len()).map(|i| if i % 2 == 0 { 1.0 } else { 0.7 }).collect();
     for arch in ARCHS {
         let p = load(arch, Kind::Float);
-        for micro_batch in [rows.len(), 3] {
+        for micro_batch in [rows.len(), 4] {
             let padded = p.score_with(&rows, &temps, micro_batch, false).unwrap();
             let shared = p.score_with(&rows, &temps, micro_batch, true).unwrap();
             let mut worst = 0.0f32;
@@ -84,7 +88,7 @@ fn shared_prefix_loss_and_gradients_equal_the_padded_rows() {
     let rows = rows();
     for arch in ARCHS {
         for checkpointing in [false, true] {
-            for micro_batch in [rows.len(), 3] {
+            for micro_batch in [rows.len(), 4] {
                 let opts =
                     |shared_prefix| GradOptions { micro_batch, checkpointing, shared_prefix };
                 let (loss_a, ga) = gradients(arch, &rows, opts(false));

@@ -20,27 +20,28 @@ pub enum AttnMode<'a> {
     Prefill(&'a mut PrefixKv),
     /// One new token per slot of the cache, each at the slot's own length.
     Decode(&'a mut KvCache),
-    /// Training and scoring with each distinct prompt once: the sequence (batch 1) holds the
-    /// prompts, then the completions, laid out as [`SharedPrefix`] says.
+    /// Training and scoring with each shared prompt prefix once: the sequence (batch 1) holds
+    /// the prefixes, then each row's suffix, laid out as [`SharedPrefix`] says.
     SharedPrefix(&'a SharedPrefix),
 }
 
-/// The packed layout of [`AttnMode::SharedPrefix`]: one sequence of `groups` prompts, each
-/// right-padded to `prefix_len` tokens, then `rows` completions, each right-padded to
-/// `completion_len`. A prompt attends causally to itself; a completion attends to its
-/// group's prompt and causally to itself — what it would see after its own copy of the
-/// prompt, so its hidden states are those of the unshared row (Prefix Grouper,
-/// arXiv 2506.05433). Gradients of all a prompt's completions meet in its one copy.
+/// The packed layout of [`AttnMode::SharedPrefix`]: one sequence of `groups` shared prompt
+/// prefixes, each right-padded to `prefix_len` tokens, then `rows` suffixes (the rest of a
+/// row's prompt, then its completion), each right-padded to `suffix_len`. A prefix attends
+/// causally to itself; a suffix attends to its group's prefix and causally to itself — what it
+/// would see after its own copy of the prefix, so its hidden states are those of the unshared
+/// row (Prefix Grouper, arXiv 2506.05433). Gradients of all a prefix's rows meet in its one
+/// copy.
 pub struct SharedPrefix {
     pub groups: i64,
     pub prefix_len: i64,
     pub rows: i64,
-    pub completion_len: i64,
-    /// [rows] (Int64): the group (prompt) of each completion.
+    pub suffix_len: i64,
+    /// [rows] (Int64): the group (prefix) of each row.
     pub group_of_row: Tensor,
-    /// [rows, 1, completion_len, prefix_len + completion_len], f32, added to the scores: 0
-    /// where a completion token sees the key — its prompt's real tokens, then its own tokens
-    /// up to itself — and −∞ elsewhere (an additive mask runs faster than a boolean one in
+    /// [rows, 1, suffix_len, prefix_len + suffix_len], f32, added to the scores: 0 where a
+    /// suffix token sees the key — its prefix's real tokens, then its own tokens up to itself
+    /// — and −∞ elsewhere (an additive mask runs faster than a boolean one in
     /// libtorch's CPU attention).
     pub mask: Tensor,
 }
@@ -224,8 +225,8 @@ fn exact_span_attention(
 }
 
 /// [`AttnMode::SharedPrefix`] attention: `q` [1, nh, T, d], `k`/`v` [1, nkv, T, d] →
-/// [1, nh, T, d]. Prompts attend causally among themselves (right padding is exact, as in
-/// [`AttnMode::Causal`]); each completion attends to its group's prompt keys, gathered per row,
+/// [1, nh, T, d]. Prefixes attend causally among themselves (right padding is exact, as in
+/// [`AttnMode::Causal`]); each suffix attends to its group's prefix keys, gathered per row,
 /// then to its own, under the layout's mask.
 fn shared_prefix_attention(
     q: &Tensor,
@@ -235,12 +236,12 @@ fn shared_prefix_attention(
     rep: i64,
     scale: f64,
 ) -> Tensor {
-    let (pre, comp) = (sp.groups * sp.prefix_len, sp.rows * sp.completion_len);
-    // [1, n, T, d] → prompts [groups, n, P, d] and completions [rows, n, C, d].
+    let (pre, suf) = (sp.groups * sp.prefix_len, sp.rows * sp.suffix_len);
+    // [1, n, T, d] → prefixes [groups, n, P, d] and suffixes [rows, n, U, d].
     let split = |t: &Tensor| {
         let (n, d) = (t.size()[1], t.size()[3]);
         let p = t.narrow(2, 0, pre).reshape([n, sp.groups, sp.prefix_len, d]).transpose(0, 1);
-        let c = t.narrow(2, pre, comp).reshape([n, sp.rows, sp.completion_len, d]).transpose(0, 1);
+        let c = t.narrow(2, pre, suf).reshape([n, sp.rows, sp.suffix_len, d]).transpose(0, 1);
         (p, c)
     };
     let ((qp, qc), (kp, kc), (vp, vc)) = (split(q), split(k), split(v));
@@ -249,13 +250,13 @@ fn shared_prefix_attention(
         Tensor::scaled_dot_product_attention(q, &k, &v, mask, 0.0, mask.is_none(), scale, false)
     };
     let out_p = sdpa(&qp, &kp, &vp, None);
-    // Each completion's keys: its prompt's (one copy per row, read by index), then its own.
+    // Each suffix's keys: its prefix's (one copy per row, read by index), then its own.
     let kc = Tensor::cat(&[kp.index_select(0, &sp.group_of_row), kc], 2);
     let vc = Tensor::cat(&[vp.index_select(0, &sp.group_of_row), vc], 2);
     let out_c = sdpa(&qc, &kc, &vc, Some(&sp.mask.to_kind(qc.kind())));
     let nh = q.size()[1];
     let join = |o: Tensor, len: i64| o.transpose(0, 1).reshape([1, nh, len, q.size()[3]]);
-    Tensor::cat(&[join(out_p, pre), join(out_c, comp)], 2)
+    Tensor::cat(&[join(out_p, pre), join(out_c, suf)], 2)
 }
 
 /// Repeat each key/value head `rep` times: [b, nkv, s, d] → [b, nkv * rep, s, d], as

@@ -236,6 +236,11 @@ pub struct UpdateSection {
     /// document a Challenger's G attempts share, a task's K answers' prompt — instead of once
     /// per sequence (Prefix Grouper); the loss and gradients are the same up to f32 rounding.
     pub shared_prefix: bool,
+    /// Data-parallel ranks of the update on this machine (torchrun's `--nproc-per-node`):
+    /// `spice-update` starts this many processes, which split each step's micro-batches and
+    /// sum their gradients through c10d (Gloo on CPU, NCCL on CUDA, one GPU per rank). Under a
+    /// launcher that already set `RANK`/`WORLD_SIZE` or Slurm's task variables, those win.
+    pub processes: u32,
 }
 
 impl Default for UpdateSection {
@@ -256,6 +261,7 @@ impl Default for UpdateSection {
             adam_epsilon: 1e-8,
             gradient_checkpointing: false,
             shared_prefix: true,
+            processes: 1,
         }
     }
 }
@@ -666,6 +672,7 @@ impl RunConfig {
             ("reasoner.batch_size", self.reasoner.batch_size),
             ("update.ppo_epochs", self.update.ppo_epochs),
             ("update.micro_batch_size", self.update.micro_batch_size),
+            ("update.processes", self.update.processes),
             ("corpus.max_doc_tokens", self.corpus.max_doc_tokens),
             ("eval.samples", self.eval.samples),
             ("crossplay.documents", self.crossplay.documents),

@@ -20,6 +20,9 @@ pub struct UpdateMetrics {
     /// once, so `forwarded_tokens / sequence_tokens` is what sharing left of the work.
     pub sequence_tokens: u64,
     pub forwarded_tokens: u64,
+    /// Data-parallel ranks that ran the update (1: one process), and the c10d backend.
+    pub world_size: u32,
+    pub dist_backend: Option<String>,
     /// Means over steps.
     #[serde(alias = "loss", deserialize_with = "super::null_as_nan")]
     pub mean_loss: f64,

@@ -8,7 +8,9 @@
 //! - [`prune`]: the `[checkpoint]` disk bounds, applied once the update has committed;
 //! - [`stage`]: the stage itself, files in and out.
 
+pub mod data_parallel;
 pub mod input;
+pub mod launch;
 pub mod loss;
 pub mod prune;
 pub mod save;
@@ -19,5 +21,5 @@ pub use input::TrainRow;
 pub use loss::{dr_grpo_loss, LossParts, LossSettings};
 pub use save::SavePoint;
 pub use spice_schemas::vocab::Role;
-pub use stage::{run, run_with, Outcome, UpdateOptions};
+pub use stage::{run, run_rank, run_with, Dist, Outcome, UpdateOptions};
 pub use train::{run_epochs, score_old, score_reference, train_step, ScoreOptions, UpdateSettings};

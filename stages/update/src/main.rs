@@ -4,7 +4,8 @@ use anyhow::Result;
 use clap::Parser;
 use spice_schemas::metrics::UpdateMetrics;
 use spice_stage::{StageArgs, StageCtx};
-use spice_update::{Outcome, UpdateOptions};
+use spice_update::launch::{self, Part};
+use spice_update::{Dist, Outcome, UpdateOptions};
 
 /// Update the policy on both roles' trajectories of one iteration (Dr. GRPO, one optimizer).
 ///
@@ -18,6 +19,13 @@ use spice_update::{Outcome, UpdateOptions};
 /// beta, learning_rate, max_grad_norm, ppo_epochs, mini_batch_size, micro_batch_size,
 /// gradient_checkpointing, AdamW betas/epsilon/weight decay. A finished update is not redone
 /// unless its inputs or settings changed, or --force is given.
+///
+/// Data parallel: with update.processes = N it starts N local ranks of itself (like torchrun);
+/// started by a launcher that sets RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun, or ours)
+/// or by `srun` (SLURM_PROCID/SLURM_NTASKS, rank 0 on the first node), it is one rank. Ranks
+/// split each step's micro-batches and sum gradients through c10d: Gloo on CPU, NCCL on CUDA
+/// with one GPU per rank (cuda:LOCAL_RANK). SPICE_DIST_TIMEOUT (seconds, default 1800) bounds
+/// every collective; a rank that fails or hangs fails the update and nothing is committed.
 #[derive(Parser, Debug)]
 #[command(name = "spice-update", version, verbatim_doc_comment)]
 struct Cli {
@@ -34,8 +42,18 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     spice_lm::device::use_all_cores();
     let ctx = StageCtx::load(&cli.stage)?;
-    match spice_update::run(&ctx, &UpdateOptions { dtype: cli.dtype })? {
-        Outcome::AlreadyDone => {}
+    let opts = UpdateOptions { dtype: cli.dtype };
+    let outcome = match Part::find(ctx.cfg.update.processes)? {
+        Part::Single => spice_update::run(&ctx, &opts)?,
+        Part::Launcher(n) => return launch::launch_local(n),
+        Part::Rank(t) => {
+            let device = spice_lm::parse_device(&ctx.device)?;
+            let group = launch::join(&t, device)?;
+            spice_update::run_rank(&ctx, &opts, Dist { group: &group, local_rank: t.local_rank })?
+        }
+    };
+    match outcome {
+        Outcome::AlreadyDone | Outcome::Rank(_) => {}
         Outcome::Updated(manifest) => {
             let m: UpdateMetrics = manifest.metrics_as()?;
             eprintln!(

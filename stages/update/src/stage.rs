@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use spice_dist::ProcessGroup;
 use spice_lm::optim::{META_FILE, STATE_FILE};
 use spice_lm::{AdamW, Device, Kind, Policy, TrainingCompute};
 use spice_schemas::vocab::{ChallengerTraining, Role};
@@ -27,7 +28,7 @@ use crate::prune::{Kind as Pruned, PrunePlan};
 use crate::save::{save_checkpoint, SaveOutputs, SavePoint};
 use crate::train::{
     adamw_config, peak_rss_mib, run_epochs, score_old, score_reference, single_step, Mismatch,
-    RoleTemperatures, UpdateSettings,
+    RoleTemperatures, ScoreOptions, UpdateSettings,
 };
 
 /// Stage name in the manifests.
@@ -47,6 +48,16 @@ pub enum Outcome {
     AlreadyDone,
     /// The update ran; the manifest of `update/`.
     Updated(Box<Manifest>),
+    /// This process was data-parallel rank `.0` (not 0) of the update; rank 0 committed it.
+    Rank(usize),
+}
+
+/// This process's place in a data-parallel update.
+#[derive(Debug, Clone, Copy)]
+pub struct Dist<'a> {
+    pub group: &'a ProcessGroup,
+    /// Which of this node's GPUs the rank drives.
+    pub local_rank: usize,
 }
 
 /// Everything the result depends on besides the inputs' content and the seed.
@@ -74,7 +85,24 @@ pub fn run_with(
     opts: &UpdateOptions,
     interrupt: &mut dyn FnMut(SavePoint) -> Result<()>,
 ) -> Result<Outcome> {
+    run_inner(ctx, opts, None, interrupt)
+}
+
+/// [`run`] as one rank of a data-parallel update: every rank trains on its share of each
+/// step's micro-batches and takes the same step; rank 0 alone writes and commits, after every
+/// rank has finished training.
+pub fn run_rank(ctx: &StageCtx, opts: &UpdateOptions, dist: Dist<'_>) -> Result<Outcome> {
+    run_inner(ctx, opts, Some(dist), &mut |_| Ok(()))
+}
+
+fn run_inner(
+    ctx: &StageCtx,
+    opts: &UpdateOptions,
+    dist: Option<Dist<'_>>,
+    interrupt: &mut dyn FnMut(SavePoint) -> Result<()>,
+) -> Result<Outcome> {
     let t_start = Instant::now();
+    let rank = dist.map_or(0, |d| d.group.rank());
     let plan = Plan::new(ctx, opts)?;
     if !ctx.force && plan.done()? {
         tracing::info!(
@@ -89,7 +117,10 @@ pub fn run_with(
     // bad input never takes a finished update away.
     let selection = read_scored(&plan.scored, ctx.iter, plan.train_challenger)?;
     let mut rows = selection.rows;
-    let device = spice_lm::parse_device(&ctx.device)?;
+    let mut device = spice_lm::parse_device(&ctx.device)?;
+    if let (Some(d), Device::Cuda(_)) = (dist, device) {
+        device = Device::Cuda(d.local_rank);
+    }
     let (policy, mut opt, resumed, compute) =
         plan.load(ctx, device, &rows, selection.frozen_skipped)?;
     let label = spice_lm::device_label(device);
@@ -98,13 +129,24 @@ pub fn run_with(
         checkpoint: plan.out_ckpt.device(&label),
         optimizer: plan.out_opt.device(&label),
     };
-    // Every folder reads as unfinished from here until its manifest is written.
-    out_update.begin()?;
-    saved.optimizer.begin()?;
-    saved.checkpoint.begin()?;
+    if rank == 0 {
+        // Every folder reads as unfinished from here until its manifest is written.
+        out_update.begin()?;
+        saved.optimizer.begin()?;
+        saved.checkpoint.begin()?;
+    }
 
     let reference = plan.reference.as_deref().map(|r| (r, compute.kind));
-    let trained = train(&policy, &mut opt, &mut rows, &plan.settings, reference)?;
+    let group = dist.map(|d| d.group);
+    let trained = train(&policy, &mut opt, &mut rows, &plan.settings, reference, group)?;
+    if let Some(g) = group {
+        // Nothing is committed unless every rank got here.
+        g.barrier()?;
+        if rank != 0 {
+            tracing::info!(rank, "update: rank done; rank 0 writes the checkpoint");
+            return Ok(Outcome::Rank(rank));
+        }
+    }
     let mut writer = ShardWriter::<UpdateMetricsRow>::create(out_update.part_path())?;
     writer.write_all(trained.steps.iter().cloned())?;
     writer.finish()?;
@@ -135,6 +177,7 @@ pub fn run_with(
         compute: &compute,
         parameters: policy.parameter_count(),
         prune: &over,
+        dist: group,
     };
     let manifest = out_update.commit(&report.metrics())?;
     prune(&over);
@@ -201,8 +244,10 @@ impl Plan {
         let dtype = opts.dtype.clone().unwrap_or_else(|| cfg.run.dtype.as_str().to_string());
         let kind = spice_lm::parse_dtype(&dtype)?;
         let reference = (settings.beta > 0.0).then(|| cfg.run.model.clone());
+        // How many processes share the update does not change what it computes.
+        let update = UpdateSection { processes: 1, ..cfg.update.clone() };
         let record = ConfigRecord {
-            update: &cfg.update,
+            update: &update,
             challenger_training: cfg.challenger.training,
             max_completion_length: settings.max_completion_length,
             dtype: &dtype,
@@ -319,14 +364,15 @@ fn train(
     rows: &mut [TrainRow],
     settings: &UpdateSettings,
     reference: Option<(&Path, Kind)>,
+    dist: Option<&ProcessGroup>,
 ) -> Result<Trained> {
     let single = single_step(rows.len(), settings);
     let (mismatch, score, reference) =
-        score_old_and_reference(policy, rows, reference, single, settings)?;
+        score_old_and_reference(policy, rows, reference, single, settings, dist)?;
     let t_train = Instant::now();
     let total = rows.len() as u64 * settings.ppo_epochs as u64;
-    let bar = spice_stage::progress(total, "update", "sequences");
-    let run = run_epochs(policy, opt, rows, settings, Some(&bar))?;
+    let bar = progress(total, "update", dist);
+    let run = run_epochs(policy, opt, rows, settings, dist, Some(&bar))?;
     bar.finish();
     let train = t_train.elapsed().as_secs_f64();
     // A single step measured πθ_old against the sampling log-probs in its own forward pass.
@@ -356,12 +402,13 @@ fn score_old_and_reference(
     reference: Option<(&Path, Kind)>,
     single: bool,
     settings: &UpdateSettings,
+    dist: Option<&ProcessGroup>,
 ) -> Result<(Option<Mismatch>, f64, f64)> {
-    let opts = settings.score_options();
+    let opts = ScoreOptions { dist, ..settings.score_options() };
     let t_score = Instant::now();
     let mut mismatch = None;
     if !single {
-        let bar = spice_stage::progress(rows.len() as u64, "scoring πθ_old", "sequences");
+        let bar = progress(rows.len() as u64, "scoring πθ_old", dist);
         mismatch = Some(score_old(policy, rows, opts, Some(&bar))?);
         bar.finish();
     }
@@ -370,11 +417,24 @@ fn score_old_and_reference(
     if let Some((r, kind)) = reference {
         let ref_policy = Policy::load(r, policy.device(), kind)
             .with_context(|| format!("loading the reference model {}", r.display()))?;
-        let bar = spice_stage::progress(rows.len() as u64, "scoring π_ref", "sequences");
+        let bar = progress(rows.len() as u64, "scoring π_ref", dist);
         score_reference(&ref_policy, rows, opts, Some(&bar))?;
         bar.finish();
     }
     Ok((mismatch, score_seconds, t_ref.elapsed().as_secs_f64()))
+}
+
+/// A progress bar over sequences, drawn by rank 0 only (it counts rank 0's share).
+fn progress(len: u64, what: &str, dist: Option<&ProcessGroup>) -> indicatif::ProgressBar {
+    let bar = spice_stage::progress(len, what, "sequences");
+    if let Some(g) = dist {
+        if g.rank() == 0 {
+            bar.set_length(len.div_ceil(g.world() as u64));
+        } else {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+    }
+    bar
 }
 
 /// Wall time of each phase of the update, in seconds.
@@ -403,6 +463,8 @@ struct UpdateReport<'a> {
     parameters: u64,
     /// Folders over the `[checkpoint]` bounds, pruned once the update has committed.
     prune: &'a PrunePlan,
+    /// The data-parallel group the update ran in, if any.
+    dist: Option<&'a ProcessGroup>,
 }
 
 impl UpdateReport<'_> {
@@ -440,6 +502,8 @@ impl UpdateReport<'_> {
             tokens,
             sequence_tokens: self.trained.sequence_tokens,
             forwarded_tokens: forwarded,
+            world_size: self.dist.map_or(1, |g| g.world() as u32),
+            dist_backend: self.dist.map(|g| g.backend().name().to_string()),
             mean_loss: self.mean(|s| s.loss),
             mean_pg_loss: self.mean(|s| s.pg_loss),
             mean_kl: self.mean(|s| s.kl),
@@ -465,7 +529,9 @@ impl UpdateReport<'_> {
             matmul_bf16_gflops: self.compute.bf16_flops.map(|b| b / 1e9),
             parameters: self.parameters,
             model_gflops_per_second: model_flops / 1e9,
-            peak_fraction: model_flops / self.compute.peak_flops(),
+            // Each rank measured its own share of the machine (its cores, or its GPU).
+            peak_fraction: model_flops
+                / (self.compute.peak_flops() * self.dist.map_or(1.0, |g| g.world() as f64)),
             pruned_checkpoints: self.prune.count(Pruned::Checkpoint),
             pruned_optimizers: self.prune.count(Pruned::Optimizer),
             pruned_bytes: self.prune.bytes(),

@@ -13,6 +13,7 @@ use anyhow::{bail, Result};
 use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use spice_dist::ProcessGroup;
 use spice_lm::optim::AdamWConfig;
 use spice_lm::tch::{Device, Tensor};
 use spice_lm::{shared_prefix_order, AdamW, GradOptions, Policy, ScoreRow, TokenLogprobs};
@@ -20,6 +21,7 @@ use spice_schemas::{rows::UpdateMetricsRow, RunConfig};
 
 use serde::Serialize;
 
+use crate::data_parallel::{all_reduce_gradients, all_reduce_max, all_reduce_sum, share};
 use crate::input::TrainRow;
 use crate::loss::{dr_grpo_loss, LossSettings};
 use spice_schemas::vocab::{LossType, LrSchedulerType, Role};
@@ -189,36 +191,71 @@ fn score_rows(
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order_rows(rows, &mut order, opts.shared_prefix);
     let micro_batch = opts.micro_batch.max(1);
-    for chunk in order.chunks(micro_batch) {
+    // With several ranks each scores its share and the log-probs are then exchanged.
+    let mine = match opts.dist {
+        Some(g) => &order[share(order.len(), micro_batch, g.rank(), g.world())],
+        None => &order[..],
+    };
+    let mut scored_rows = Vec::with_capacity(mine.len());
+    for chunk in mine.chunks(micro_batch) {
         let batch: Vec<ScoreRow> = chunk.iter().map(|&i| rows[i].tokens.clone()).collect();
         let temps = opts.temperatures.rows(chunk.iter().map(|&i| &rows[i]));
         let scored = policy.score_with(&batch, &temps, micro_batch, opts.shared_prefix)?;
-        for (&i, lp) in chunk.iter().zip(scored) {
-            put(&mut rows[i], lp);
-        }
+        scored_rows.extend(chunk.iter().copied().zip(scored));
         if let Some(b) = bar {
             b.inc(chunk.len() as u64);
         }
     }
+    if let Some(g) = opts.dist {
+        scored_rows = exchange_logprobs(g, rows, scored_rows)?;
+    }
+    for (i, lp) in scored_rows {
+        put(&mut rows[i], lp);
+    }
     Ok(())
 }
 
-/// How [`score_old`] and [`score_reference`] batch their rows.
-#[derive(Debug, Clone, Copy)]
-pub struct ScoreOptions {
+/// Every rank's scored rows for every rank: each fills its rows of a zero [rows, C] table and
+/// the tables are summed (each entry has one writer, so the sum is exact).
+fn exchange_logprobs(
+    group: &ProcessGroup,
+    rows: &[TrainRow],
+    mine: Vec<(usize, Vec<f32>)>,
+) -> Result<Vec<(usize, Vec<f32>)>> {
+    let c = rows.iter().map(|r| r.completion_len()).max().unwrap_or(0).max(1);
+    let mut table = vec![0f32; rows.len() * c];
+    for (i, lp) in &mine {
+        table[i * c..i * c + lp.len()].copy_from_slice(lp);
+    }
+    let t = Tensor::from_slice(&table);
+    group.all_reduce(&t, spice_dist::ReduceOp::Sum)?;
+    let table = Vec::<f32>::try_from(&t)?;
+    Ok(rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i, table[i * c..i * c + r.completion_len()].to_vec()))
+        .collect())
+}
+
+/// How [`score_old`] and [`score_reference`] batch their rows, and the ranks that share the
+/// work (none: this process scores every row).
+#[derive(Clone, Copy)]
+pub struct ScoreOptions<'a> {
     /// Each role's sampling temperature, which its rows are scored at.
     pub temperatures: RoleTemperatures,
     pub micro_batch: usize,
     pub shared_prefix: bool,
+    pub dist: Option<&'a ProcessGroup>,
 }
 
 impl UpdateSettings {
-    /// The scoring options of these settings.
-    pub fn score_options(&self) -> ScoreOptions {
+    /// The scoring options of these settings, on one process.
+    pub fn score_options(&self) -> ScoreOptions<'static> {
         ScoreOptions {
             temperatures: self.temperatures,
             micro_batch: self.micro_batch_size,
             shared_prefix: self.shared_prefix,
+            dist: None,
         }
     }
 }
@@ -317,6 +354,8 @@ pub struct StepInput<'a> {
     pub settings: &'a UpdateSettings,
     pub old_from: OldLogprobs,
     pub at: StepIndex,
+    /// The ranks that share the step (none: this process runs all of it).
+    pub dist: Option<&'a ProcessGroup>,
 }
 
 impl StepInput<'_> {
@@ -363,8 +402,18 @@ pub fn train_step(
     let t0 = Instant::now();
     let device = policy.device();
     let s = input.settings;
+    // The Dr. GRPO constant counts the whole step's rows, on every rank.
     let loss_settings = input.loss_settings();
     input.check_rows()?;
+    let full = input;
+    let local_members = match input.dist {
+        Some(g) => {
+            &input.members[share(input.members.len(), s.micro_batch_size, g.rank(), g.world())]
+        }
+        None => input.members,
+    };
+    let local = StepInput { members: local_members, ..*input };
+    let input = &local;
     let batch: Vec<ScoreRow> =
         input.members.iter().map(|&i| input.rows[i].tokens.clone()).collect();
     let temps = s.temperatures.rows(input.members.iter().map(|&i| &input.rows[i]));
@@ -383,6 +432,16 @@ pub fn train_step(
         }
         Ok(loss)
     })?;
+    let sequence_tokens: usize =
+        batch.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).sum();
+    let forwarded = spice_lm::forwarded_tokens(&batch, s.micro_batch_size, s.shared_prefix);
+    let mut totals = [loss, sequence_tokens as f64, forwarded as f64];
+    if let Some(g) = input.dist {
+        all_reduce_gradients(g, opt.parameters().map(|(_, p)| p))?;
+        sums.all_reduce(g)?;
+        all_reduce_sum(g, &mut totals)?;
+    }
+    let [loss, sequence_tokens, forwarded] = totals;
     let max_norm = if s.max_grad_norm > 0.0 { s.max_grad_norm } else { f64::INFINITY };
     let grad_norm = opt.clip_grad_norm(max_norm);
     opt.step();
@@ -392,10 +451,7 @@ pub fn train_step(
         learning_rate: opt.config.lr,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    let metrics = step_metrics(input, &loss_settings, &sums, &outcome);
-    let sequence_tokens: usize =
-        batch.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len()).sum();
-    let forwarded = spice_lm::forwarded_tokens(&batch, s.micro_batch_size, s.shared_prefix);
+    let metrics = step_metrics(full, &loss_settings, &sums, &outcome);
     Ok(Step {
         metrics,
         sampling_mismatch: sums.mismatch.finish(),
@@ -414,6 +470,19 @@ struct StepSums {
     /// Distance of the current log-probs (the policy the step starts from) to the sampling
     /// ones.
     mismatch: MismatchSum,
+}
+
+impl StepSums {
+    /// The whole step's sums from every rank's share.
+    fn all_reduce(&mut self, group: &ProcessGroup) -> Result<()> {
+        let m = &mut self.mismatch;
+        let mut v = [self.pg, self.kl, self.clipped, self.tokens, m.sum, m.tokens as f64];
+        all_reduce_sum(group, &mut v)?;
+        [self.pg, self.kl, self.clipped, self.tokens, m.sum] = [v[0], v[1], v[2], v[3], v[4]];
+        m.tokens = v[5] as u64;
+        m.max = all_reduce_max(group, m.max)?;
+        Ok(())
+    }
 }
 
 /// The step's result as the optimizer saw it.
@@ -528,6 +597,7 @@ pub fn run_epochs(
     opt: &mut AdamW,
     rows: &[TrainRow],
     s: &UpdateSettings,
+    dist: Option<&ProcessGroup>,
     bar: Option<&ProgressBar>,
 ) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
@@ -549,6 +619,7 @@ pub fn run_epochs(
                 settings: s,
                 old_from,
                 at: StepIndex { epoch, step },
+                dist,
             };
             let out = train_step(policy, opt, &input, bar)?;
             let m = &out.metrics;

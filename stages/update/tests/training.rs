@@ -71,7 +71,7 @@ fn optimizer_state_survives_the_iteration_boundary() {
             }
             let s = train::UpdateSettings::from_config(&run.cfg, iter, run.cfg.run.seed);
             let rows = read_scored(&run.scored_dir(iter), iter, true).unwrap().rows;
-            let steps = train::run_epochs(&policy, &mut opt, &rows, &s, None).unwrap();
+            let steps = train::run_epochs(&policy, &mut opt, &rows, &s, None, None).unwrap();
             assert_eq!(steps.len(), 1);
         }
         assert_eq!(opt.step, if resume { 2 } else { 1 });
@@ -259,7 +259,7 @@ fn a_single_step_needs_no_separate_old_logprob_pass() {
         let mut rows = read_scored(&run.scored_dir(0), 0, true).unwrap().rows;
         let mismatch =
             score.then(|| train::score_old(&policy, &mut rows, s.score_options(), None).unwrap());
-        let steps = train::run_epochs(&policy, &mut opt, &rows, &s, None).unwrap();
+        let steps = train::run_epochs(&policy, &mut opt, &rows, &s, None, None).unwrap();
         assert_eq!(steps.len(), 1);
         (steps[0].clone(), mismatch)
     };
@@ -282,7 +282,7 @@ fn a_single_step_needs_no_separate_old_logprob_pass() {
     let policy = load(&run.model);
     let mut opt = AdamW::new(policy.var_store(), train::adamw_config(&run.cfg));
     let rows = read_scored(&run.scored_dir(0), 0, true).unwrap().rows;
-    let err = train::run_epochs(&policy, &mut opt, &rows, &two, None).unwrap_err();
+    let err = train::run_epochs(&policy, &mut opt, &rows, &two, None, None).unwrap_err();
     assert!(format!("{err:#}").contains("no πθ_old"), "{err:#}");
 }
 

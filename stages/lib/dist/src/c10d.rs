@@ -271,6 +271,12 @@ impl ProcessGroup {
     }
 }
 
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProcessGroup({} rank {} of {})", self.backend.name(), self.rank, self.world)
+    }
+}
+
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         unsafe { spice_c10d_group_free(self.raw) }

@@ -94,8 +94,7 @@ fn a_missing_rank_is_a_timeout_error_naming_the_rank_not_a_hang() {
     // Rank 1 never comes: the server's wait for its workers times out.
     let err = Store::tcp("127.0.0.1", port, 2, true, Duration::from_secs(2), "test")
         .and_then(|s| ProcessGroup::new(Backend::Gloo, s, 0, 2, Duration::from_secs(2)))
-        .err()
-        .expect("a group with a missing rank must fail");
+        .expect_err("a group with a missing rank must fail");
     let text = format!("{err:#}");
     assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
     assert!(text.contains("127.0.0.1") || text.contains("rank 0"), "{text}");

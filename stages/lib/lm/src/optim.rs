@@ -56,6 +56,12 @@ impl AdamW {
         AdamW { config, step: 0, params }
     }
 
+    /// The trainable variables, in the sorted-name order every rank shares (what a
+    /// data-parallel step reduces the gradients of).
+    pub fn parameters(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.params.iter().map(|(n, p, _, _)| (n.as_str(), p))
+    }
+
     pub fn zero_grad(&mut self) {
         for (_, p, _, _) in &mut self.params {
             p.zero_grad();

@@ -409,6 +409,7 @@ impl SlurmSection {
             time: self.time.clone(),
             gpus: self.gpus,
             cpus_per_task: self.cpus_per_task,
+            ntasks: None,
             mem: self.mem.clone(),
             extra_sbatch: self.extra_sbatch.clone(),
             setup: self.setup.clone(),
@@ -421,6 +422,7 @@ impl SlurmSection {
             time: o.time.clone().or(base.time),
             gpus: o.gpus.or(base.gpus),
             cpus_per_task: o.cpus_per_task.or(base.cpus_per_task),
+            ntasks: o.ntasks,
             mem: o.mem.clone().or(base.mem),
             extra_sbatch: base
                 .extra_sbatch
@@ -443,6 +445,10 @@ pub struct SlurmResources {
     /// GPUs per task (`--gres=gpu:N`; typed GPUs go in `extra_sbatch`).
     pub gpus: Option<u32>,
     pub cpus_per_task: Option<u32>,
+    /// Tasks of the stage's job (`--ntasks`), each with `gpus` GPUs (`--gpus-per-task`) and
+    /// `cpus_per_task` CPUs, started by `srun`. Only `[slurm.stages.update]` may ask for more
+    /// than one: the update's data-parallel ranks, one per GPU.
+    pub ntasks: Option<u32>,
     /// Memory per node, in Slurm's format (`64G`).
     pub mem: Option<String>,
     /// More `#SBATCH` options, e.g. `"--constraint=a100"`.
@@ -682,7 +688,16 @@ impl RunConfig {
                 bail!("{key} must be at least 1");
             }
         }
-        for name in self.slurm.stages.keys() {
+        for (name, res) in &self.slurm.stages {
+            if res.ntasks == Some(0) {
+                bail!("slurm.stages.{name}.ntasks must be at least 1");
+            }
+            if name != "update" && res.ntasks.is_some_and(|n| n > 1) {
+                bail!(
+                    "slurm.stages.{name}.ntasks: only the update runs as several tasks (its \
+                     data-parallel ranks); {name} splits into parts with its own `shards`"
+                );
+            }
             if !SLURM_STAGES.contains(&name.as_str()) {
                 bail!("slurm.stages.{name} is not a stage; stages are {SLURM_STAGES:?}");
             }

@@ -112,6 +112,13 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
     let Some(cluster) = cluster_or_skip() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let profile = setup(tmp.path(), 7, "shards = 2", SLURM_TAIL);
+    // The update data-parallel on 2 ranks: local ranks of `update.processes` in the local
+    // run, a 2-task job started by srun in the Slurm run.
+    let toml = std::fs::read_to_string(&profile)
+        .unwrap()
+        .replace("micro_batch_size = 2\n", "micro_batch_size = 2\nprocesses = 2\n")
+        + "\n[slurm.stages.update]\nntasks = 2\n";
+    std::fs::write(&profile, toml).unwrap();
     let profile = profile.to_str().unwrap();
     let (local, remote) = (tmp.path().join("local"), tmp.path().join("slurm"));
 
@@ -171,6 +178,11 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
         "{script}"
     );
     assert!(script.contains("export SPICE_TEST_SETUP=1"), "{script}");
+    let update = std::fs::read_to_string(remote.join("slurm/iter-0000/update.sbatch")).unwrap();
+    assert!(
+        update.contains("#SBATCH --ntasks=2") && update.contains("srun --ntasks=2"),
+        "{update}"
+    );
     // Both array tasks wrote their own log.
     let logs: Vec<_> = std::fs::read_dir(remote.join("slurm/iter-0000/logs"))
         .unwrap()
@@ -190,6 +202,16 @@ fn slurm_run_gives_the_shards_of_a_local_run() {
         digests(&remote, FOLDERS),
         "Slurm and local runs with one seed differ"
     );
+    // Both updates ran on 2 ranks: the same split, the same sums, the same checkpoint bytes.
+    for run in [&local, &remote] {
+        for iter in 0..2 {
+            let m = spice_schemas::Manifest::read(
+                &run.join(format!("iter-{iter:04}/update/_manifest.json")),
+            )
+            .unwrap();
+            assert_eq!(m.metric("world_size"), Some(2.0), "{} iteration {iter}", run.display());
+        }
+    }
     // The update and evaluation jobs refreshed the summary and the TensorBoard files: the
     // same iterations and numbers as the local driver's, all but the wall times.
     let summary = |run: &Path| -> Vec<serde_json::Value> {

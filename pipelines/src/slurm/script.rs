@@ -66,7 +66,13 @@ pub fn render(template: &str, input: &ScriptInput, res: &SlurmResources) -> Resu
             argv.iter().position(|a| a == "--shard").expect("a split stage passes --shard") + 1;
         argv[at] = format!("\"${{SLURM_ARRAY_TASK_ID}}/{}\"", call.parts);
     }
-    let stage = format!("{} {}", quote(&bin.display().to_string()), argv.join(" "));
+    let mut stage = format!("{} {}", quote(&bin.display().to_string()), argv.join(" "));
+    // Several tasks are the update's data-parallel ranks: srun starts them (each reads its
+    // rank from SLURM_PROCID) and stops the rest when one fails.
+    let tasks = res.ntasks.unwrap_or(1);
+    if tasks > 1 {
+        stage = format!("srun --ntasks={tasks} --kill-on-bad-exit=1 {stage}");
+    }
     // The jobs that finish an iteration or an evaluation also refresh `summary.jsonl` and
     // `tensorboard/`, as the local driver does; the stage's own exit status decides the job.
     let command = if call.summarizes() {
@@ -93,7 +99,12 @@ pub fn render(template: &str, input: &ScriptInput, res: &SlurmResources) -> Resu
     opt("account", res.account.clone());
     opt("qos", res.qos.clone());
     opt("time", res.time.clone());
-    opt("gres", res.gpus.filter(|g| *g > 0).map(|g| format!("gpu:{g}")));
+    if tasks > 1 {
+        opt("ntasks", Some(tasks.to_string()));
+        opt("gpus-per-task", res.gpus.filter(|g| *g > 0).map(|g| g.to_string()));
+    } else {
+        opt("gres", res.gpus.filter(|g| *g > 0).map(|g| format!("gpu:{g}")));
+    }
     opt("cpus-per-task", res.cpus_per_task.map(|c| c.to_string()));
     opt("mem", res.mem.clone());
     for line in &res.extra_sbatch {
@@ -213,6 +224,34 @@ mod tests {
         assert_eq!(log_path(&log, "17", None), Path::new("/r/slurm/iter-0000/logs/score-17.log"));
         let arr = log_pattern(Path::new("/l"), "challenge", 2);
         assert_eq!(log_path(&arr, "17", Some("1")), Path::new("/l/challenge-17_1.log"));
+    }
+
+    #[test]
+    fn a_multi_task_update_is_srun_ranks_with_gpus_per_task() {
+        let cfg = RunConfig::from_toml(
+            "[slurm]\ngpus = 1\n[slurm.stages.update]\nntasks = 8\n",
+            "t.toml",
+        )
+        .unwrap();
+        let calls = iteration_calls(Path::new("/r"), &cfg, 0);
+        let log = PathBuf::from("/l");
+        let update =
+            render(TEMPLATE, &input(&calls[4], &log), &cfg.slurm.for_stage("update")).unwrap();
+        for want in [
+            "#SBATCH --ntasks=8\n",
+            "#SBATCH --gpus-per-task=1\n",
+            "srun --ntasks=8 --kill-on-bad-exit=1 '/opt/spice/my bin/spice-update' --run /runs/my-run --iter 0",
+        ] {
+            assert!(update.contains(want), "missing {want:?} in\n{update}");
+        }
+        assert!(!update.contains("--gres"), "{update}");
+        // Other stages keep one task and --gres.
+        let score =
+            render(TEMPLATE, &input(&calls[3], &log), &cfg.slurm.for_stage("score")).unwrap();
+        assert!(score.contains("#SBATCH --gres=gpu:1\n") && !score.contains("srun"), "{score}");
+        let err =
+            RunConfig::from_toml("[slurm.stages.rollout]\nntasks = 2\n", "t.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("only the update runs as several tasks"), "{err:#}");
     }
 
     #[test]

@@ -113,14 +113,6 @@ fn stop(children: &mut [Child]) {
     }
 }
 
-/// This rank's device: its own GPU (`cuda:LOCAL_RANK`) when the run is on CUDA.
-pub fn rank_device(device: Device, t: &Topology) -> Device {
-    match device {
-        Device::Cuda(_) => Device::Cuda(t.local_rank),
-        other => other,
-    }
-}
-
 /// Join the job's process group: NCCL for CUDA, Gloo otherwise; rank 0 serves the store.
 pub fn join(t: &Topology, device: Device) -> Result<ProcessGroup> {
     let timeout = timeout();

@@ -119,7 +119,10 @@ fn run_inner(
     let mut rows = selection.rows;
     let mut device = spice_lm::parse_device(&ctx.device)?;
     if let (Some(d), Device::Cuda(_)) = (dist, device) {
-        device = Device::Cuda(d.local_rank);
+        // One GPU per rank: its local rank among the node's GPUs, or the one GPU it sees
+        // when the launcher hid the others (Slurm's --gpus-per-task).
+        let visible = spice_lm::tch::Cuda::device_count().max(1) as usize;
+        device = Device::Cuda(d.local_rank % visible);
     }
     let (policy, mut opt, resumed, compute) =
         plan.load(ctx, device, &rows, selection.frozen_skipped)?;

@@ -61,7 +61,9 @@ impl Topology {
                 master_addr: var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
                 master_port: port()?,
             }
-        } else if let (Some(rank), Some(world)) = (num("SLURM_PROCID")?, num("SLURM_NTASKS")?) {
+        } else if let (Some(rank), Some(world @ 2..)) = (num("SLURM_PROCID")?, num("SLURM_NTASKS")?)
+        {
+            // A job of one task is no launcher: its batch script has SLURM_PROCID=0 too.
             let nodes = var("SLURM_STEP_NODELIST").or_else(|| var("SLURM_JOB_NODELIST"));
             let master_addr = match var("MASTER_ADDR") {
                 Some(addr) => addr,
@@ -167,6 +169,9 @@ mod tests {
     #[test]
     fn no_launcher_is_none_and_bad_values_name_the_variable() {
         assert_eq!(Topology::from_vars(vars(&[])).unwrap(), None);
+        // One Slurm task (any batch script) is no launcher.
+        let one = vars(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "1")]);
+        assert_eq!(Topology::from_vars(one).unwrap(), None);
         let err = Topology::from_vars(vars(&[("RANK", "x"), ("WORLD_SIZE", "2")])).unwrap_err();
         assert!(format!("{err:#}").contains("RANK=\"x\""), "{err:#}");
         let err = Topology::from_vars(vars(&[("RANK", "2"), ("WORLD_SIZE", "2")])).unwrap_err();

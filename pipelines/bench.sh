@@ -11,6 +11,11 @@ if ! "$SPICE_PYTHON" -c 'import transformers' 2>/dev/null; then
     echo "==> installing transformers into the venv (benchmark baseline only)" >&2
     "$SPICE_PYTHON" -m pip install --quiet "transformers==5.*"
 fi
+# --what scaling times the update stage (stages/update/examples/bench.rs) at 1 and N ranks.
+case " $* " in
+    *" scaling "*|*"--what=scaling"*)
+        cargo build --release --workspace --bins --examples --quiet ;;
+esac
 exec "$SPICE_PYTHON" stages/lib/lm/benches/compare.py \
     --model data/models/smollm2-135m-instruct --spice-lm target/release/spice-lm \
     --python "$SPICE_PYTHON" "$@"

@@ -7,6 +7,10 @@
 //! ```
 //!
 //! Prints one JSON line with the stage's manifest metrics and the seconds per 100 sequences.
+//! With `--processes N` the stage runs as the `spice-update` binary beside this example's
+//! folder (`target/release/spice-update`) with `update.processes = N`: N data-parallel ranks
+//! over c10d, each with its share of the cores; `just bench --what scaling` compares N = 1
+//! and 2 on the same global batch.
 
 use std::path::PathBuf;
 
@@ -42,6 +46,12 @@ struct Args {
     mini_batch: u32,
     #[arg(long)]
     checkpointing: bool,
+    /// Run the `spice-update` binary with `update.processes` = this (default: in this process).
+    #[arg(long)]
+    processes: Option<u32>,
+    /// Forward each common prompt prefix once (`update.shared_prefix`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    shared_prefix: bool,
 }
 
 fn main() -> Result<()> {
@@ -60,6 +70,8 @@ fn main() -> Result<()> {
         format!("update.micro_batch_size={}", a.micro_batch),
         format!("update.mini_batch_size={}", a.mini_batch),
         format!("update.gradient_checkpointing={}", a.checkpointing),
+        format!("update.shared_prefix={}", a.shared_prefix),
+        format!("update.processes={}", a.processes.unwrap_or(1)),
     ])?;
     std::fs::create_dir_all(&root)?;
     std::fs::write(root.join("run.toml"), cfg.to_toml())?;
@@ -109,21 +121,40 @@ fn main() -> Result<()> {
     w.finish()?;
     out.commit(&spice_schemas::metrics::NoMetrics {})?;
 
-    let ctx = StageCtx::load(&StageArgs {
-        run: root,
-        iter: 0,
-        device: None,
-        seed: None,
-        shard: ShardSpec::WHOLE,
-        force: false,
-    })?;
-    let Outcome::Updated(m) = spice_update::run(&ctx, &UpdateOptions::default())? else {
-        anyhow::bail!("the update did not run");
+    let m = if a.processes.is_some() {
+        // examples/ sits in the profile folder beside the binaries.
+        let exe = std::env::current_exe()?;
+        let bin = exe.parent().and_then(|d| d.parent()).map(|d| d.join("spice-update"));
+        let bin = bin.filter(|b| b.exists()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no spice-update beside {}: cargo build --release --workspace --bins",
+                exe.display()
+            )
+        })?;
+        let status = std::process::Command::new(&bin)
+            .args(["--run", root.to_str().unwrap_or_default(), "--iter", "0"])
+            .status()?;
+        anyhow::ensure!(status.success(), "{} failed: {status}", bin.display());
+        spice_schemas::Manifest::read(&root.join("iter-0000/update/_manifest.json"))?
+    } else {
+        let ctx = StageCtx::load(&StageArgs {
+            run: root,
+            iter: 0,
+            device: None,
+            seed: None,
+            shard: ShardSpec::WHOLE,
+            force: false,
+        })?;
+        let Outcome::Updated(m) = spice_update::run(&ctx, &UpdateOptions::default())? else {
+            anyhow::bail!("the update did not run");
+        };
+        *m
     };
     let per_100 = |k: &str| m.metric(k).unwrap_or(f64::NAN) * 100.0 / a.sequences as f64;
     let line = json!({
         "model": a.model, "sequences": a.sequences, "prompt": a.prompt, "completion": a.completion,
         "micro_batch": a.micro_batch, "checkpointing": a.checkpointing, "threads": spice_lm::tch::get_num_threads(),
+        "processes": a.processes.unwrap_or(1), "shared_prefix": a.shared_prefix, "dtype": a.dtype,
         "seconds_per_100_sequences": { "score_old": per_100("score_seconds"), "train": per_100("train_seconds"),
             "save": m.metric("save_seconds"), "stage_total": per_100("seconds") },
         "metrics": m.metrics,

@@ -110,6 +110,48 @@ def table(rows, dtypes, batches):
     return "\n".join(out)
 
 
+def scaling_table(rows):
+    """The data-parallel update at 1 and N processes on one global batch, best and median."""
+    out = []
+    by = {}
+    for r in rows:
+        by.setdefault(r["processes"], []).append(r)
+    if not by:
+        return ""
+    r0 = rows[0]
+    out.append(f"Data-parallel update: {r0['sequences']} sequences of {r0['prompt']}+{r0['completion']} tokens, "
+               f"micro-batch {r0['micro_batch']}, {r0['dtype']}, one optimizer step; ranks share the cores.")
+    out.append("")
+    out.append("| processes | train s best / median (runs) | stage s best / median | model GFLOP/s (best) | peak RSS of rank 0 GB | speed-up of train best / median |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    base = [x["metrics"]["train_seconds"] for x in by.get(1, [])]
+    for n in sorted(by):
+        t = [x["metrics"]["train_seconds"] for x in by[n]]
+        st = [x["metrics"]["seconds"] for x in by[n]]
+        best = min(by[n], key=lambda x: x["metrics"]["train_seconds"])["metrics"]
+        sp = (f"{min(base) / min(t):.2f}× / {statistics.median(base) / statistics.median(t):.2f}×"
+              if base else "")
+        out.append(f"| {n} | {min(t):.1f} / {statistics.median(t):.1f} ({len(t)}) | {min(st):.1f} / {statistics.median(st):.1f} "
+                   f"| {best['model_gflops_per_second']:.1f} | {best['peak_rss_mib'] / 1024:.2f} | {sp} |")
+    return "\n".join(out)
+
+
+def scaling(a):
+    """`--what scaling`: the update stage at 1 and `--processes` ranks, alternating per round."""
+    exe = os.path.join(os.path.dirname(a.spice_lm), "examples", "bench")
+    dtype = (a.dtypes or native_dtype()).split(",")[0]
+    rows = []
+    for rnd in range(a.rounds):
+        for n in [1] + [int(x) for x in a.processes.split(",") if int(x) != 1]:
+            cmd = [exe, "--model", a.model, "--device", a.device, "--dtype", dtype,
+                   "--sequences", str(a.sequences), "--prompt", str(a.prompt), "--completion", str(a.completion),
+                   "--micro-batch", a.micro_batch, "--processes", str(n)]
+            rows += run(cmd, a.log)
+            print(f"round {rnd + 1}/{a.rounds}: {n} process(es) done", file=sys.stderr)
+    print()
+    print(scaling_table(rows))
+
+
 def native_dtype():
     """bf16 where the CPU multiplies it natively (else libtorch emulates it, slowly), else f32."""
     try:
@@ -132,8 +174,9 @@ def main():
     ap.add_argument("--dtypes", help="default: bf16,f32; for --what spice the dtype this CPU "
                     "runs natively (bf16 with avx512_bf16 or AMX, else f32)")
     ap.add_argument("--batches", default="1,8,32,64")
-    ap.add_argument("--what", default="all", help="generate, update, all, or spice (the "
-                    "SPICE-shaped workloads: 8 documents x 4 attempts, 8 questions x 8 answers)")
+    ap.add_argument("--what", default="all", help="generate, update, all, spice (the "
+                    "SPICE-shaped workloads: 8 documents x 4 attempts, 8 questions x 8 answers), or "
+                    "scaling (the update stage at 1 and --processes data-parallel ranks)")
     ap.add_argument("--spice-prompts", default="bench-spice-prompts.json",
                     help="--what spice: the prompts file (written from data/corpus when absent)")
     ap.add_argument("--micro-batch", default="1")
@@ -147,6 +190,10 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N], for both sides")
     ap.add_argument("--log", default="bench-results.jsonl")
     ap.add_argument("--threads", help="intra-op threads for both (default: every core)")
+    ap.add_argument("--processes", default="2", help="--what scaling: the world sizes beside 1")
+    ap.add_argument("--sequences", type=int, default=16, help="--what scaling: rows of the step")
+    ap.add_argument("--prompt", type=int, default=256, help="--what scaling: prompt tokens per row")
+    ap.add_argument("--completion", type=int, default=128, help="--what scaling: completion tokens per row")
     ap.add_argument("--from-logs", nargs="+", metavar="LOG",
                     help="print the tables from earlier --log files instead of running")
     a = ap.parse_args()
@@ -156,7 +203,13 @@ def main():
     batches = [int(x) for x in a.batches.split(",")]
     if a.from_logs:
         rows = [json.loads(l) for f in a.from_logs for l in open(f) if l.startswith("{")]
-        print(table(rows, dtypes, batches))
+        if rows and "processes" in rows[0]:
+            print(scaling_table(rows))
+        else:
+            print(table(rows, dtypes, batches))
+        return
+    if a.what == "scaling":
+        scaling(a)
         return
     whats = ["generate", "update"] if a.what == "all" else [a.what]
     baseline_rounds = a.rounds if a.baseline_rounds is None else a.baseline_rounds

@@ -147,6 +147,7 @@ fn spice_update(run: &TestRun, iter: u32, env: &[(&str, &str)]) -> std::process:
         .args(["--run", run.root.to_str().unwrap(), "--iter", &iter.to_string()])
         .envs(env.iter().copied())
         .env("SPICE_LM_THREADS", "1")
+        .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap();
     out
@@ -238,4 +239,36 @@ fn update_processes_two_commits_the_checkpoint_of_one_process_and_resumes_across
         assert!(diff <= 1e-3 * step1, "{what}: {diff:e} vs step {step1:e}");
     }
     assert_eq!(one_then_two.update_manifest(1).metric("world_size").unwrap(), 2.0);
+}
+
+#[test]
+fn a_rank_that_never_comes_fails_the_update_naming_the_rank_and_commits_nothing() {
+    let run = make_run(&[]);
+    run.write_scored(0, &scored_rows(0, 1));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    // Rank 0 of 2 alone: rank 1 never starts.
+    let out = spice_update(
+        &run,
+        0,
+        &[
+            ("RANK", "0"),
+            ("WORLD_SIZE", "2"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", &port.to_string()),
+            ("SPICE_DIST_TIMEOUT", "3"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "failed after {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        err.lines().last().unwrap_or("")
+    );
+    assert!(!out.status.success(), "a missing rank must fail the update");
+    assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
+    assert!(err.contains("rank 0 of 2"), "{err}");
+    for folder in ["iter-0000/update", "iter-0000/checkpoint", "iter-0000/optimizer"] {
+        assert!(!run.root.join(folder).join("_manifest.json").exists(), "{folder} was committed");
+    }
 }

@@ -99,6 +99,41 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work) {
   work->wait();
 }
 
+c10::intrusive_ptr<c10d::Backend> gloo_group(
+    const c10::intrusive_ptr<c10d::Store>& store,
+    int rank,
+    int world,
+    std::chrono::milliseconds timeout) {
+  auto options = c10d::ProcessGroupGloo::Options::create_default(timeout);
+  void* memory = ::operator new(kGlooBytes);
+  c10d::ProcessGroupGloo* group = nullptr;
+  try {
+    group = new (memory) c10d::ProcessGroupGloo(store, rank, world, options);
+  } catch (...) {
+    ::operator delete(memory);
+    throw;
+  }
+  return c10::intrusive_ptr<c10d::Backend>::unsafe_steal_from_new(group);
+}
+
+c10::intrusive_ptr<c10d::Backend> nccl_group(
+    const c10::intrusive_ptr<c10d::Store>& store,
+    int rank,
+    int world,
+    std::chrono::milliseconds timeout) {
+#ifdef SPICE_C10D_NCCL
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, options);
+#else
+  (void)store;
+  (void)rank;
+  (void)world;
+  (void)timeout;
+  throw std::runtime_error("this build of spice has no NCCL: libtorch or its NCCL headers lack CUDA");
+#endif
+}
+
 }  // namespace
 
 extern "C" {
@@ -135,22 +170,6 @@ void spice_c10d_store_free(Store* store) {
   delete store;
 }
 
-char* spice_c10d_gloo_new(Store* store, int rank, int world, int64_t timeout_ms, Group** out) {
-  return guarded([&] {
-    auto options =
-        c10d::ProcessGroupGloo::Options::create_default(std::chrono::milliseconds(timeout_ms));
-    void* memory = ::operator new(kGlooBytes);
-    c10d::ProcessGroupGloo* group = nullptr;
-    try {
-      group = new (memory) c10d::ProcessGroupGloo(store->store, rank, world, options);
-    } catch (...) {
-      ::operator delete(memory);
-      throw;
-    }
-    *out = new Group{c10::intrusive_ptr<c10d::Backend>::unsafe_steal_from_new(group)};
-  });
-}
-
 int spice_c10d_nccl_available() {
 #ifdef SPICE_C10D_NCCL
   return 1;
@@ -159,21 +178,26 @@ int spice_c10d_nccl_available() {
 #endif
 }
 
-char* spice_c10d_nccl_new(Store* store, int rank, int world, int64_t timeout_ms, Group** out) {
+// `backend`: 0 Gloo, 1 NCCL (the Rust enum's values).
+char* spice_c10d_group_new(
+    Store* store,
+    int backend,
+    int rank,
+    int world,
+    int64_t timeout_ms,
+    Group** out) {
   return guarded([&] {
-#ifdef SPICE_C10D_NCCL
-    auto options = c10d::ProcessGroupNCCL::Options::create();
-    options->timeout = std::chrono::milliseconds(timeout_ms);
-    auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store->store, rank, world, options);
-    *out = new Group{group};
-#else
-    (void)store;
-    (void)rank;
-    (void)world;
-    (void)timeout_ms;
-    (void)out;
-    throw std::runtime_error("this build of spice has no NCCL: libtorch or its NCCL headers lack CUDA");
-#endif
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    switch (backend) {
+      case 0:
+        *out = new Group{gloo_group(store->store, rank, world, timeout)};
+        return;
+      case 1:
+        *out = new Group{nccl_group(store->store, rank, world, timeout)};
+        return;
+      default:
+        throw std::invalid_argument("unknown c10d backend " + std::to_string(backend));
+    }
   });
 }
 

@@ -30,16 +30,10 @@ extern "C" {
         out: *mut *mut RawStore,
     ) -> *mut c_char;
     fn spice_c10d_store_free(store: *mut RawStore);
-    fn spice_c10d_gloo_new(
-        store: *mut RawStore,
-        rank: c_int,
-        world: c_int,
-        timeout_ms: i64,
-        out: *mut *mut RawGroup,
-    ) -> *mut c_char;
     fn spice_c10d_nccl_available() -> c_int;
-    fn spice_c10d_nccl_new(
+    fn spice_c10d_group_new(
         store: *mut RawStore,
+        backend: c_int,
         rank: c_int,
         world: c_int,
         timeout_ms: i64,
@@ -141,9 +135,9 @@ impl Drop for Store {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// Gloo, over TCP: CPU tensors.
-    Gloo,
+    Gloo = 0,
     /// NCCL: CUDA tensors, one device per rank.
-    Nccl,
+    Nccl = 1,
 }
 
 impl Backend {
@@ -199,10 +193,7 @@ impl ProcessGroup {
         let mut raw = std::ptr::null_mut();
         let (r, w) = (c_int::try_from(rank)?, c_int::try_from(world)?);
         let err = unsafe {
-            match backend {
-                Backend::Gloo => spice_c10d_gloo_new(store.raw, r, w, millis(timeout), &mut raw),
-                Backend::Nccl => spice_c10d_nccl_new(store.raw, r, w, millis(timeout), &mut raw),
-            }
+            spice_c10d_group_new(store.raw, backend as c_int, r, w, millis(timeout), &mut raw)
         };
         check(err, || {
             format!("rank {rank} of {world}: creating the {} process group", backend.name())

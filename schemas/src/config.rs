@@ -241,6 +241,10 @@ pub struct UpdateSection {
     /// sum their gradients through c10d (Gloo on CPU, NCCL on CUDA, one GPU per rank). Under a
     /// launcher that already set `RANK`/`WORLD_SIZE` or Slurm's task variables, those win.
     pub processes: u32,
+    /// ZeRO stage of a data-parallel update: 1 (the default) shards AdamW's moments over the
+    /// ranks, each keeping and saving those of its 1/N of the parameters; 0 keeps all of them
+    /// on every rank (DDP). One process is the same at either stage.
+    pub zero_stage: u32,
 }
 
 impl Default for UpdateSection {
@@ -262,6 +266,7 @@ impl Default for UpdateSection {
             gradient_checkpointing: false,
             shared_prefix: true,
             processes: 1,
+            zero_stage: 1,
         }
     }
 }
@@ -688,6 +693,13 @@ impl RunConfig {
                 bail!("{key} must be at least 1");
             }
         }
+        if self.update.zero_stage > 1 {
+            bail!(
+                "update.zero_stage = {}: stages 0 (replicated optimizer) and 1 (sharded AdamW \
+                 moments) exist; gradients and weights are not sharded",
+                self.update.zero_stage
+            );
+        }
         for (name, res) in &self.slurm.stages {
             if res.ntasks == Some(0) {
                 bail!("slurm.stages.{name}.ntasks must be at least 1");
@@ -790,6 +802,10 @@ mod tests {
         assert!(msg.contains("run.dtype") && msg.contains("bf16"), "{msg}");
         let c = RunConfig::from_toml("[run]\ndtype = \"f32\"\n", "p.toml").unwrap();
         assert_eq!(c.run.dtype, Dtype::F32);
+        let err = RunConfig::from_toml("[update]\nzero_stage = 2\n", "p.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("update.zero_stage = 2"), "{err:#}");
+        let c = RunConfig::from_toml("[update]\nzero_stage = 0\n", "p.toml").unwrap();
+        assert_eq!((c.update.zero_stage, RunConfig::default().update.zero_stage), (0, 1));
     }
 
     #[test]

@@ -7,14 +7,19 @@
 //! size 1 cuts them: the micro-batches, and so each one's gradient, are those of a single
 //! process; only the order in which they are added differs.
 
+//!
+//! With ZeRO stage 1 ([`AdamW::sharded`]) each rank's optimizer holds the moments of its slice
+//! of every bucket: the gradients are reduce-scattered instead of all-reduced (each rank
+//! receives the sums of its slice only), each rank updates its slice, and the updated weights
+//! are all-gathered, bucket by bucket. The bytes sent are those of one all-reduce.
+
 use std::ops::Range;
 
 use anyhow::Result;
 use spice_dist::{ProcessGroup, ReduceOp};
+use spice_lm::partition::{Partition, BUCKET_ELEMENTS};
 use spice_lm::tch::{Kind, Tensor};
-
-/// DDP's default bucket: 25 MiB of f32 gradients per all-reduce.
-const BUCKET_ELEMENTS: i64 = 25 * 1024 * 1024 / 4;
+use spice_lm::AdamW;
 
 /// The rows `[start, end)` of `n` ordered rows that `rank` of `world` works on: whole
 /// micro-batches of `micro_batch` rows, spread as evenly as they divide.
@@ -26,38 +31,85 @@ pub fn share(n: usize, micro_batch: usize, rank: usize, world: usize) -> Range<u
     (first * micro_batch).min(n)..(last * micro_batch).min(n)
 }
 
-/// Sum every parameter's gradient over the ranks, in place, in buckets of about 25 MiB. A
+/// Sum the gradients over the ranks, bucket by bucket: all of them when every rank holds the
+/// whole optimizer, only the elements this rank's optimizer updates when it is sharded. A
 /// parameter with no gradient on this rank (it had no rows) takes part as zeros.
-pub fn all_reduce_gradients<'a>(
-    group: &ProcessGroup,
-    params: impl Iterator<Item = &'a Tensor>,
-) -> Result<()> {
-    let grads: Vec<Tensor> = params.map(defined_grad).collect();
-    let mut start = 0;
-    while start < grads.len() {
-        let mut end = start;
-        let mut elements = 0;
-        // Same kind in a bucket (all f32 today: the master weights).
-        while end < grads.len()
-            && (end == start || elements + grads[end].numel() as i64 <= BUCKET_ELEMENTS)
-            && grads[end].kind() == grads[start].kind()
-        {
-            elements += grads[end].numel() as i64;
-            end += 1;
+pub fn reduce_gradients(group: &ProcessGroup, opt: &AdamW) -> Result<()> {
+    let params: Vec<&Tensor> = opt.parameters().map(|(_, p)| p).collect();
+    let sizes: Vec<i64> = params.iter().map(|p| p.numel() as i64).collect();
+    let replicated;
+    let (part, rank) = match opt.shard() {
+        Some(s) => s,
+        None => {
+            replicated = Partition::new(&sizes, 1, BUCKET_ELEMENTS);
+            (&replicated, 0)
         }
-        let bucket = &grads[start..end];
-        let flat = Tensor::cat(&bucket.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0);
-        group.all_reduce(&flat, ReduceOp::Sum)?;
+    };
+    for (b, bucket) in part.buckets.iter().enumerate() {
+        let grads: Vec<Tensor> = bucket.params.clone().map(|i| defined_grad(params[i])).collect();
+        let flat = flat(&grads, bucket.padded(part.world));
+        if opt.shard().is_none() {
+            group.all_reduce(&flat, ReduceOp::Sum)?;
+            let mut offset = 0;
+            for g in &grads {
+                let n = g.numel() as i64;
+                g.view([-1]).copy_(&flat.narrow(0, offset, n));
+                offset += n;
+            }
+            continue;
+        }
+        let mine = flat.new_zeros([bucket.slice], (flat.kind(), flat.device()));
+        group.reduce_scatter(&mine, &flat, ReduceOp::Sum)?;
         let mut offset = 0;
-        for g in bucket {
-            let n = g.numel() as i64;
-            let mut g = g.shallow_clone();
-            g.copy_(&flat.narrow(0, offset, n).view_as(&g));
-            offset += n;
+        for piece in part.owned(b, rank) {
+            let g = &grads[piece.param - bucket.params.start];
+            g.view([-1])
+                .narrow(0, piece.start, piece.len)
+                .copy_(&mine.narrow(0, offset, piece.len));
+            offset += piece.len;
         }
-        start = end;
     }
     Ok(())
+}
+
+/// After a sharded optimizer's step: every rank's updated slice of every bucket, gathered
+/// into every rank's weights. Nothing to do for a replicated optimizer.
+pub fn all_gather_parameters(group: &ProcessGroup, opt: &AdamW) -> Result<()> {
+    let Some((part, rank)) = opt.shard() else { return Ok(()) };
+    let params: Vec<&Tensor> = opt.parameters().map(|(_, p)| p).collect();
+    spice_lm::tch::no_grad(|| {
+        for (b, bucket) in part.buckets.iter().enumerate() {
+            let mine: Vec<Tensor> = part
+                .owned(b, rank)
+                .iter()
+                .map(|p| params[p.param].view([-1]).narrow(0, p.start, p.len))
+                .collect();
+            let like = params[bucket.params.start];
+            let input = if mine.is_empty() {
+                like.new_zeros([bucket.slice], (like.kind(), like.device()))
+            } else {
+                flat(&mine, bucket.slice)
+            };
+            let all = like.new_zeros([bucket.padded(part.world)], (like.kind(), like.device()));
+            group.all_gather(&all, &input)?;
+            // The ranks' slices in order are the bucket's elements, then the padding.
+            for i in bucket.params.clone() {
+                let at = part.offset_in_bucket(b, i);
+                params[i].view([-1]).copy_(&all.narrow(0, at, part.size(i)));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `tensors` flattened into one, with zeros after them up to `len` elements.
+fn flat(tensors: &[Tensor], len: i64) -> Tensor {
+    let mut parts: Vec<Tensor> = tensors.iter().map(|t| t.reshape([-1])).collect();
+    let n: i64 = parts.iter().map(|t| t.numel() as i64).sum();
+    if n < len {
+        parts.push(parts[0].new_zeros([len - n], (parts[0].kind(), parts[0].device())));
+    }
+    Tensor::cat(&parts, 0)
 }
 
 /// The parameter's gradient, made a zero one if backward never reached it on this rank.

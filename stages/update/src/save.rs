@@ -4,10 +4,14 @@
 //! first. So whatever moment a kill interrupts, a checkpoint that reads as finished has its
 //! optimizer state committed beside it, and a checkpoint without `_manifest.json` is never
 //! taken as a policy.
+//!
+//! A sharded optimizer (ZeRO-1) is written by every rank: each puts its shard file into
+//! `optimizer.tmp/` ([`save_optimizer_shards`]), and rank 0 adds the settings file and commits.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use spice_dist::ProcessGroup;
 use spice_lm::{AdamW, Policy};
 use spice_schemas::{
     commit::{rename_into_place, tmp_path},
@@ -50,7 +54,10 @@ pub fn save_checkpoint(
     let ckpt = out.checkpoint.dir().to_path_buf();
     let opt_dir = out.optimizer.dir().to_path_buf();
     remove_leftovers(&ckpt)?;
-    remove_leftovers(&opt_dir)?;
+    if opt.shard().is_none() {
+        // (A sharded optimizer's `optimizer.tmp/` holds the shards the ranks just wrote.)
+        remove_leftovers(&opt_dir)?;
+    }
 
     let ckpt_tmp = tmp_path(&ckpt);
     let opt_tmp = tmp_path(&opt_dir);
@@ -73,7 +80,11 @@ pub fn save_checkpoint(
     }
     interrupt(SavePoint::WeightsWritten)?;
 
-    opt.save(&opt_tmp).map_err(discard)?;
+    if opt.shard().is_some() {
+        opt.save_meta(&opt_tmp).map_err(discard)?;
+    } else {
+        opt.save(&opt_tmp).map_err(discard)?;
+    }
     interrupt(SavePoint::OptimizerWritten)?;
     replace_folder(&opt_tmp, &opt_dir)?;
     commit_listing(out.optimizer, metrics)?;
@@ -84,6 +95,21 @@ pub fn save_checkpoint(
     let manifest = commit_listing(out.checkpoint, metrics)?;
     interrupt(SavePoint::CheckpointCommitted)?;
     Ok(manifest)
+}
+
+/// Every rank of a sharded optimizer writes its shard into `<opt_dir>.tmp/`, which rank 0
+/// empties first; returns once every rank's shard is written, so rank 0 can go on to commit.
+pub fn save_optimizer_shards(opt: &AdamW, opt_dir: &Path, group: &ProcessGroup) -> Result<()> {
+    let tmp = tmp_path(opt_dir);
+    if group.rank() == 0 {
+        remove_leftovers(opt_dir)?;
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    }
+    group.barrier()?;
+    opt.save_shard(&tmp).with_context(|| {
+        format!("rank {} of {}: saving its optimizer shard", group.rank(), group.world())
+    })?;
+    group.barrier()
 }
 
 /// Put the finished `tmp` folder in the place of `dir`, whose unfinished content goes.

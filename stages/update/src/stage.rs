@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use spice_dist::ProcessGroup;
-use spice_lm::optim::{META_FILE, STATE_FILE};
+use spice_lm::optim::{has_state as has_optimizer_state, META_FILE, STATE_FILE};
 use spice_lm::{AdamW, Device, Kind, Policy, TrainingCompute};
 use spice_schemas::vocab::{ChallengerTraining, Role};
 use spice_schemas::{
@@ -25,7 +25,7 @@ use spice_stage::StageCtx;
 
 use crate::input::{check_vocab, read_scored, TrainRow};
 use crate::prune::{Kind as Pruned, PrunePlan};
-use crate::save::{save_checkpoint, SaveOutputs, SavePoint};
+use crate::save::{save_checkpoint, save_optimizer_shards, SaveOutputs, SavePoint};
 use crate::train::{
     adamw_config, peak_rss_mib, run_epochs, score_old, score_reference, single_step, Mismatch,
     RoleTemperatures, ScoreOptions, UpdateSettings,
@@ -125,7 +125,7 @@ fn run_inner(
         device = Device::Cuda(d.local_rank % visible);
     }
     let (policy, mut opt, resumed, compute) =
-        plan.load(ctx, device, &rows, selection.frozen_skipped)?;
+        plan.load(ctx, device, &rows, selection.frozen_skipped, dist.map(|d| d.group))?;
     let label = spice_lm::device_label(device);
     let out_update = plan.out_update.device(&label);
     let saved = SaveOutputs {
@@ -145,6 +145,9 @@ fn run_inner(
     if let Some(g) = group {
         // Nothing is committed unless every rank got here.
         g.barrier()?;
+        if opt.shard().is_some() {
+            save_optimizer_shards(&opt, saved.optimizer.dir(), g)?;
+        }
         if rank != 0 {
             tracing::info!(rank, "update: rank done; rank 0 writes the checkpoint");
             return Ok(Outcome::Rank(rank));
@@ -247,8 +250,9 @@ impl Plan {
         let dtype = opts.dtype.clone().unwrap_or_else(|| cfg.run.dtype.as_str().to_string());
         let kind = spice_lm::parse_dtype(&dtype)?;
         let reference = (settings.beta > 0.0).then(|| cfg.run.model.clone());
-        // How many processes share the update does not change what it computes.
-        let update = UpdateSection { processes: 1, ..cfg.update.clone() };
+        // How many processes share the update, and whether they shard the optimizer, does not
+        // change what it computes.
+        let update = UpdateSection { processes: 1, zero_stage: 1, ..cfg.update.clone() };
         let record = ConfigRecord {
             update: &update,
             challenger_training: cfg.challenger.training,
@@ -314,6 +318,7 @@ impl Plan {
         device: Device,
         rows: &[TrainRow],
         frozen_skipped: usize,
+        group: Option<&ProcessGroup>,
     ) -> Result<(Policy, AdamW, bool, TrainingCompute)> {
         let t_load = Instant::now();
         refuse_pruned(&self.policy_dir)?;
@@ -330,7 +335,14 @@ impl Plan {
         let policy = Policy::load(&self.policy_dir, device, compute.kind)
             .with_context(|| format!("loading the policy {}", self.policy_dir.display()))?;
         check_vocab(rows, policy.config().vocab_size)?;
-        let mut opt = AdamW::new(policy.var_store(), adamw_config(&ctx.cfg));
+        let config = adamw_config(&ctx.cfg);
+        let mut opt = match group {
+            // ZeRO-1: this rank's optimizer keeps the moments of its shard only.
+            Some(g) if ctx.cfg.update.zero_stage == 1 => {
+                AdamW::sharded(policy.var_store(), config, g.rank(), g.world())
+            }
+            _ => AdamW::new(policy.var_store(), config),
+        };
         let resumed = self.optimizer.load(&mut opt, ctx.iter)?;
         tracing::info!(
             policy = %self.policy_dir.display(),
@@ -339,6 +351,7 @@ impl Plan {
             sequences = rows.len(),
             frozen_challenger_rows = frozen_skipped,
             optimizer = if resumed { "resumed" } else { "fresh" },
+            optimizer_state_elements = opt.state_elements(),
             seconds = t_load.elapsed().as_secs_f64(),
             "update: policy loaded"
         );
@@ -617,9 +630,4 @@ impl OptimizerSource {
             .with_context(|| format!("restoring the optimizer state of {}", dir.display()))?;
         Ok(true)
     }
-}
-
-/// Whether `dir` holds AdamW state (both files).
-fn has_optimizer_state(dir: &Path) -> bool {
-    dir.join(STATE_FILE).is_file() && dir.join(META_FILE).is_file()
 }

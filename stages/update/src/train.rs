@@ -21,7 +21,9 @@ use spice_schemas::{rows::UpdateMetricsRow, RunConfig};
 
 use serde::Serialize;
 
-use crate::data_parallel::{all_reduce_gradients, all_reduce_max, all_reduce_sum, share};
+use crate::data_parallel::{
+    all_gather_parameters, all_reduce_max, all_reduce_sum, reduce_gradients, share,
+};
 use crate::input::TrainRow;
 use crate::loss::{dr_grpo_loss, LossSettings};
 use spice_schemas::vocab::{LossType, LrSchedulerType, Role};
@@ -437,14 +439,25 @@ pub fn train_step(
     let forwarded = spice_lm::forwarded_tokens(&batch, s.micro_batch_size, s.shared_prefix);
     let mut totals = [loss, sequence_tokens as f64, forwarded as f64];
     if let Some(g) = input.dist {
-        all_reduce_gradients(g, opt.parameters().map(|(_, p)| p))?;
+        reduce_gradients(g, opt)?;
         sums.all_reduce(g)?;
         all_reduce_sum(g, &mut totals)?;
     }
     let [loss, sequence_tokens, forwarded] = totals;
     let max_norm = if s.max_grad_norm > 0.0 { s.max_grad_norm } else { f64::INFINITY };
-    let grad_norm = opt.clip_grad_norm(max_norm);
+    let grad_norm = match input.dist {
+        // A sharded optimizer sees its own elements' gradients: the norm sums every rank's.
+        Some(g) if opt.shard().is_some() => opt.clip_grad_norm_with(max_norm, &mut |sq| {
+            let mut v = [sq];
+            all_reduce_sum(g, &mut v)?;
+            Ok(v[0])
+        })?,
+        _ => opt.clip_grad_norm(max_norm),
+    };
     opt.step();
+    if let Some(g) = input.dist {
+        all_gather_parameters(g, opt)?;
+    }
     let outcome = Outcome {
         loss,
         grad_norm,

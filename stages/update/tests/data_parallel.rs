@@ -1,5 +1,6 @@
 //! Data-parallel update over c10d's Gloo on localhost: world size 2 takes the step world size
-//! 1 takes. Each rank runs in its own thread with its own model, optimizer, store client and
+//! 1 takes, with the optimizer replicated (ZeRO stage 0) or its moments sharded (stage 1, the
+//! default). Each rank runs in its own thread with its own model, optimizer, store client and
 //! process group — what two processes would hold.
 
 mod common;
@@ -13,15 +14,22 @@ use spice_lm::AdamW;
 use spice_schemas::rows::UpdateMetricsRow;
 use spice_update::{input::read_scored, train};
 
-/// A rank's weights by name and its metric rows.
-type RankResult = (Vec<(String, Tensor)>, Vec<UpdateMetricsRow>);
+/// A rank's weights by name, its metric rows and the elements its optimizer holds moments of.
+type RankResult = (Vec<(String, Tensor)>, Vec<UpdateMetricsRow>, i64);
 
-/// The update of iteration 0 at `world` ranks: each rank's weights and metric rows.
+/// The update of iteration 0 at `world` ranks: each rank's weights, metric rows and optimizer
+/// state size.
 fn update_at(run: &TestRun, world: usize) -> Vec<RankResult> {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let one_rank = move |group: Option<ProcessGroup>, run: &TestRun| {
         let policy = load(&run.model);
-        let mut opt = AdamW::new(policy.var_store(), train::adamw_config(&run.cfg));
+        let config = train::adamw_config(&run.cfg);
+        let mut opt = match &group {
+            Some(g) if run.cfg.update.zero_stage == 1 => {
+                AdamW::sharded(policy.var_store(), config, g.rank(), g.world())
+            }
+            _ => AdamW::new(policy.var_store(), config),
+        };
         let s = train::UpdateSettings::from_config(&run.cfg, 0, run.cfg.run.seed);
         let mut rows = read_scored(&run.scored_dir(0), 0, true).unwrap().rows;
         let mut opts = s.score_options();
@@ -33,7 +41,8 @@ fn update_at(run: &TestRun, world: usize) -> Vec<RankResult> {
             train::score_reference(&load(&run.model), &mut rows, opts, None).unwrap();
         }
         let steps = train::run_epochs(&policy, &mut opt, &rows, &s, group.as_ref(), None).unwrap();
-        (params(&policy), steps.into_iter().map(|s| s.metrics).collect())
+        let state = opt.state_elements();
+        (params(&policy), steps.into_iter().map(|s| s.metrics).collect(), state)
     };
     if world == 1 {
         return vec![one_rank(None, run)];
@@ -106,7 +115,7 @@ fn world_two_equals_world_one(overrides: &[&str], what: &str) {
     let initial = params(&load(&run.model));
     let one = update_at(&run, 1);
     let two = update_at(&run, 2);
-    let (w1, m1) = &one[0];
+    let (w1, m1, full_state) = &one[0];
     let step = weight_diff(w1, &initial);
     let between_ranks = weight_diff(&two[0].0, &two[1].0);
     let diff = weight_diff(w1, &two[0].0);
@@ -119,11 +128,27 @@ fn world_two_equals_world_one(overrides: &[&str], what: &str) {
     assert!(diff <= 1e-3 * step, "{what}: world 2 is {diff:e} from world 1 (step {step:e})");
     assert_same_metrics(m1, &two[0].1, what);
     assert_same_metrics(m1, &two[1].1, what);
+    let states = [two[0].2, two[1].2];
+    println!("{what}: optimizer state elements per rank {states:?}, at world 1 {full_state}");
+    if run.cfg.update.zero_stage == 1 {
+        // ZeRO-1: each rank holds the moments of its half of every bucket, no more.
+        assert_eq!(states[0] + states[1], *full_state, "{what}: shards must cover the state");
+        for s in states {
+            assert!(s <= full_state / 2 + 1_000, "{what}: a shard of {s} of {full_state}");
+        }
+    } else {
+        assert_eq!(states, [*full_state; 2], "{what}: a replicated optimizer");
+    }
 }
 
 #[test]
 fn one_step_over_the_batch_at_world_two_equals_world_one() {
     world_two_equals_world_one(&[], "one step");
+}
+
+#[test]
+fn one_step_with_a_replicated_optimizer_at_world_two_equals_world_one() {
+    world_two_equals_world_one(&["update.zero_stage=0"], "one step, ZeRO stage 0");
 }
 
 #[test]
@@ -196,8 +221,9 @@ fn checkpoint_diff(a: &TestRun, b: &TestRun, iter: u32) -> f64 {
 fn update_processes_two_commits_the_checkpoint_of_one_process_and_resumes_across_world_sizes() {
     // `single`: both iterations at 1 process. `two_then_one`: iteration 0 at
     // update.processes = 2, iteration 1 at 1 (WORLD_SIZE=1 wins over run.toml). `one_then_two`:
-    // iteration 0 at 1, iteration 1 at 2 ranks started by hand. The optimizer state is one
-    // file whatever the world size, so every resume is the uninterrupted run's.
+    // iteration 0 at 1, iteration 1 at 2 ranks started by hand. At 2 ranks each saves its
+    // shard of the optimizer state, and the state reloads at the other world size: every
+    // resume is the uninterrupted run's.
     let single = make_run(&[]);
     let two_then_one = make_run(&["update.processes=2"]);
     let one_then_two = make_run(&[]);
@@ -208,6 +234,19 @@ fn update_processes_two_commits_the_checkpoint_of_one_process_and_resumes_across
     ok(spice_update(&single, 0, &[]), "single, iteration 0");
     ok(spice_update(&two_then_one, 0, &[]), "two_then_one, iteration 0 (2 processes)");
     ok(spice_update(&one_then_two, 0, &[]), "one_then_two, iteration 0");
+    assert_eq!(
+        optimizer_files(&two_then_one, 0),
+        [
+            "_manifest.json",
+            "optimizer-rank00000-of-00002.safetensors",
+            "optimizer-rank00001-of-00002.safetensors",
+            "optimizer.json"
+        ]
+    );
+    assert_eq!(
+        optimizer_files(&single, 0),
+        ["_manifest.json", "optimizer.json", "optimizer.safetensors"]
+    );
 
     let (m1, m2) = (single.update_manifest(0), two_then_one.update_manifest(0));
     assert_eq!(m1.metric("world_size").unwrap(), 1.0);
@@ -239,6 +278,16 @@ fn update_processes_two_commits_the_checkpoint_of_one_process_and_resumes_across
         assert!(diff <= 1e-3 * step1, "{what}: {diff:e} vs step {step1:e}");
     }
     assert_eq!(one_then_two.update_manifest(1).metric("world_size").unwrap(), 2.0);
+    assert_eq!(optimizer_files(&one_then_two, 1).len(), 4, "2 shards, settings, manifest");
+}
+
+fn optimizer_files(run: &TestRun, iter: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(run.layout().optimizer(iter))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]

@@ -24,6 +24,7 @@ pub mod kv_cache;
 pub mod logprobs;
 pub mod model;
 pub mod optim;
+pub mod partition;
 pub mod peak;
 pub mod policy;
 pub mod rope;

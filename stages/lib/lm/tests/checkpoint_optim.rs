@@ -107,3 +107,68 @@ fn saved_checkpoint_reloads_with_same_logits_and_files() {
         );
     }
 }
+
+/// Every tensor of a safetensors file, by name.
+fn tensors(path: &std::path::Path) -> Vec<(String, Tensor)> {
+    let mut t = Tensor::read_safetensors(path).unwrap();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn sharded_state_saved_at_one_world_size_reloads_at_another() {
+    let cfg = AdamWConfig { lr: 1e-3, ..Default::default() };
+    let p = load("qwen3", Kind::Float);
+    let mut full = AdamW::new(p.var_store(), cfg);
+    update(&p, &mut full);
+    update(&p, &mut full);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    full.save(&dir("world1")).unwrap();
+
+    // One state reloaded as 3 shards, each saved by its rank; those as 2; those as one again.
+    let mut from = dir("world1");
+    for (world, name) in [(3, "world3"), (2, "world2")] {
+        let to = dir(name);
+        let mut held = 0;
+        for rank in 0..world {
+            let mut shard = AdamW::sharded(p.var_store(), AdamWConfig::default(), rank, world);
+            shard.load(&from, false).unwrap();
+            assert_eq!((shard.step, shard.config), (2, cfg));
+            held += shard.state_elements();
+            assert!(shard.save(&to).is_err(), "a shard alone is not the optimizer's state");
+            shard.save_shard(&to).unwrap();
+            if rank == 0 {
+                shard.save_meta(&to).unwrap();
+            }
+        }
+        assert_eq!(held, full.state_elements(), "world {world}: the shards hold the state once");
+        assert!(!to.join(spice_lm::optim::STATE_FILE).exists());
+        assert!(spice_lm::optim::has_state(&to));
+        from = to;
+    }
+    let mut back = AdamW::new(p.var_store(), AdamWConfig::default());
+    back.load(&from, false).unwrap();
+    back.save(&dir("back")).unwrap();
+    let (a, b) = (
+        tensors(&tmp.path().join("world1/optimizer.safetensors")),
+        tensors(&tmp.path().join("back/optimizer.safetensors")),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert_eq!(ta.size(), tb.size(), "{na}");
+        assert_eq!(max_abs_diff(ta, tb), 0.0, "{na} changed on the way through the shards");
+    }
+    assert!(a.iter().any(|(_, t)| t.abs().max().double_value(&[]) > 0.0), "moments are zero");
+
+    // A missing shard is named.
+    std::fs::remove_file(from.join("optimizer-rank00001-of-00002.safetensors")).unwrap();
+    assert!(!spice_lm::optim::has_state(&from));
+    let err = back.load(&from, false).unwrap_err();
+    assert!(format!("{err:#}").contains("optimizer-rank00001-of-00002.safetensors"), "{err:#}");
+}

@@ -23,6 +23,10 @@ pub struct UpdateMetrics {
     /// Data-parallel ranks that ran the update (1: one process), and the c10d backend.
     pub world_size: u32,
     pub dist_backend: Option<String>,
+    /// ZeRO stage the update ran at (1: AdamW's moments sharded over the ranks; 0 with one
+    /// process or `update.zero_stage = 0`), and the bytes of moments rank 0 held.
+    pub zero_stage: u32,
+    pub optimizer_state_bytes: u64,
     /// Means over steps.
     #[serde(alias = "loss", deserialize_with = "super::null_as_nan")]
     pub mean_loss: f64,

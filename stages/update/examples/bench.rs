@@ -49,6 +49,9 @@ struct Args {
     /// Run the `spice-update` binary with `update.processes` = this (default: in this process).
     #[arg(long)]
     processes: Option<u32>,
+    /// `update.zero_stage` of a data-parallel run: 1 shards AdamW's moments, 0 replicates them.
+    #[arg(long, default_value_t = 1)]
+    zero_stage: u32,
     /// Forward each common prompt prefix once (`update.shared_prefix`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     shared_prefix: bool,
@@ -72,6 +75,7 @@ fn main() -> Result<()> {
         format!("update.gradient_checkpointing={}", a.checkpointing),
         format!("update.shared_prefix={}", a.shared_prefix),
         format!("update.processes={}", a.processes.unwrap_or(1)),
+        format!("update.zero_stage={}", a.zero_stage),
     ])?;
     std::fs::create_dir_all(&root)?;
     std::fs::write(root.join("run.toml"), cfg.to_toml())?;
@@ -154,7 +158,7 @@ fn main() -> Result<()> {
     let line = json!({
         "model": a.model, "sequences": a.sequences, "prompt": a.prompt, "completion": a.completion,
         "micro_batch": a.micro_batch, "checkpointing": a.checkpointing, "threads": spice_lm::tch::get_num_threads(),
-        "processes": a.processes.unwrap_or(1), "shared_prefix": a.shared_prefix, "dtype": a.dtype,
+        "processes": a.processes.unwrap_or(1), "zero_stage": a.zero_stage, "shared_prefix": a.shared_prefix, "dtype": a.dtype,
         "seconds_per_100_sequences": { "score_old": per_100("score_seconds"), "train": per_100("train_seconds"),
             "save": m.metric("save_seconds"), "stage_total": per_100("seconds") },
         "metrics": m.metrics,

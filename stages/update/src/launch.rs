@@ -12,9 +12,18 @@ use spice_lm::Device;
 
 /// How long a collective (or the rendezvous) waits for the other ranks before it fails:
 /// `SPICE_DIST_TIMEOUT` seconds, else 30 minutes (torch.distributed's Gloo default).
-pub fn timeout() -> Duration {
-    let secs = std::env::var("SPICE_DIST_TIMEOUT").ok().and_then(|s| s.parse::<u64>().ok());
-    Duration::from_secs(secs.unwrap_or(30 * 60))
+pub fn timeout() -> Result<Duration> {
+    parse_timeout(std::env::var("SPICE_DIST_TIMEOUT").ok())
+}
+
+fn parse_timeout(value: Option<String>) -> Result<Duration> {
+    match value {
+        None => Ok(Duration::from_secs(30 * 60)),
+        Some(s) => match s.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            _ => bail!("SPICE_DIST_TIMEOUT={s:?}: expected a whole number of seconds above 0"),
+        },
+    }
 }
 
 /// What this process is in the update.
@@ -115,7 +124,7 @@ fn stop(children: &mut [Child]) {
 
 /// Join the job's process group: NCCL for CUDA, Gloo otherwise; rank 0 serves the store.
 pub fn join(t: &Topology, device: Device) -> Result<ProcessGroup> {
-    let timeout = timeout();
+    let timeout = timeout()?;
     let backend = Backend::for_device(device);
     let store =
         Store::tcp(&t.master_addr, t.master_port, t.world, t.rank == 0, timeout, "spice-update")
@@ -128,4 +137,19 @@ pub fn join(t: &Topology, device: Device) -> Result<ProcessGroup> {
         "update: joined the process group"
     );
     Ok(group)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_timeout_is_an_error_naming_the_variable() {
+        assert_eq!(parse_timeout(None).unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_timeout(Some("3".into())).unwrap(), Duration::from_secs(3));
+        for bad in ["", "0", "10s", "-1", "1.5"] {
+            let err = parse_timeout(Some(bad.into())).unwrap_err().to_string();
+            assert!(err.contains("SPICE_DIST_TIMEOUT"), "{bad}: {err}");
+        }
+    }
 }

@@ -520,6 +520,9 @@ impl UpdateReport<'_> {
             forwarded_tokens: forwarded,
             world_size: self.dist.map_or(1, |g| g.world() as u32),
             dist_backend: self.dist.map(|g| g.backend().name().to_string()),
+            zero_stage: u32::from(self.opt.shard().is_some()),
+            // Two f32 moments per element.
+            optimizer_state_bytes: self.opt.state_elements() as u64 * 8,
             mean_loss: self.mean(|s| s.loss),
             mean_pg_loss: self.mean(|s| s.pg_loss),
             mean_kl: self.mean(|s| s.kl),

@@ -251,6 +251,9 @@ fn update_processes_two_commits_the_checkpoint_of_one_process_and_resumes_across
     let (m1, m2) = (single.update_manifest(0), two_then_one.update_manifest(0));
     assert_eq!(m1.metric("world_size").unwrap(), 1.0);
     assert_eq!(m2.metric("world_size").unwrap(), 2.0);
+    let state = |m: &spice_schemas::Manifest| m.metric("optimizer_state_bytes").unwrap();
+    assert_eq!((m1.metric("zero_stage").unwrap(), m2.metric("zero_stage").unwrap()), (0.0, 1.0));
+    assert!(state(&m2) <= state(&m1) / 2.0 + 8_000.0, "{} of {}", state(&m2), state(&m1));
     for key in ["sequences", "tokens", "sequence_tokens", "forwarded_tokens", "optimizer_step"] {
         assert_eq!(m1.metric(key).unwrap(), m2.metric(key).unwrap(), "{key}");
     }

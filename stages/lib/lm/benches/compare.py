@@ -111,43 +111,51 @@ def table(rows, dtypes, batches):
 
 
 def scaling_table(rows):
-    """The data-parallel update at 1 and N processes on one global batch, best and median."""
+    """The data-parallel update at 1 and N processes (at each ZeRO stage) on one global batch."""
     out = []
     by = {}
     for r in rows:
-        by.setdefault(r["processes"], []).append(r)
+        key = (r["processes"], r.get("zero_stage", 0) if r["processes"] > 1 else 0)
+        by.setdefault(key, []).append(r)
     if not by:
         return ""
     r0 = rows[0]
     out.append(f"Data-parallel update: {r0['sequences']} sequences of {r0['prompt']}+{r0['completion']} tokens, "
                f"micro-batch {r0['micro_batch']}, {r0['dtype']}, one optimizer step; ranks share the cores.")
     out.append("")
-    out.append("| processes | train s best / median (runs) | stage s best / median | model GFLOP/s (best) | peak RSS of rank 0 GB | speed-up of train best / median |")
-    out.append("| --- | --- | --- | --- | --- | --- |")
-    base = [x["metrics"]["train_seconds"] for x in by.get(1, [])]
-    for n in sorted(by):
-        t = [x["metrics"]["train_seconds"] for x in by[n]]
-        st = [x["metrics"]["seconds"] for x in by[n]]
-        best = min(by[n], key=lambda x: x["metrics"]["train_seconds"])["metrics"]
+    out.append("| processes | ZeRO stage | train s best / median (runs) | stage s best / median | model GFLOP/s (best) "
+               "| AdamW moments of rank 0 GB | peak RSS of rank 0 GB best / median | speed-up of train best / median |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    base = [x["metrics"]["train_seconds"] for x in by.get((1, 0), [])]
+    for key in sorted(by):
+        t = [x["metrics"]["train_seconds"] for x in by[key]]
+        st = [x["metrics"]["seconds"] for x in by[key]]
+        rss = [x["metrics"]["peak_rss_mib"] / 1024 for x in by[key]]
+        best = min(by[key], key=lambda x: x["metrics"]["train_seconds"])["metrics"]
+        moments = best.get("optimizer_state_bytes", 0) / 1e9
         sp = (f"{min(base) / min(t):.2f}× / {statistics.median(base) / statistics.median(t):.2f}×"
               if base else "")
-        out.append(f"| {n} | {min(t):.1f} / {statistics.median(t):.1f} ({len(t)}) | {min(st):.1f} / {statistics.median(st):.1f} "
-                   f"| {best['model_gflops_per_second']:.1f} | {best['peak_rss_mib'] / 1024:.2f} | {sp} |")
+        out.append(f"| {key[0]} | {key[1] if key[0] > 1 else '–'} | {min(t):.1f} / {statistics.median(t):.1f} ({len(t)}) "
+                   f"| {min(st):.1f} / {statistics.median(st):.1f} | {best['model_gflops_per_second']:.1f} "
+                   f"| {moments:.2f} | {min(rss):.2f} / {statistics.median(rss):.2f} | {sp} |")
     return "\n".join(out)
 
 
 def scaling(a):
-    """`--what scaling`: the update stage at 1 and `--processes` ranks, alternating per round."""
+    """`--what scaling`: the update stage at 1 and `--processes` ranks (at each of
+    `--zero-stages`), alternating per round."""
     exe = os.path.join(os.path.dirname(a.spice_lm), "examples", "bench")
     dtype = (a.dtypes or native_dtype()).split(",")[0]
+    runs = [(1, 1)] + [(int(n), int(z)) for n in a.processes.split(",") if int(n) != 1
+                       for z in a.zero_stages.split(",")]
     rows = []
     for rnd in range(a.rounds):
-        for n in [1] + [int(x) for x in a.processes.split(",") if int(x) != 1]:
+        for n, z in runs:
             cmd = [exe, "--model", a.model, "--device", a.device, "--dtype", dtype,
                    "--sequences", str(a.sequences), "--prompt", str(a.prompt), "--completion", str(a.completion),
-                   "--micro-batch", a.micro_batch, "--processes", str(n)]
+                   "--micro-batch", a.micro_batch, "--processes", str(n), "--zero-stage", str(z)]
             rows += run(cmd, a.log)
-            print(f"round {rnd + 1}/{a.rounds}: {n} process(es) done", file=sys.stderr)
+            print(f"round {rnd + 1}/{a.rounds}: {n} process(es), ZeRO stage {z} done", file=sys.stderr)
     print()
     print(scaling_table(rows))
 
@@ -191,6 +199,7 @@ def main():
     ap.add_argument("--log", default="bench-results.jsonl")
     ap.add_argument("--threads", help="intra-op threads for both (default: every core)")
     ap.add_argument("--processes", default="2", help="--what scaling: the world sizes beside 1")
+    ap.add_argument("--zero-stages", default="0,1", help="--what scaling: the ZeRO stages of each world size beside 1")
     ap.add_argument("--sequences", type=int, default=16, help="--what scaling: rows of the step")
     ap.add_argument("--prompt", type=int, default=256, help="--what scaling: prompt tokens per row")
     ap.add_argument("--completion", type=int, default=128, help="--what scaling: completion tokens per row")

@@ -32,7 +32,9 @@ pub fn state_file(rank: usize, world: usize) -> String {
 
 /// Whether `dir` holds AdamW state: its settings file and every state file it names.
 pub fn has_state(dir: &Path) -> bool {
-    read_meta(dir).is_ok_and(|m| (0..m.shards).all(|r| dir.join(state_file(r, m.shards)).is_file()))
+    read_meta(dir).is_ok_and(|m| {
+        m.shards >= 1 && (0..m.shards).all(|r| dir.join(state_file(r, m.shards)).is_file())
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,8 @@
 #
 # Checks (pipelines/gpu_check.py): golden logits against transformers for the tiny Qwen2,
 # Qwen3 and Llama-3 fixtures in f32 and bf16; two iterations of `spice iterate` on the tiny
-# Llama-3 run with every model stage's manifest recording the device; the update step and
+# Llama-3 run with every model stage's manifest recording the device; that run's first update
+# again as rank 0 of a data-parallel world of 1 (NCCL on cuda), equal to the plain one; the update step and
 # generation tokens/s on a random model of Qwen3-0.6B's shape against transformers.
 #
 # Output (--out, default $OUT if set, else data/gpu-check), at most 8 files:

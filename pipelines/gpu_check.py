@@ -6,7 +6,9 @@
 1. golden logits: `spice-lm logits` against transformers on the same device, for the tiny
    Qwen2, Qwen3 and Llama-3 fixtures, in f32 and bf16;
 2. `spice iterate`, two iterations of the tiny Llama-3 run; every manifest of a stage that
-   runs the model must record the device it was asked for;
+   runs the model must record the device it was asked for; then that run's first update again,
+   plain and as rank 0 of a data-parallel world of 1 (NCCL on cuda, Gloo on the CPU): the two
+   checkpoints must agree;
 3. the update step (64 × 1024 tokens, forward + backward + AdamW), time and device memory;
 4. generation tokens/s at batches 1, 8, 64, 256;
 with 3 and 4 on a randomly initialised model of Qwen3-0.6B's shape, interleaved with
@@ -296,6 +298,43 @@ class Check:
             manifests=manifests, stage_seconds=stage_seconds, summary_lines=iters,
         )
 
+    def update_world1(self):
+        """The iterate run's first update again, plain and as rank 0 of a world of 1 joined the
+        way torchrun's variables ask (NCCL on cuda, Gloo on the CPU): the same checkpoint."""
+        src = os.path.join(self.a.work, "tiny-run", "run")
+        if not os.path.isdir(os.path.join(src, "iter-0000", "scored")):
+            raise Failed("the iterate check's run is needed (and is missing)")
+        log = os.path.join(self.a.out, "iterate.log")
+        port = free_port()
+        env = {"SPICE_LM_THREADS": "1"} if self.a.rehearse else {}
+        result = {}
+        for name, launcher in [("plain", {}), ("world1", {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+                                                          "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})]:
+            d = os.path.join(self.a.work, f"update-{name}")
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(src, d)
+            self.run([os.path.join(self.a.bin_dir, "spice-update"), "--run", d, "--iter", "0", "--force"],
+                     env={**env, **launcher}, stderr_to=log)
+            m = json.load(open(os.path.join(d, "iter-0000", "update", "_manifest.json")))
+            result[name] = (os.path.join(d, "iter-0000", "checkpoint", "model.safetensors"), m.get("metrics", {}))
+        from safetensors.torch import load_file
+        base = load_file(os.path.join(self.a.work, "tiny-run", "model", "model.safetensors"))
+        plain, world1 = load_file(result["plain"][0]), load_file(result["world1"][0])
+        diff = max((plain[k].float() - world1[k].float()).abs().max().item() for k in plain)
+        step = max((plain[k].float() - base[k].float()).abs().max().item() for k in plain if k in base)
+        metrics = result["world1"][1]
+        backend, want = metrics.get("dist_backend"), "gloo" if self.device == "cpu" else "nccl"
+        # One rank sums one gradient: only kernels' own nondeterminism may differ (on the CPU,
+        # nothing). The tiny run's random model writes no valid task, so its advantages and
+        # gradients are zero and the step may not move the weights: the collectives still run
+        # (the data-parallel tests on the CPU compare moving steps).
+        ok = backend == want and metrics.get("world_size") == 1 and diff <= 1e-3 * step
+        self.record("update_world1", ok,
+                    f"rank 0 of 1 over {backend} (want {want}): max |Δw| {diff:.2e} from the plain update, "
+                    f"whose step moved the weights by {step:.2e}"
+                    + (" (zero advantages in the tiny run)" if step == 0 else ""),
+                    backend=backend, max_abs_diff=diff, step=step, world_size=metrics.get("world_size"))
+
     # -- 3 and 4. measurements -----------------------------------------------------------
 
     def bench_model(self):
@@ -500,6 +539,13 @@ class Check:
         return "\n".join(lines) + "\n"
 
 
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def nan_first(x):
     """Key for max() that ranks NaN above every number, so a NaN difference is never hidden."""
     return math.inf if x != x else x
@@ -677,6 +723,7 @@ def main():
         c.section("golden_logits", c.golden_logits)
     if "iterate" not in skip:
         c.section("iterate", c.iterate)
+        c.section("update_world1", c.update_world1)
     if "measure" not in skip:
         c.section("measurements", c.measurements)
     table = c.table(info)

@@ -76,6 +76,10 @@ fn gpu_check_rehearsal_passes_on_the_cpu() {
         }
     }
     assert_eq!(model_stages.len(), 4, "manifests of every model stage: {model_stages:?}");
+    // The data-parallel update as rank 0 of 1 (Gloo here, NCCL on the GPU) ran and agreed.
+    let w1 = *by("update_world1").first().expect("no update_world1 check in results.jsonl");
+    assert_eq!(w1["backend"], "gloo", "{w1}");
+    assert_eq!(w1["world_size"], 1, "{w1}");
 
     // The unpacking path (Python's lzma, as on a machine without xz) and both measurements ran.
     assert!(!by("unpack").is_empty(), "no unpack check");

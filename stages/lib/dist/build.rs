@@ -42,9 +42,10 @@ fn cxx11_abi() -> &'static str {
     }
 }
 
-/// ProcessGroupNCCL.hpp needs the CUDA runtime's headers (with the compiler's `crt/` ones,
-/// which only a CUDA toolkit has) and NCCL's (the wheel's `nvidia-nccl` dependency has them
-/// beside torch in site-packages). Without both, or with `SPICE_C10D_NCCL=0`, the NCCL part
+/// ProcessGroupNCCL.hpp needs the CUDA runtime's headers with the compiler's `crt/` ones and
+/// CCCL's `nv/target` (a CUDA toolkit, or the `nvidia-cuda-crt` and `nvidia-cuda-cccl` wheels
+/// `just setup` adds beside torch's `nvidia-cuda-runtime`), and NCCL's (torch's `nvidia-nccl`
+/// dependency has them in site-packages). Without both, or with `SPICE_C10D_NCCL=0`, the NCCL part
 /// is left out and asking for an NCCL group is an error that says so.
 fn nccl_includes(torch: &Path, lib: &Path) -> Option<Vec<PathBuf>> {
     for var in ["SPICE_C10D_NCCL", "CUDA_HOME", "CUDA_PATH", "NCCL_HOME"] {
@@ -57,6 +58,12 @@ fn nccl_includes(torch: &Path, lib: &Path) -> Option<Vec<PathBuf>> {
         return None;
     }
     let site = torch.parent()?;
+    // Installing the header wheels (pipelines/requirements.txt) changes these folders.
+    for dir in ["nvidia/cu13/include", "nvidia/nccl/include"] {
+        if site.join(dir).is_dir() {
+            println!("cargo:rerun-if-changed={}", site.join(dir).display());
+        }
+    }
     let toolkit = ["CUDA_HOME", "CUDA_PATH"]
         .iter()
         .filter_map(|v| std::env::var_os(v).map(|d| PathBuf::from(d).join("include")))

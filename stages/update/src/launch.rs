@@ -38,11 +38,11 @@ pub enum Part {
 }
 
 impl Part {
-    /// From the launcher's environment, else `update.processes`.
+    /// From the launcher's environment, else `update.processes`. A launcher's world of one
+    /// is a process group of one, as in torch.distributed (the GPU check runs NCCL that way).
     pub fn find(processes: u32) -> Result<Part> {
         Ok(match Topology::from_env()? {
-            Some(t) if t.world > 1 => Part::Rank(t),
-            Some(_) => Part::Single,
+            Some(t) => Part::Rank(t),
             None if processes > 1 => Part::Launcher(processes as usize),
             None => Part::Single,
         })

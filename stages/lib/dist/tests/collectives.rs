@@ -115,3 +115,49 @@ fn mismatched_tensors_are_c10d_errors_not_crashes() {
         assert!(!err.contains("frame #"), "libtorch's C++ backtrace leaked into: {err}");
     }
 }
+
+/// Whether the venv `just setup` made holds the headers NCCL's process group compiles against
+/// (torch's CUDA runtime and NCCL wheels, and the crt/CCCL header wheels of requirements.txt).
+fn venv_has_nccl_headers() -> Option<bool> {
+    let venv = std::path::PathBuf::from(std::env::var_os("SPICE_VENV")?);
+    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+    let site = lib.flatten().map(|e| e.path().join("site-packages")).find(|p| p.is_dir())?;
+    Some(
+        [
+            "nvidia/cu13/include/crt/host_config.h",
+            "nvidia/cu13/include/nv/target",
+            "nvidia/nccl/include/nccl.h",
+        ]
+        .iter()
+        .all(|f| site.join(f).exists())
+            && site.join("torch/lib/libtorch_cuda.so").exists(),
+    )
+}
+
+#[test]
+fn nccl_is_compiled_in_with_the_setup_headers_and_without_a_gpu_is_an_error() {
+    let compiled = spice_dist::c10d::nccl_available();
+    match venv_has_nccl_headers() {
+        Some(headers) => {
+            println!("NCCL headers in the venv: {headers}; NCCL compiled in: {compiled}");
+            assert_eq!(compiled, headers, "the build must compile NCCL in exactly when it can");
+        }
+        None => {
+            println!("SPICE_VENV is not set: not checking that NCCL is compiled in ({compiled})")
+        }
+    }
+    if tch::Cuda::is_available() {
+        println!("a GPU is present: NCCL itself is pipelines/gpu-check.sh's to run");
+        return;
+    }
+    // No GPU: asking for NCCL fails with c10d's (or the shim's) reason, without crashing.
+    let timeout = Duration::from_secs(20);
+    let store = Store::tcp("127.0.0.1", free_port(), 1, true, timeout, "nccl").unwrap();
+    let err = match ProcessGroup::new(Backend::Nccl, store, 0, 1, timeout) {
+        Ok(_) => panic!("an NCCL group without a GPU must be an error"),
+        Err(e) => format!("{e:#}"),
+    };
+    println!("NCCL without a GPU: {err}");
+    assert!(err.contains("rank 0 of 1"), "{err}");
+    assert!(!err.contains("Exception raised from"), "a C++ backtrace leaked: {err}");
+}

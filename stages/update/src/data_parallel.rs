@@ -1,12 +1,11 @@
 //! Data parallelism for the update (DDP's scheme on c10d): each rank forwards and
 //! back-propagates its share of a step's micro-batches, the gradients are summed over ranks in
-//! buckets, and every rank takes the same AdamW step on the same summed gradient, so the
-//! weights stay identical everywhere without being sent.
+//! buckets, and at ZeRO stage 0 every rank takes the same AdamW step on the same summed
+//! gradient, so the weights stay identical everywhere without being sent.
 //!
 //! A rank's share is a run of whole micro-batches of the step's ordered rows, cut where world
 //! size 1 cuts them: the micro-batches, and so each one's gradient, are those of a single
 //! process; only the order in which they are added differs.
-
 //!
 //! With ZeRO stage 1 ([`AdamW::sharded`]) each rank's optimizer holds the moments of its slice
 //! of every bucket: the gradients are reduce-scattered instead of all-reduced (each rank

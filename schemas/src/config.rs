@@ -243,14 +243,8 @@ pub struct UpdateSection {
     pub processes: u32,
     /// ZeRO stage of a data-parallel update: 1 (the default) shards AdamW's moments over the
     /// ranks, each keeping and saving those of its 1/N of the parameters; 0 keeps all of them
-    /// on every rank (DDP). One process is the same at either stage. Written out only when
-    /// not the default, so the update's config digest of runs from before it stays the same.
-    #[serde(skip_serializing_if = "is_zero_stage_default")]
+    /// on every rank (DDP). One process is the same at either stage.
     pub zero_stage: u32,
-}
-
-fn is_zero_stage_default(stage: &u32) -> bool {
-    *stage == 1
 }
 
 impl Default for UpdateSection {
@@ -812,10 +806,6 @@ mod tests {
         assert!(format!("{err:#}").contains("update.zero_stage = 2"), "{err:#}");
         let c = RunConfig::from_toml("[update]\nzero_stage = 0\n", "p.toml").unwrap();
         assert_eq!((c.update.zero_stage, RunConfig::default().update.zero_stage), (0, 1));
-        // Stage 0 survives run.toml; the default is left out of it (and of config digests).
-        let back = RunConfig::from_toml(&c.to_toml(), "run.toml").unwrap();
-        assert_eq!(back.update.zero_stage, 0);
-        assert!(!RunConfig::default().to_toml().contains("zero_stage"));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 2. `spice iterate`, two iterations of the tiny Llama-3 run; every manifest of a stage that
    runs the model must record the device it was asked for; then that run's first update again,
    plain and as rank 0 of a data-parallel world of 1 (NCCL on cuda, Gloo on the CPU): the two
-   checkpoints must agree;
+   checkpoints must agree; and generation's sampling draws computed on the device (`spice-lm
+   draws`) must equal the CPU's and a SplitMix64 reference, bit for bit;
 3. the update step (64 × 1024 tokens, forward + backward + AdamW), time and device memory;
 4. generation tokens/s at batches 1, 8, 64, 256;
 with 3 and 4 on a randomly initialised model of Qwen3-0.6B's shape, interleaved with
@@ -32,6 +33,7 @@ import os
 import platform
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -334,6 +336,38 @@ class Check:
                     f"whose step moved the weights by {step:.2e}"
                     + (" (zero advantages in the tiny run)" if step == 0 else ""),
                     backend=backend, max_abs_diff=diff, step=step, world_size=metrics.get("world_size"))
+
+    def sampling_draws(self):
+        """Generation's per-row draws computed on the device equal the CPU's and the SplitMix64
+        reference bit for bit: the sampled streams do not depend on where a run samples."""
+        seeds, count = [0, 1, 2**63 + 5, 2**64 - 1], 257
+        mask = 2**64 - 1
+
+        def mix(z):
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+            return z ^ (z >> 31)
+
+        def reference(seed):
+            key = mix(seed)
+            out = []
+            for t in range(count):
+                u = (mix((key + 0x9E3779B97F4A7C15 * (t + 1)) & mask) >> 40) / 2**24
+                out.append(struct.unpack("<I", struct.pack("<f", u))[0])
+            return out
+
+        bad = []
+        for seed in seeds:
+            got = {}
+            for dev in sorted({"cpu", self.device}):
+                _, out, _ = self.run([self.spice_lm, "draws", "--seed", seed, "--count", count, "--device", dev])
+                got[dev] = json.loads(out)["bits"]
+            want = reference(seed)
+            bad += [f"seed {seed} on {d}" for d, bits in got.items() if bits != want]
+        self.record("sampling_draws", not bad,
+                    f"{len(seeds)} streams × {count} draws on {self.device} and cpu "
+                    + ("equal the SplitMix64 reference" if not bad else f"differ: {', '.join(bad)}"),
+                    streams=len(seeds), draws=count)
 
     # -- 3 and 4. measurements -----------------------------------------------------------
 
@@ -724,6 +758,7 @@ def main():
     if "iterate" not in skip:
         c.section("iterate", c.iterate)
         c.section("update_world1", c.update_world1)
+        c.section("sampling_draws", c.sampling_draws)
     if "measure" not in skip:
         c.section("measurements", c.measurements)
     table = c.table(info)

@@ -80,6 +80,13 @@ fn gpu_check_rehearsal_passes_on_the_cpu() {
     let w1 = *by("update_world1").first().expect("no update_world1 check in results.jsonl");
     assert_eq!(w1["backend"], "gloo", "{w1}");
     assert_eq!(w1["world_size"], 1, "{w1}");
+    // The sampling draws computed by the binary equal the script's own SplitMix64 reference.
+    let draws = *by("sampling_draws").first().expect("no sampling_draws check in results.jsonl");
+    assert_eq!(
+        (draws["ok"].as_bool(), draws["streams"].as_u64()),
+        (Some(true), Some(4)),
+        "{draws}"
+    );
 
     // The unpacking path (Python's lzma, as on a machine without xz) and both measurements ran.
     assert!(!by("unpack").is_empty(), "no unpack check");

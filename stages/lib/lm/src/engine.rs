@@ -26,19 +26,19 @@ use std::time::Instant;
 
 use anyhow::Result;
 use indicatif::ProgressBar;
-use rand::Rng;
 use tch::{Kind, Tensor};
 
 use crate::generate::{FinishReason, GenRequest, StepWeights};
 use crate::kv_cache::{KvCache, PrefixKv};
 use crate::model::AttnMode;
 use crate::policy::Policy;
-use crate::sample::{row_rng, sample_batch, SamplingParams};
+use crate::sample::{sample_batch, stream_counter, stream_key, SamplingParams};
 
 /// One sample being generated.
 pub(crate) struct Row {
     pub index: usize,
-    rng: rand_chacha::ChaCha8Rng,
+    /// The sample's random stream ([`stream_key`] of its seed); draw t picks token t.
+    key: u64,
     prompt_len: i64,
     pub tokens: Vec<u32>,
     pub logprobs: Vec<f32>,
@@ -49,7 +49,7 @@ impl Row {
     fn new(index: usize, request: &GenRequest) -> Row {
         Row {
             index,
-            rng: row_rng(request.seed),
+            key: stream_key(request.seed),
             prompt_len: request.prompt_ids.len() as i64,
             tokens: Vec::new(),
             logprobs: Vec::new(),
@@ -341,12 +341,16 @@ impl<'a> Engine<'a> {
     /// One token for the samples in `slots` from `logits` (row i for `slots[i]`); finished
     /// samples leave their slots.
     fn sample(&mut self, slots: &[usize], logits: &Tensor) -> Result<()> {
-        // One draw per sample from its own stream; the choice happens on the logits' device.
-        let draws: Vec<f64> = slots
+        // Each sample's draw is counted by its own tokens so far; the draw and the choice
+        // happen on the logits' device.
+        let counters: Vec<u64> = slots
             .iter()
-            .map(|&s| self.slots[s].as_mut().expect("a live slot").rng.random::<f64>())
+            .map(|&s| {
+                let row = self.slots[s].as_ref().expect("a live slot");
+                stream_counter(row.key, row.tokens.len() as u64)
+            })
             .collect();
-        let (tokens, lps) = sample_batch(logits, self.params, &draws);
+        let (tokens, lps) = sample_batch(logits, self.params, &counters);
         let max_new = self.params.max_new_tokens;
         for (&s, (tok, lp)) in slots.iter().zip(tokens.into_iter().zip(lps)) {
             let row = self.slots[s].as_mut().unwrap();

@@ -79,6 +79,18 @@ enum Command {
         #[arg(long, default_value = "text")]
         format: String,
     },
+    /// The sampling draws of a stream (draw t picks a sample's t-th token), computed on
+    /// `--device` as generation computes them: one JSON line `{"seed", "device", "bits"}` with
+    /// each draw's f32 bits, to compare devices and the SplitMix64 reference.
+    Draws {
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 16)]
+        count: u64,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Measure generation tokens/s and the training step (time, peak memory); one JSON line
     /// per measurement on stdout.
     Bench(spice_lm::bench::BenchArgs),
@@ -153,6 +165,19 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => spice_lm::bench::run(&args),
+        Command::Draws { seed, count, device: dev } => {
+            use spice_lm::sample::{stream_counter, stream_key, uniforms_on};
+            let choice = device::resolve_device(&dev)?;
+            let key = stream_key(seed);
+            let counters: Vec<u64> = (0..count).map(|t| stream_counter(key, t)).collect();
+            let u: Vec<f32> = Vec::try_from(
+                uniforms_on(&counters, choice.device).view([-1]).to_device(tch::Device::Cpu),
+            )?;
+            let bits: Vec<u32> = u.iter().map(|x| x.to_bits()).collect();
+            let label = device::device_label(choice.device);
+            println!("{}", serde_json::json!({ "seed": seed, "device": label, "bits": bits }));
+            Ok(())
+        }
         Command::Logits { model, inputs, out, device: dev, dtype } => {
             let choice = device::resolve_device(&dev)?;
             let policy = Policy::load(&model, choice.device, device::parse_dtype(&dtype)?)?;

@@ -195,6 +195,12 @@ fn synthetic_run_numbers_equal_duckdb() {
         report.iter().any(|r| r["distinct_questions"].as_u64() < r["valid_tasks"].as_u64()),
         "no duplicate question"
     );
+    // Peak memory: the largest of a stage's parts; none where no manifest recorded it.
+    assert_eq!(report[0]["peak_rss_mib"]["challenge"], 900.0);
+    assert_eq!(report[1]["peak_rss_mib"]["challenge"], 940.0);
+    assert_eq!(report[0]["peak_rss_mib"]["rollout"], 700.0);
+    assert!(report[1]["peak_rss_mib"]["rollout"].is_null());
+    assert!(report[0]["peak_rss_mib"]["eval"].is_null());
     assert_eq!(report[0]["eval_before"].as_object().unwrap().len(), 2);
     assert_eq!(report[2]["eval_after"].as_object().unwrap().len(), 2);
     assert!(report[1]["eval_after"].as_object().unwrap().is_empty());
@@ -529,7 +535,7 @@ fn write_synthetic_run(run: &Path) {
         }
         for (p, rows) in challenger.into_iter().enumerate() {
             let secs = 30.0 + 7.0 * p as f64 + it as f64;
-            let m = json!({"new_tokens": ch_tokens / parts as u64 + p as u64, "generation_seconds": secs * 0.8});
+            let m = json!({"new_tokens": ch_tokens / parts as u64 + p as u64, "generation_seconds": secs * 0.8, "peak_rss_mib": 900.0 + 40.0 * p as f64});
             commit(&dir.join("challenger"), it, p as u32, parts, rows, secs, m);
         }
         commit(&dir.join("tasks"), it, 0, 1, tasks.clone(), 0.5 + it as f64, json!({}));
@@ -568,8 +574,13 @@ fn write_synthetic_run(run: &Path) {
         }
         for (p, rows) in rollouts.into_iter().enumerate() {
             let secs = 50.0 + 3.0 * p as f64;
-            let m =
-                json!({"new_tokens": ro_tokens / parts as u64, "generation_seconds": secs - 1.0});
+            // Iteration 1's rollouts come from before the peak was recorded.
+            let m = if it == 1 {
+                json!({"new_tokens": ro_tokens / parts as u64, "generation_seconds": secs - 1.0})
+            } else {
+                json!({"new_tokens": ro_tokens / parts as u64, "generation_seconds": secs - 1.0,
+                       "peak_rss_mib": 700.0 + p as f64})
+            };
             commit(&dir.join("rollouts"), it, p as u32, parts, rows, secs, m);
         }
 

@@ -24,6 +24,7 @@ STAGE_FOLDERS = {
     "update": ["update"],
     "eval": ["eval", "eval-checkpoint"],
 }
+GENERATION = ["challenge", "rollout", "eval"]
 RATES = {
     "challenge": ("new_tokens", "generation_seconds"),
     "rollout": ("new_tokens", "generation_seconds"),
@@ -222,7 +223,7 @@ def main():
 
     # Time and throughput: the manifests, read as JSON by DuckDB.
     for it in its:
-        minutes, rates = {}, {}
+        minutes, rates, peaks = {}, {}, {}
         for stage in STAGES:
             files = []
             for folder in STAGE_FOLDERS[stage]:
@@ -246,8 +247,15 @@ def main():
                 rates[stage] = t / s if s else None
             else:
                 rates[stage] = None
+            if stage in GENERATION:
+                (peak,) = con.execute(
+                    "SELECT max(r) FILTER (WHERE r > 0) FROM (SELECT TRY_CAST(json_extract(to_json(metrics), "
+                    "'$.peak_rss_mib') AS DOUBLE) AS r FROM m)"
+                ).fetchone()
+                peaks[stage] = peak
         out[it]["minutes"] = minutes
         out[it]["tokens_per_second"] = rates
+        out[it]["peak_rss_mib"] = {s: peaks.get(s) for s in STAGES}
         # The update's share of its measured GEMM peak (none recorded by older updates).
         out[it]["update_peak_fraction"] = None
         d = os.path.join(run, f"iter-{it:04d}", "update")

@@ -28,6 +28,10 @@ pub struct GenerationMetrics {
     /// differently with the batch, so its completions can change with `run.shards` and the
     /// role's `batch_size` (manifests written before this field read false).
     pub batch_invariant: bool,
+    /// Peak resident memory of the stage's process when its generation ended, in MiB: the
+    /// model, its KV cache and libtorch (0 where the OS does not say, and in manifests written
+    /// before this field).
+    pub peak_rss_mib: f64,
 }
 
 /// Also a view of the metrics of any stage that flattens it in.
@@ -70,6 +74,7 @@ impl GenerationMetrics {
             }
         }
         sum.batch_invariant = batch_invariant;
+        sum.peak_rss_mib = self.peak_rss_mib.max(other.peak_rss_mib);
         *self = sum;
     }
 }

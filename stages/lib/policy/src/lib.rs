@@ -123,6 +123,7 @@ impl StagePolicy {
         t.max_live_rows = stats.engine.slots as u64;
         t.stop_token_ids = self.stop_token_ids(&params);
         t.batch_invariant = self.policy.batch_invariant();
+        t.peak_rss_mib = spice_lm::bench::peak_rss().map_or(0.0, |b| b as f64 / (1024.0 * 1024.0));
         tracing::info!(
             rows = t.rows,
             new_tokens = t.new_tokens,
@@ -131,6 +132,7 @@ impl StagePolicy {
             live_rows = t.max_live_rows,
             seconds = t.generation_seconds,
             tokens_per_second = t.tokens_per_second,
+            peak_rss_mib = t.peak_rss_mib,
             "{what} done"
         );
         Ok((gens, t))

@@ -17,6 +17,18 @@ fn generated(m: &Manifest) -> Result<(u64, f64)> {
     Ok((g.new_tokens, g.generation_seconds))
 }
 
+/// The largest `peak_rss_mib` of generation manifests (0, not recorded, counts as none).
+fn peak_rss_mib(ms: &[Manifest]) -> Result<Option<f64>> {
+    let mut peak: Option<f64> = None;
+    for m in ms {
+        let g: GenerationMetrics = m.metrics_as()?;
+        if g.peak_rss_mib > 0.0 {
+            peak = Some(peak.map_or(g.peak_rss_mib, |p| p.max(g.peak_rss_mib)));
+        }
+    }
+    Ok(peak)
+}
+
 fn trained(m: &Manifest) -> Result<(u64, f64)> {
     let u: UpdateMetrics = m.metrics_as()?;
     Ok((u.tokens, u.train_seconds))
@@ -33,6 +45,9 @@ const STAGES: [(&str, &[&str], Option<Rate>); 6] = [
     ("eval", &["eval", "eval-checkpoint"], Some(generated)),
 ];
 
+/// The stages that generate, whose manifests record their peak memory.
+const GENERATION: [&str; 3] = ["challenge", "rollout", "eval"];
+
 pub fn fill(
     layout: &RunLayout,
     iterations: &[u32],
@@ -41,6 +56,7 @@ pub fn fill(
     for &it in iterations {
         let mut minutes = PerStage::default();
         let mut rates = PerStage::default();
+        let mut peaks = PerStage::default();
         for (stage, folders, rate) in STAGES {
             let mut ms: Vec<Manifest> = Vec::new();
             for f in folders {
@@ -58,6 +74,9 @@ pub fn fill(
                 }
                 rates.set(stage, (seconds > 0.0).then(|| tokens as f64 / seconds));
             }
+            if GENERATION.contains(&stage) {
+                peaks.set(stage, peak_rss_mib(&ms)?);
+            }
         }
         let times: Vec<f64> = PerStage::STAGES.iter().filter_map(|s| minutes.get(s)).collect();
         // Updates from before the GEMM peak was measured record none.
@@ -71,6 +90,7 @@ pub fn fill(
         r.iteration = it;
         r.minutes = minutes;
         r.tokens_per_second = rates;
+        r.peak_rss_mib = peaks;
         r.minutes_total = (!times.is_empty()).then(|| times.iter().sum());
     }
     Ok(())

@@ -57,6 +57,9 @@ pub struct IterationReport {
     pub update_peak_fraction: Option<f64>,
     // manifests
     pub tokens_per_second: PerStage,
+    /// Peak resident memory of the generation stages (challenge, rollout, eval), the largest
+    /// over their parts; `None` for manifests written before it was recorded.
+    pub peak_rss_mib: PerStage,
     pub minutes: PerStage,
     pub minutes_total: Option<f64>,
     // eval/ and eval-checkpoint/: accuracy per benchmark, the answers it is over, and its

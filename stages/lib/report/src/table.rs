@@ -198,6 +198,12 @@ fn columns(reports: &[IterationReport]) -> Vec<Column> {
             r.tokens_per_second.get(stage)
         });
     }
+    cols.num(HEADING, "peak RSS (MiB)", Show::Count, &|_| None);
+    for stage in ["challenge", "rollout", "eval"] {
+        cols.num(&format!("peak_rss_mib/{stage}"), stage, Show::Fixed(0), &|r| {
+            r.peak_rss_mib.get(stage)
+        });
+    }
     cols.num(HEADING, "minutes", Show::Count, &|_| None);
     for stage in PerStage::STAGES {
         cols.num(&format!("minutes/{stage}"), stage, Show::Fixed(2), &|r| r.minutes.get(stage));

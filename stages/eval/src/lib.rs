@@ -54,6 +54,9 @@ pub struct EvalOptions {
     pub kv_cache_tokens: Option<u64>,
     pub device: String,
     pub dtype: String,
+    /// f32 on a CPU: answer every question as it would be answered alone, bit for bit
+    /// (`run.batch_invariant`); false takes the faster shared path.
+    pub batch_invariant: bool,
     pub seed: u64,
     pub force: bool,
     /// Where the prompt templates are looked up first (a run folder's frozen copy).
@@ -71,6 +74,13 @@ struct StageConfig<'a> {
     batch_size: u32,
     dtype: &'a str,
     prompts: String,
+    /// Recorded only when off, so evaluations from before the switch keep their digest.
+    #[serde(skip_serializing_if = "is_true")]
+    batch_invariant: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// What [`evaluate`] did.
@@ -132,6 +142,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
             batch_size: opts.batch_size,
             dtype: &opts.dtype,
             prompts: prompts.digest(),
+            batch_invariant: opts.batch_invariant,
         })
         .input("policy", &opts.model)?;
     for b in &benches {
@@ -142,6 +153,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
     let done = run_stage(out, opts.force, |part| {
         let mut sp = StagePolicy::load(&opts.model, &opts.device, &opts.dtype)?;
         sp.policy.set_kv_cache_tokens(opts.kv_cache_tokens.map(|t| t as usize));
+        sp.policy.set_batch_invariant(opts.batch_invariant);
         // This stage only generates: one copy of the model in memory, made once.
         sp.policy.generation_only();
         part.device(&sp.device);
@@ -327,6 +339,7 @@ pub fn run_options(ctx: &spice_stage::StageCtx, target: RunTarget) -> Result<Eva
         kv_cache_tokens: ctx.cfg.run.kv_cache_tokens,
         device: ctx.device.clone(),
         dtype: ctx.cfg.run.dtype.as_str().to_string(),
+        batch_invariant: ctx.cfg.run.batch_invariant,
         seed: ctx.seed,
         force: ctx.force,
         run: Some(root.to_path_buf()),

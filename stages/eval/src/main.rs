@@ -137,6 +137,7 @@ fn main() -> Result<()> {
                 kv_cache_tokens: None,
                 device: cli.device.clone().unwrap_or_else(|| "auto".into()),
                 dtype: "bf16".into(),
+                batch_invariant: true,
                 seed: cli.seed.unwrap_or(0),
                 force: cli.force,
                 run: None,

@@ -100,6 +100,9 @@ fn rows_and_summary_agree_and_reruns_are_no_ops() {
     // The manifest records the accuracies and both files.
     let m = Manifest::read(&out.join("_manifest.json")).unwrap();
     assert_eq!(m.metrics["answers"], 11);
+    // The process's peak memory when generation ended: libtorch alone holds over 100 MiB.
+    let rss = m.metrics["peak_rss_mib"].as_f64().unwrap();
+    assert!(rss > 100.0 && rss < 24.0 * 1024.0, "{rss}");
     for s in summary.iter().filter(|s| s.subject.is_none()) {
         assert_eq!(m.metrics[&format!("{}/accuracy", s.benchmark)], s.accuracy);
         assert_eq!(m.metrics[&format!("{}/questions", s.benchmark)], s.questions);
@@ -122,6 +125,14 @@ fn rows_and_summary_agree_and_reruns_are_no_ops() {
         rerun.iter().map(|r| &r.completion).collect::<Vec<_>>(),
         rows.iter().map(|r| &r.completion).collect::<Vec<_>>()
     );
+
+    // The shared (not batch-invariant) path is a different setting: it redoes the evaluation,
+    // under another config digest, and is then kept in turn.
+    let shared = spice_eval::EvalOptions { batch_invariant: false, ..opts.clone() };
+    assert!(evaluate(&shared).unwrap().ran);
+    let m_shared = Manifest::read(&out.join("_manifest.json")).unwrap();
+    assert_ne!(m_shared.config_digest, m.config_digest);
+    assert!(!evaluate(&shared).unwrap().ran);
 
     // A changed setting redoes it.
     let limited = evaluate(&spice_eval::EvalOptions { limit: 2, ..opts.clone() }).unwrap();

@@ -117,6 +117,7 @@ pub fn options(model: &Path, benches: &[&Path], out: &Path) -> EvalOptions {
         kv_cache_tokens: None,
         device: "cpu".into(),
         dtype: "f32".into(),
+        batch_invariant: true,
         seed: 5,
         force: false,
         run: None,

@@ -105,6 +105,15 @@ impl Layout {
             .then(|| Tensor::from_slice(&inv).view([rows.len() as i64, 1, 1]).to_device(device));
         Ok(lay)
     }
+
+    /// The shared-prefix mask in the dtype attention runs in (`Policy::attention_kind`),
+    /// cast once here instead of in every layer.
+    fn with_mask_in(mut self, kind: Kind) -> Layout {
+        if let Some(sp) = self.shared.as_mut() {
+            sp.mask = sp.mask.to_kind(kind);
+        }
+        self
+    }
 }
 
 /// The prefix groups of a micro-batch of `rows` when it is packed with a shared prefix:
@@ -471,7 +480,8 @@ impl Policy {
                     shared_prefix,
                     self.config().vocab_size,
                     self.device(),
-                )?;
+                )?
+                .with_mask_in(self.attention_kind());
                 let hidden = self.completion_hidden(&lay);
                 let inv_t = lay.inv_temperature.as_ref();
                 let lp = self.head_logprobs(&hidden, &lay.targets, inv_t).to_device(Device::Cpu);
@@ -517,7 +527,8 @@ impl Policy {
             let chunk: Vec<&ScoreRow> = idx.iter().map(|&i| &rows[i]).collect();
             let temps = temperatures_of(temperatures, &idx);
             let (vocab, device) = (self.config().vocab_size, self.device());
-            let lay = Layout::new(&chunk, &temps, opts.shared_prefix, vocab, device)?;
+            let lay = Layout::new(&chunk, &temps, opts.shared_prefix, vocab, device)?
+                .with_mask_in(self.attention_kind());
             let inv_t = lay.inv_temperature.as_ref();
             // 1. Hidden states that predict completion tokens: with their graph, or (when
             //    checkpointing) without, keeping only each layer's input.

@@ -39,10 +39,10 @@ pub struct SharedPrefix {
     pub suffix_len: i64,
     /// [rows] (Int64): the group (prefix) of each row.
     pub group_of_row: Tensor,
-    /// [rows, 1, suffix_len, prefix_len + suffix_len], f32, added to the scores: 0 where a
-    /// suffix token sees the key — its prefix's real tokens, then its own tokens up to itself
-    /// — and −∞ elsewhere (an additive mask runs faster than a boolean one in
-    /// libtorch's CPU attention).
+    /// [rows, 1, suffix_len, prefix_len + suffix_len] in the attention dtype, added to the
+    /// scores: 0 where a suffix token sees the key — its prefix's real tokens, then its own
+    /// tokens up to itself — and −∞ elsewhere (an additive mask runs faster than a boolean one
+    /// in libtorch's CPU attention).
     pub mask: Tensor,
 }
 

@@ -152,7 +152,7 @@ fn f32_generation_is_the_same_for_any_shard_count_and_batch_size() {
     // batches, and answers long enough that some stop early and free their slots.
     let profile = setup(tmp.path(), 11, "", "");
     let base =
-        ["reasoner.num_generations=4".to_string(), "reasoner.max_completion_length=48".into()];
+        ["reasoner.num_generations=4".to_string(), "reasoner.max_completion_length=128".into()];
     // (shards, challenger.batch_size, reasoner.batch_size); the profile's batch sizes are 4.
     let variants: [(u32, u32, u32); 6] =
         [(1, 4, 4), (2, 4, 4), (3, 4, 4), (1, 1, 1), (1, 3, 7), (2, 2, 16)];

@@ -12,6 +12,9 @@ pub struct GenerationMetrics {
     /// shared by its G or K samples.
     pub prompt_tokens: u64,
     pub prefill_tokens: u64,
+    /// Wall time of those prefills, a share of `generation_seconds` (the rest is decoding and
+    /// sampling; 0 in manifests written before this field).
+    pub prefill_seconds: f64,
     /// Rows decoded together at most (the batch size, or fewer where the KV cache budget
     /// or the number of rows bound it).
     pub max_live_rows: u64,
@@ -66,6 +69,7 @@ impl GenerationMetrics {
         );
         sum.prompt_tokens = self.prompt_tokens + other.prompt_tokens;
         sum.prefill_tokens = self.prefill_tokens + other.prefill_tokens;
+        sum.prefill_seconds = self.prefill_seconds + other.prefill_seconds;
         sum.max_live_rows = self.max_live_rows.max(other.max_live_rows);
         sum.stop_token_ids = std::mem::take(&mut self.stop_token_ids);
         for id in other.stop_token_ids {

@@ -4,7 +4,12 @@
 //! the Reasoner's K answers to a task, avg@k in evaluation). Each group's prompt is prefilled
 //! once; its keys and values and its last logits are then shared by every sample of the
 //! group. Distinct prompts are prefilled together, right-padded under the causal kernel (a
-//! real token never sees the padding after it), up to [`PREFILL_TOKENS`] at a time. A fixed number of slots decode together, one token per slot per step;
+//! real token never sees the padding after it), up to [`PREFILL_TOKENS`] at a time. Distinct
+//! prompts that begin with one long prefix (a [`Family`]: the Challenger's attempts at one
+//! document differ only in the task format written after it) prefill that prefix once and
+//! then only their own rests, which attend to it ([`AttnMode::Extend`]).
+//!
+//! A fixed number of slots decode together, one token per slot per step;
 //! when a sample finishes, the next waiting sample takes its slot before the next step, so no
 //! sample waits for the slowest of a batch. Only when nothing waits do finished slots leave
 //! the cache, so the tail shrinks instead of running empty rows.
@@ -18,7 +23,8 @@
 //! and each slot attends over exactly its own columns ([`KvCache::set_per_slot`]); the
 //! projections of a decode step are oneDNN GEMMs of at most
 //! [`crate::generate::INVARIANT_DECODE_ROWS`] rows, within which a row's sums do not change
-//! with the number of rows. Elsewhere (bf16, GPUs) a sample's log-probs, and rarely its
+//! with the number of rows; and no prefix is shared between distinct prompts (whether one is
+//! depends on the other requests). Elsewhere (bf16, GPUs) a sample's log-probs, and rarely its
 //! tokens, can change with its batch.
 
 use std::collections::{HashMap, VecDeque};
@@ -30,7 +36,7 @@ use tch::{Kind, Tensor};
 
 use crate::generate::{FinishReason, GenRequest, StepWeights};
 use crate::kv_cache::{KvCache, PrefixKv};
-use crate::model::AttnMode;
+use crate::model::{extend_mask, AttnMode};
 use crate::policy::Policy;
 use crate::sample::{sample_batch, stream_counter, stream_key, SamplingParams};
 
@@ -59,8 +65,59 @@ impl Row {
 }
 
 /// The samples of one distinct prompt, in request order.
-struct Group {
+struct Group<'a> {
+    prompt: &'a [u32],
     members: Vec<usize>,
+    /// The family whose shared prefix this prompt continues, if any.
+    family: Option<usize>,
+}
+
+/// Distinct prompts that begin with one long prefix — the Challenger's attempts at one
+/// document, whose prompts differ only in the task format after it. The prefix is prefilled
+/// once; each prompt's rest then attends to it ([`AttnMode::Extend`]).
+struct Family {
+    prefix_len: usize,
+    /// The prefix's keys and values, from its first prefill until its last prompt's.
+    kv: Option<PrefixKv>,
+    /// Prompts not yet prefilled.
+    waiting: usize,
+}
+
+/// The shortest prefix worth sharing between distinct prompts, in tokens: below it an
+/// extra pass costs more than it saves (the chat template's header alone is about 30).
+pub const MIN_SHARED_PREFIX: usize = 64;
+
+/// Families of distinct prompts (`prompts[g]` of group g) that share at least
+/// [`MIN_SHARED_PREFIX`] leading tokens: each family's groups and prefix length, which leaves
+/// every prompt at least one token of its own (its first logits come from its rest).
+fn families(prompts: &[&[u32]]) -> Vec<(Vec<usize>, usize)> {
+    let mut by_head: HashMap<&[u32], Vec<usize>> = HashMap::new();
+    let mut order: Vec<&[u32]> = Vec::new();
+    for (g, p) in prompts.iter().enumerate() {
+        if p.len() > MIN_SHARED_PREFIX {
+            let head = &p[..MIN_SHARED_PREFIX];
+            by_head.entry(head).or_insert_with(|| {
+                order.push(head);
+                Vec::new()
+            });
+            by_head.get_mut(head).unwrap().push(g);
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|head| {
+            let members = by_head.remove(head).unwrap();
+            if members.len() < 2 {
+                return None;
+            }
+            let first = prompts[members[0]];
+            let mut len = members.iter().map(|&g| prompts[g].len() - 1).min().unwrap();
+            for &g in &members[1..] {
+                len = len.min(first.iter().zip(prompts[g]).take_while(|(a, b)| a == b).count());
+            }
+            (len >= MIN_SHARED_PREFIX).then_some((members, len))
+        })
+        .collect()
 }
 
 /// Prompt tokens (padding included) one prefill pass may hold: bounds its activations
@@ -112,6 +169,10 @@ pub struct EngineStats {
     /// distinct prompt).
     pub prompt_tokens: usize,
     pub prefill_tokens: usize,
+    /// Wall time of the prefills (a share of the call's time).
+    pub prefill_seconds: f64,
+    /// Distinct prompts that continued a shared prefix instead of prefilling it again.
+    pub prefix_shared_prompts: usize,
     pub slots: usize,
 }
 
@@ -120,7 +181,8 @@ pub(crate) struct Engine<'a> {
     weights: &'a StepWeights<'a>,
     requests: &'a [GenRequest],
     params: &'a SamplingParams,
-    groups: Vec<Group>,
+    groups: Vec<Group<'a>>,
+    families: Vec<Family>,
     waiting: VecDeque<usize>,
     /// Prefilled groups with samples still to place, in order.
     prefilled: VecDeque<Prefilled>,
@@ -145,16 +207,54 @@ impl<'a> Engine<'a> {
     ) -> Engine<'a> {
         // Groups in order of first appearance; a prompt's samples stay together.
         let mut by_prompt: HashMap<&[u32], usize> = HashMap::new();
-        let mut groups: Vec<Group> = Vec::new();
+        let mut groups: Vec<Group<'a>> = Vec::new();
         for (i, r) in requests.iter().enumerate() {
             let g = *by_prompt.entry(r.prompt_ids.as_slice()).or_insert_with(|| {
-                groups.push(Group { members: Vec::new() });
+                groups.push(Group { prompt: &r.prompt_ids, members: Vec::new(), family: None });
                 groups.len() - 1
             });
             groups[g].members.push(i);
         }
         let cfg = policy.config();
         let invariant = policy.batch_invariant();
+        // A prompt prefilled after a shared prefix rounds differently from one prefilled
+        // whole, and whether it shares depends on the other requests: not where the policy
+        // promises batch invariance.
+        let mut fams = Vec::new();
+        let mut waiting: VecDeque<usize> = (0..groups.len()).collect();
+        if !invariant {
+            let prompts: Vec<&[u32]> = groups.iter().map(|g| g.prompt).collect();
+            for (members, prefix_len) in families(&prompts) {
+                for &g in &members {
+                    groups[g].family = Some(fams.len());
+                }
+                fams.push(Family { prefix_len, kv: None, waiting: members.len() });
+            }
+            // A family's prompts wait together, where its first one arrived, so their rests
+            // prefill in one pass while the prefix is held.
+            let mut placed = vec![false; groups.len()];
+            let mut order = VecDeque::with_capacity(groups.len());
+            for g in 0..groups.len() {
+                if placed[g] {
+                    continue;
+                }
+                match groups[g].family {
+                    None => {
+                        placed[g] = true;
+                        order.push_back(g);
+                    }
+                    Some(f) => {
+                        for h in g..groups.len() {
+                            if groups[h].family == Some(f) {
+                                placed[h] = true;
+                                order.push_back(h);
+                            }
+                        }
+                    }
+                }
+            }
+            waiting = order;
+        }
         let mut cache = KvCache::new(
             cfg.num_hidden_layers,
             plan.slots,
@@ -178,8 +278,9 @@ impl<'a> Engine<'a> {
             weights,
             requests,
             params,
-            waiting: (0..groups.len()).collect(),
+            waiting,
             groups,
+            families: fams,
             prefilled: VecDeque::new(),
             cache,
             slots: (0..plan.slots).map(|_| None).collect(),
@@ -243,15 +344,19 @@ impl<'a> Engine<'a> {
 
     /// Prefill the next waiting groups, no more than `free` of them (the slots they can
     /// fill now) and within [`PREFILL_TOKENS`] — one at a time when batch-invariant; false
-    /// when nothing waits.
+    /// when nothing waits. The prompts of one family continue its shared prefix together.
     fn prefill_next(&mut self, free: usize) -> bool {
-        let prompt = |g: usize| self.requests[self.groups[g].members[0]].prompt_ids.as_slice();
+        let Some(&first) = self.waiting.front() else { return false };
+        let family = self.groups[first].family;
+        let skip = family.map_or(0, |f| self.families[f].prefix_len);
         let most = if self.invariant { 1 } else { free };
         let mut batch: Vec<usize> = Vec::new();
         let mut width = 0;
         while let Some(&g) = self.waiting.front() {
-            let w = width.max(prompt(g).len());
-            if !batch.is_empty() && (batch.len() == most || (batch.len() + 1) * w > PREFILL_TOKENS)
+            let w = width.max(self.groups[g].prompt.len() - skip);
+            if self.groups[g].family != family
+                || (!batch.is_empty()
+                    && (batch.len() == most || (batch.len() + 1) * w > PREFILL_TOKENS))
             {
                 break;
             }
@@ -259,17 +364,45 @@ impl<'a> Engine<'a> {
             width = w;
             self.waiting.pop_front();
         }
-        if batch.is_empty() {
-            return false;
-        }
-        let prompts: Vec<&[u32]> = batch.iter().map(|&g| prompt(g)).collect();
-        let (kv, logits) = self.prefill(&prompts);
+        let head: &'a [u32] = &self.groups[first].prompt[..skip];
+        let prompts: Vec<&'a [u32]> =
+            batch.iter().map(|&g| &self.groups[g].prompt[skip..]).collect();
+        let past = family.map(|f| {
+            if self.families[f].kv.is_none() {
+                let (kv, _) = self.prefill(None, &[head]);
+                self.stats.prefill_tokens += skip;
+                self.families[f].kv = Some(kv);
+            }
+            self.families[f].waiting -= batch.len();
+            self.stats.prefix_shared_prompts += batch.len();
+            let last = self.families[f].waiting == 0;
+            let kv = self.families[f].kv.as_ref().unwrap();
+            let held = PrefixKv {
+                k: kv.k.iter().map(|t| t.shallow_clone()).collect(),
+                v: kv.v.iter().map(|t| t.shallow_clone()).collect(),
+            };
+            if last {
+                self.families[f].kv = None;
+            }
+            held
+        });
+        let (kv, logits) = self.prefill(past.as_ref(), &prompts);
         for (i, (&group, p)) in batch.iter().zip(&prompts).enumerate() {
             self.stats.prefill_tokens += p.len();
             let len = p.len() as i64;
             let row = |t: &Tensor| t.narrow(0, i as i64, 1).narrow(2, 0, len);
-            let kv =
-                PrefixKv { k: kv.k.iter().map(row).collect(), v: kv.v.iter().map(row).collect() };
+            let join = |rest: &[Tensor], shared: Option<&[Tensor]>| -> Vec<Tensor> {
+                match shared {
+                    None => rest.iter().map(row).collect(),
+                    Some(s) => {
+                        s.iter().zip(rest).map(|(s, r)| Tensor::cat(&[s, &row(r)], 2)).collect()
+                    }
+                }
+            };
+            let kv = PrefixKv {
+                k: join(&kv.k, past.as_ref().map(|p| p.k.as_slice())),
+                v: join(&kv.v, past.as_ref().map(|p| p.v.as_slice())),
+            };
             let logits = logits.narrow(0, i as i64, 1);
             self.prefilled.push_back(Prefilled { group, placed: 0, kv, logits });
         }
@@ -279,8 +412,8 @@ impl<'a> Engine<'a> {
     /// Distinct prompts through the model together, right-padded: their keys and values
     /// [prompts, kv_heads, width, head_dim] per layer, and the logits [prompts, vocab] of
     /// each one's last real position only (never the full-vocabulary logits of every
-    /// position).
-    fn prefill(&self, prompts: &[&[u32]]) -> (PrefixKv, Tensor) {
+    /// position). With `past`, the prompts are the rests that follow that one prefix.
+    fn prefill(&mut self, past: Option<&PrefixKv>, prompts: &[&[u32]]) -> (PrefixKv, Tensor) {
         let device = self.policy.device();
         let (b, width) = (prompts.len(), prompts.iter().map(|p| p.len()).max().unwrap());
         let pad = self.policy.eos_ids().first().copied().unwrap_or(0) as i64;
@@ -291,20 +424,29 @@ impl<'a> Engine<'a> {
             }
         }
         let ids = Tensor::from_slice(&ids).view([b as i64, width as i64]).to_device(device);
-        let pos = Tensor::arange(width as i64, (Kind::Int64, device))
+        let start = past.map_or(0, |p| p.len());
+        let pos = Tensor::arange_start(start, start + width as i64, (Kind::Int64, device))
             .view([1, width as i64])
             .expand([b as i64, width as i64], false);
         let t0 = Instant::now();
         let mut kv = PrefixKv::default();
         let w = self.weights.wide;
-        let hidden = w.forward(&ids, &pos, AttnMode::Prefill(&mut kv), None);
+        let hidden = match past {
+            None => w.forward(&ids, &pos, AttnMode::Prefill(&mut kv), None),
+            Some(past) => {
+                let mask = extend_mask(start, width as i64, self.policy.attention_kind(), device);
+                w.forward(&ids, &pos, AttnMode::Extend { past, mask: &mask, out: &mut kv }, None)
+            }
+        };
         let last: Vec<i64> = prompts.iter().map(|p| p.len() as i64 - 1).collect();
         let last = Tensor::from_slice(&last).to_device(device);
         let rows = Tensor::arange(b as i64, (Kind::Int64, device));
         // [b, 1, hidden]: each prompt's last real position.
         let at_last = hidden.index(&[Some(rows), Some(last)]).unsqueeze(1);
         let logits = w.last_logits(&at_last);
-        tracing::trace!(prompts = b, width, seconds = t0.elapsed().as_secs_f64(), "prefill");
+        let seconds = t0.elapsed().as_secs_f64();
+        self.stats.prefill_seconds += seconds;
+        tracing::trace!(prompts = b, width, past = start, seconds, "prefill");
         (kv, logits)
     }
 
@@ -380,5 +522,40 @@ impl<'a> Engine<'a> {
             pb.set_message(format!("{}/{} samples", self.done.len(), self.requests.len()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_share_the_longest_common_prefix_of_long_prompts() {
+        let doc = |d: u32| (0..100).map(move |j| d * 1000 + j);
+        let with = |d: u32, tail: &[u32]| doc(d).chain(tail.iter().copied()).collect::<Vec<u32>>();
+        let prompts = [
+            with(1, &[5, 6, 7]),
+            with(2, &[5]),
+            with(1, &[5, 6, 9, 9]),
+            (0..10).collect(),
+            with(1, &[8]),
+            with(2, &[6, 6]),
+            with(3, &[1]),
+        ];
+        let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        // Document 1's three prompts share its 100 tokens; document 2's two as well; a prompt
+        // alone or short shares nothing.
+        assert_eq!(families(&refs), vec![(vec![0, 2, 4], 100), (vec![1, 5], 100)]);
+        // Every prompt keeps a token of its own, even when one is the other's prefix.
+        let nested = [with(1, &[]), with(1, &[4, 4])];
+        let refs: Vec<&[u32]> = nested.iter().map(Vec::as_slice).collect();
+        assert_eq!(families(&refs), vec![(vec![0, 1], 99)]);
+        // Below the minimum a common head is not worth a pass of its own.
+        let short = [(0..70).collect::<Vec<u32>>(), (0..65).chain([9, 9]).collect()];
+        let refs: Vec<&[u32]> = short.iter().map(Vec::as_slice).collect();
+        assert_eq!(families(&refs), vec![(vec![0, 1], 65)]);
+        let shorter = [(0..70).collect::<Vec<u32>>(), (0..63).chain([9, 9, 9]).collect()];
+        let refs: Vec<&[u32]> = shorter.iter().map(Vec::as_slice).collect();
+        assert!(families(&refs).is_empty());
     }
 }

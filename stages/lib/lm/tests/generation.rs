@@ -453,3 +453,71 @@ fn generation_only_policies_generate_the_same_tokens() {
         assert!(refused.is_err(), "scoring needs the master weights");
     }
 }
+
+/// `n` distinct prompts that begin with one 90-token prefix (a document) and end in tails of
+/// their own (the task format), each sampled twice, interleaved with an unrelated prompt.
+fn family_requests(n: usize) -> Vec<GenRequest> {
+    let doc: Vec<u32> = (0..90).map(|j| (11 + 13 * j) % 290 + 5).collect();
+    let mut reqs = Vec::new();
+    for s in 0..2u64 {
+        for i in 0..n {
+            let tail = (0..(2 + 3 * i)).map(|j| (40 + 17 * j + 29 * i) as u32 % 290 + 5);
+            let prompt_ids = doc.iter().copied().chain(tail).collect();
+            reqs.push(GenRequest { prompt_ids, seed: 500 + 10 * i as u64 + s });
+        }
+        reqs.push(GenRequest { prompt_ids: vec![7, 8, 9, 10], seed: 77 + s });
+    }
+    reqs
+}
+
+/// Where batch invariance is not promised (here f32 with it switched off, as bf16 or a GPU),
+/// distinct prompts with a long common prefix prefill it once and continue it: the same
+/// tokens as each prompt alone, log-probs within rounding and equal to the update's
+/// re-scored ones.
+#[test]
+fn prompts_with_a_shared_prefix_prefill_it_once() {
+    for (arch, params) in [
+        ("qwen3", SamplingParams { temperature: 1.2, max_new_tokens: 16, ..Default::default() }),
+        ("llama3", SamplingParams::greedy(12)),
+    ] {
+        let mut p = load(arch, Kind::Float);
+        p.set_eos_ids(Vec::new());
+        p.set_batch_invariant(false);
+        let reqs = family_requests(3);
+        let (shared, stats) = p.generate_with_stats(&reqs, &params, 8, None).unwrap();
+        // The 90-token prefix once, each of the 3 tails once, the short prompt once.
+        let tails: usize = (0..3).map(|i| 2 + 3 * i).sum();
+        assert_eq!(stats.engine.prefill_tokens, 90 + tails + 4, "{arch}");
+        assert_eq!(stats.engine.prompt_tokens, 2 * (3 * 90 + tails + 4), "{arch}");
+        assert_eq!(stats.engine.prefix_shared_prompts, 3, "{arch}");
+        let mut worst = 0.0f32;
+        for (i, r) in reqs.iter().enumerate() {
+            let alone = p.generate(std::slice::from_ref(r), &params, 1, None).unwrap().remove(0);
+            assert_eq!(shared[i].token_ids, alone.token_ids, "{arch} request {i}");
+            for (a, b) in shared[i].logprobs.iter().zip(&alone.logprobs) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        assert!(worst < 1e-4, "{arch}: shared vs alone log-probs differ by {worst}");
+        // In fewer slots than prompts the prefix is held until its last prompt is prefilled.
+        let (two, stats) = p.generate_with_stats(&reqs, &params, 2, None).unwrap();
+        assert_eq!(stats.engine.prefill_tokens, 90 + tails + 4, "{arch}, 2 slots");
+        for (a, b) in two.iter().zip(&shared) {
+            assert_eq!(a.token_ids, b.token_ids, "{arch}, 2 slots");
+        }
+        let gap = logprob_gap(&p, &reqs, &params, 4);
+        println!(
+            "{arch}: {} samples of 3 prompts sharing a 90-token prefix: prefill {} of {} prompt \
+             tokens; the same tokens as alone (log-probs within {worst:.1e}); vs scoring {gap:.1e}",
+            reqs.len(),
+            stats.engine.prefill_tokens,
+            stats.engine.prompt_tokens
+        );
+        assert!(gap < 1e-4, "{arch}: {gap}");
+        // Batch-invariant generation prefills each prompt whole, as it always has.
+        p.set_batch_invariant(true);
+        let (_, stats) = p.generate_with_stats(&reqs, &params, 8, None).unwrap();
+        assert_eq!(stats.engine.prefix_shared_prompts, 0, "{arch}");
+        assert_eq!(stats.engine.prefill_tokens, 3 * 90 + tails + 4, "{arch}");
+    }
+}

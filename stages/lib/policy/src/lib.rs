@@ -120,6 +120,7 @@ impl StagePolicy {
             GenerationMetrics::new(gens.len() as u64, stats.new_tokens as u64, stats.seconds);
         t.prompt_tokens = stats.engine.prompt_tokens as u64;
         t.prefill_tokens = stats.engine.prefill_tokens as u64;
+        t.prefill_seconds = stats.engine.prefill_seconds;
         t.max_live_rows = stats.engine.slots as u64;
         t.stop_token_ids = self.stop_token_ids(&params);
         t.batch_invariant = self.policy.batch_invariant();
@@ -129,6 +130,7 @@ impl StagePolicy {
             new_tokens = t.new_tokens,
             prefill_tokens = t.prefill_tokens,
             prompt_tokens = t.prompt_tokens,
+            prefill_seconds = t.prefill_seconds,
             live_rows = t.max_live_rows,
             seconds = t.generation_seconds,
             tokens_per_second = t.tokens_per_second,

@@ -18,6 +18,11 @@ pub enum AttnMode<'a> {
     /// Right-padded prompts, causal as above; each layer also keeps its keys and values in
     /// the prefix, which the samples of each prompt then share.
     Prefill(&'a mut PrefixKv),
+    /// Right-padded rests of prompts that all continue one prefilled prefix (`past`, one
+    /// prompt's keys and values): each rest attends to the whole prefix and causally to itself
+    /// under `mask` ([`extend_mask`]), as it would after its own copy of the prefix; each layer
+    /// keeps the rests' keys and values in `out`.
+    Extend { past: &'a PrefixKv, mask: &'a Tensor, out: &'a mut PrefixKv },
     /// One new token per slot of the cache, each at the slot's own length.
     Decode(&'a mut KvCache),
     /// Training and scoring with each shared prompt prefix once: the sequence (batch 1) holds
@@ -145,6 +150,26 @@ impl Attention {
                 prefix.v.push(v.shallow_clone());
                 causal(&k, &v)
             }
+            AttnMode::Extend { past, mask, out } => {
+                out.k.push(k.shallow_clone());
+                out.v.push(v.shallow_clone());
+                let with_past = |p: &Tensor, t: &Tensor| {
+                    let p = p.expand([b, nkv, p.size()[2], d], false);
+                    repeat_kv(&Tensor::cat(&[p, t.shallow_clone()], 2), rep)
+                };
+                let k = with_past(&past.k[self.layer_idx], &k);
+                let v = with_past(&past.v[self.layer_idx], &v);
+                Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    Some(*mask),
+                    0.0,
+                    false,
+                    scale,
+                    false,
+                )
+            }
             AttnMode::Decode(cache) => {
                 // Group the query heads that share a key/value head so the cache is read in
                 // place, never repeated. [b, nkv, rep, span]
@@ -191,6 +216,18 @@ impl Attention {
         self.qkv.to_onednn(decode_rows);
         self.o_proj = self.o_proj.to_onednn(decode_rows);
     }
+}
+
+/// The additive mask of [`AttnMode::Extend`]: [1, 1, rest, past + rest], 0 where a query of
+/// the rest sees the key — every column of the prefix, then its own rest up to itself — and −∞
+/// elsewhere.
+pub fn extend_mask(past: i64, rest: i64, kind: Kind, device: Device) -> Tensor {
+    let q = Tensor::arange(rest, (Kind::Int64, device)).view([rest, 1]);
+    let k = Tensor::arange(past + rest, (Kind::Int64, device)).view([1, past + rest]) - past;
+    let hidden = k.gt_tensor(&q);
+    Tensor::zeros([rest, past + rest], (kind, device))
+        .masked_fill(&hidden, f64::NEG_INFINITY)
+        .view([1, 1, rest, past + rest])
 }
 
 /// Decode attention of each slot over exactly its own columns: `qg` [b, nkv, rep, d],

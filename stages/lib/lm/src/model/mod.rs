@@ -22,7 +22,7 @@ use std::rc::Rc;
 use anyhow::{Context, Result};
 use tch::{nn, Device, Kind, Tensor};
 
-pub use attention::{Attention, AttnMode, SharedPrefix};
+pub use attention::{extend_mask, Attention, AttnMode, SharedPrefix};
 pub use layer::DecoderLayer;
 pub use linear::{cast, Linear, Projections};
 pub use load::Vars;

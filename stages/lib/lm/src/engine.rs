@@ -230,6 +230,18 @@ impl<'a> Engine<'a> {
                 }
                 fams.push(Family { prefix_len, kv: None, waiting: members.len() });
             }
+            // A prompt alone that begins with a prefix an earlier call prefilled continues it.
+            if let Some(cache) = weights.prefixes {
+                let cache = cache.lock().unwrap();
+                for (g, group) in groups.iter_mut().enumerate().filter(|(_, g)| g.family.is_none())
+                {
+                    let p = prompts[g];
+                    if let Some((n, _)) = cache.longest(p, p.len() - 1, MIN_SHARED_PREFIX) {
+                        group.family = Some(fams.len());
+                        fams.push(Family { prefix_len: n, kv: None, waiting: 1 });
+                    }
+                }
+            }
             // A family's prompts wait together, where its first one arrived, so their rests
             // prefill in one pass while the prefix is held.
             let mut placed = vec![false; groups.len()];
@@ -369,44 +381,60 @@ impl<'a> Engine<'a> {
             batch.iter().map(|&g| &self.groups[g].prompt[skip..]).collect();
         let past = family.map(|f| {
             if self.families[f].kv.is_none() {
-                let (kv, _) = self.prefill(None, &[head]);
-                self.stats.prefill_tokens += skip;
+                let kv = self.prefix(head);
                 self.families[f].kv = Some(kv);
             }
             self.families[f].waiting -= batch.len();
             self.stats.prefix_shared_prompts += batch.len();
-            let last = self.families[f].waiting == 0;
-            let kv = self.families[f].kv.as_ref().unwrap();
-            let held = PrefixKv {
-                k: kv.k.iter().map(|t| t.shallow_clone()).collect(),
-                v: kv.v.iter().map(|t| t.shallow_clone()).collect(),
-            };
-            if last {
+            let kv = self.families[f].kv.as_ref().unwrap().shallow_clone();
+            if self.families[f].waiting == 0 {
                 self.families[f].kv = None;
             }
-            held
+            kv
         });
         let (kv, logits) = self.prefill(past.as_ref(), &prompts);
         for (i, (&group, p)) in batch.iter().zip(&prompts).enumerate() {
             self.stats.prefill_tokens += p.len();
             let len = p.len() as i64;
-            let row = |t: &Tensor| t.narrow(0, i as i64, 1).narrow(2, 0, len);
-            let join = |rest: &[Tensor], shared: Option<&[Tensor]>| -> Vec<Tensor> {
-                match shared {
-                    None => rest.iter().map(row).collect(),
-                    Some(s) => {
-                        s.iter().zip(rest).map(|(s, r)| Tensor::cat(&[s, &row(r)], 2)).collect()
-                    }
-                }
+            let row = |ts: &[Tensor]| {
+                ts.iter().map(|t| t.narrow(0, i as i64, 1).narrow(2, 0, len)).collect()
             };
-            let kv = PrefixKv {
-                k: join(&kv.k, past.as_ref().map(|p| p.k.as_slice())),
-                v: join(&kv.v, past.as_ref().map(|p| p.v.as_slice())),
+            let rest = PrefixKv { k: row(&kv.k), v: row(&kv.v) };
+            let kv = match &past {
+                Some(past) => past.join(&rest),
+                None => rest,
             };
             let logits = logits.narrow(0, i as i64, 1);
             self.prefilled.push_back(Prefilled { group, placed: 0, kv, logits });
         }
         true
+    }
+
+    /// The keys and values of a family's shared prefix: from the policy's prefix cache where
+    /// an earlier call left them (or the start of them, then continued), else prefilled; the
+    /// cache keeps them for later calls.
+    fn prefix(&mut self, head: &[u32]) -> PrefixKv {
+        let cached = self
+            .weights
+            .prefixes
+            .and_then(|c| c.lock().unwrap().longest(head, head.len(), MIN_SHARED_PREFIX));
+        let kv = match cached {
+            Some((n, kv)) if n == head.len() => kv,
+            Some((n, kv)) => {
+                let (rest, _) = self.prefill(Some(&kv), &[&head[n..]]);
+                self.stats.prefill_tokens += head.len() - n;
+                kv.join(&rest)
+            }
+            None => {
+                let (kv, _) = self.prefill(None, &[head]);
+                self.stats.prefill_tokens += head.len();
+                kv
+            }
+        };
+        if let Some(cache) = self.weights.prefixes {
+            cache.lock().unwrap().insert(head, &kv);
+        }
+        kv
     }
 
     /// Distinct prompts through the model together, right-padded: their keys and values

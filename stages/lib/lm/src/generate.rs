@@ -15,6 +15,7 @@
 //!   top-p are not reflected in it (the run config refuses them for trained roles);
 //! - `text`: the completion decoded without special tokens.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -26,6 +27,7 @@ use crate::engine::{Engine, EngineStats, Plan};
 use crate::kv_cache::KvCache;
 use crate::model::Weights;
 use crate::policy::Policy;
+use crate::prefix_cache::PrefixCache;
 use crate::sample::SamplingParams;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +90,8 @@ pub const INVARIANT_DECODE_ROWS: i64 = 32;
 pub(crate) struct StepWeights<'a> {
     pub wide: &'a Weights,
     pub narrow: Option<&'a Weights>,
+    /// Shared prefixes of earlier calls (generation-only policies).
+    pub prefixes: Option<&'a Mutex<PrefixCache>>,
 }
 
 /// The weights generation multiplies with, made from the master weights: the compute dtype's
@@ -96,11 +100,17 @@ pub(crate) struct StepWeights<'a> {
 pub(crate) struct GenerationWeights {
     wide: Weights,
     narrow: Option<Weights>,
+    /// Prefixes prefilled by earlier calls, valid as long as these weights are.
+    prefixes: Mutex<PrefixCache>,
 }
 
 impl GenerationWeights {
     fn step(&self) -> StepWeights<'_> {
-        StepWeights { wide: &self.wide, narrow: self.narrow.as_ref() }
+        StepWeights {
+            wide: &self.wide,
+            narrow: self.narrow.as_ref(),
+            prefixes: Some(&self.prefixes),
+        }
     }
 }
 
@@ -242,7 +252,7 @@ impl Policy {
             }
             let narrow = self.narrow_decode_weights();
             tracing::trace!(seconds = t0.elapsed().as_secs_f64(), "compute weights ready");
-            GenerationWeights { wide: w, narrow }
+            GenerationWeights { wide: w, narrow, prefixes: Mutex::default() }
         })
     }
 

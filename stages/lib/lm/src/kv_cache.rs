@@ -27,6 +27,20 @@ impl PrefixKv {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The same tensors, shared.
+    pub fn shallow_clone(&self) -> PrefixKv {
+        let share = |ts: &[Tensor]| ts.iter().map(Tensor::shallow_clone).collect();
+        PrefixKv { k: share(&self.k), v: share(&self.v) }
+    }
+
+    /// `self`'s tokens followed by `rest`'s, layer by layer (one prompt each).
+    pub fn join(&self, rest: &PrefixKv) -> PrefixKv {
+        let cat = |a: &[Tensor], b: &[Tensor]| {
+            a.iter().zip(b).map(|(a, b)| Tensor::cat(&[a, b], 2)).collect()
+        };
+        PrefixKv { k: cat(&self.k, &rest.k), v: cat(&self.v, &rest.v) }
+    }
 }
 
 /// Slots `start..start + len` read the same `span` columns in this decode step: a run of

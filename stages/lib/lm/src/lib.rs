@@ -27,6 +27,7 @@ pub mod optim;
 pub mod partition;
 pub mod peak;
 pub mod policy;
+pub mod prefix_cache;
 pub mod rope;
 pub mod sample;
 pub mod tokenizer;

@@ -521,3 +521,47 @@ fn prompts_with_a_shared_prefix_prefill_it_once() {
         assert_eq!(stats.engine.prefill_tokens, 3 * 90 + tails + 4, "{arch}");
     }
 }
+
+/// A generation-only policy keeps the prefixes it prefilled for its later calls (the
+/// Challenger's rounds return to their documents): a prompt alone that begins with one, or a
+/// new family whose prefix extends one, prefills only what is new, and generates as before.
+#[test]
+fn later_calls_continue_the_prefixes_of_earlier_ones() {
+    let mut p = load("qwen2", Kind::Float);
+    p.set_eos_ids(Vec::new());
+    p.set_batch_invariant(false);
+    let params = SamplingParams { temperature: 1.1, max_new_tokens: 10, ..Default::default() };
+    let reqs = family_requests(3);
+    let first = p.generate(&reqs, &params, 8, None).unwrap();
+    p.generation_only();
+    let (again, stats) = p.generate_with_stats(&reqs, &params, 8, None).unwrap();
+    assert_eq!(stats.engine.prefill_tokens, 90 + 15 + 4, "the first call in the cache");
+    // Round 2: one prompt of the family alone; its 90-token prefix comes from the cache.
+    let (one, stats) = p.generate_with_stats(&reqs[1..2], &params, 8, None).unwrap();
+    assert_eq!(stats.engine.prefill_tokens, 5, "only its own 5 tokens");
+    assert_eq!(stats.engine.prefix_shared_prompts, 1);
+    assert_eq!(one[0].token_ids, first[1].token_ids);
+    // Two new prompts that share 95 tokens: the cached 90, then 5 more, then their own.
+    let longer: Vec<GenRequest> = (0..2u32)
+        .map(|i| {
+            let mut ids = reqs[2].prompt_ids[..95].to_vec();
+            ids.extend([9 + i, 10 + i, 11]);
+            GenRequest { prompt_ids: ids, seed: 40 + i as u64 }
+        })
+        .collect();
+    let (got, stats) = p.generate_with_stats(&longer, &params, 8, None).unwrap();
+    assert_eq!(stats.engine.prefill_tokens, 5 + 2 * 3);
+    let mut fresh = load("qwen2", Kind::Float);
+    fresh.set_eos_ids(Vec::new());
+    fresh.set_batch_invariant(false);
+    for (i, r) in longer.iter().enumerate() {
+        let alone = fresh.generate(std::slice::from_ref(r), &params, 1, None).unwrap().remove(0);
+        assert_eq!(got[i].token_ids, alone.token_ids, "prompt {i}");
+        for (a, b) in got[i].logprobs.iter().zip(&alone.logprobs) {
+            assert!((a - b).abs() < 1e-4, "prompt {i}: {a} vs {b}");
+        }
+    }
+    for (a, b) in again.iter().zip(&first) {
+        assert_eq!(a.token_ids, b.token_ids);
+    }
+}

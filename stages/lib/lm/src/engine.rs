@@ -366,9 +366,10 @@ impl<'a> Engine<'a> {
         let mut width = 0;
         while let Some(&g) = self.waiting.front() {
             let w = width.max(self.groups[g].prompt.len() - skip);
+            // Each rest also attends to (a copy of) the shared prefix.
             if self.groups[g].family != family
                 || (!batch.is_empty()
-                    && (batch.len() == most || (batch.len() + 1) * w > PREFILL_TOKENS))
+                    && (batch.len() == most || (batch.len() + 1) * (w + skip) > PREFILL_TOKENS))
             {
                 break;
             }
